@@ -1,0 +1,88 @@
+from django.contrib import admin
+
+from ops.models import ChecklistItem, ChecklistRun, ChecklistSection, ChecklistTemplate, RunItem
+from portal.admin_audit import AuditedModelAdmin
+
+
+class ChecklistSectionInline(admin.TabularInline):
+    model = ChecklistSection
+    extra = 0
+
+
+class ChecklistItemInline(admin.TabularInline):
+    model = ChecklistItem
+    extra = 0
+    fields = ["position", "section", "parent", "text", "command", "help_text"]
+    ordering = ["position", "id"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # Offer only this checklist's sections and items as sections and parents.
+        template_id = request.resolver_match.kwargs.get("object_id")
+        if db_field.name in {"section", "parent"}:
+            model = ChecklistSection if db_field.name == "section" else ChecklistItem
+            kwargs["queryset"] = model.objects.filter(template_id=template_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(ChecklistTemplate)
+class ChecklistTemplateAdmin(AuditedModelAdmin):
+    list_display = ["name", "cadence", "schedule_label", "is_active", "source_file", "updated_at"]
+    list_filter = ["cadence", "is_active", "source_file"]
+    search_fields = ["name", "context", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["source_file", "source_key", "next_run_at", "created_at", "updated_at"]
+    inlines = [ChecklistSectionInline, ChecklistItemInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "context", "description", "is_active"]}),
+        (
+            "Schedule",
+            {
+                "fields": [
+                    "cadence",
+                    "due_time",
+                    "due_weekday",
+                    "due_day",
+                    "complete_within",
+                    "estimated_minutes",
+                    "next_run_at",
+                ]
+            },
+        ),
+        ("Origin", {"fields": ["source_file", "source_key", "created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="Schedule")
+    def schedule_label(self, obj: ChecklistTemplate) -> str:
+        return obj.schedule_label()
+
+
+class RunItemInline(admin.TabularInline):
+    model = RunItem
+    extra = 0
+    can_delete = False
+    fields = ["position", "text", "state", "done_by", "done_at", "note", "skip_reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ChecklistRun)
+class ChecklistRunAdmin(AuditedModelAdmin):
+    """Runs are history: they change only through ticks in the portal, so read-only here."""
+
+    list_display = ["title", "label", "status", "period_start", "items_done", "items_total"]
+    list_filter = ["status", "template"]
+    search_fields = ["title", "label"]
+    date_hierarchy = "created_at"
+    list_select_related = ["template"]
+    inlines = [RunItemInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

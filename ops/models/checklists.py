@@ -1,0 +1,327 @@
+"""Checklist templates (what to check, when) and runs (one operator shift's copy, ticked)."""
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Cadence(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+    QUARTERLY = "quarterly", "Quarterly"
+    ON_DEMAND = "on-demand", "On demand"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+# How long after its period opens a run may stay open before it is flagged overdue, when the
+# template does not say.
+DEFAULT_COMPLETE_WITHIN = {
+    Cadence.DAILY: timedelta(hours=3),
+    Cadence.WEEKLY: timedelta(days=2),
+    Cadence.MONTHLY: timedelta(days=5),
+    Cadence.QUARTERLY: timedelta(days=14),
+}
+
+
+def _local_zone() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    return day.replace(year=day.year + month_index // 12, month=month_index % 12 + 1)
+
+
+class ChecklistTemplate(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=220, unique=True)
+    context = models.CharField(
+        max_length=300, blank=True, help_text="Where it comes from, e.g. the runbook's headings."
+    )
+    description = models.TextField(blank=True)
+    cadence = models.CharField(max_length=16, choices=Cadence, default=Cadence.ON_DEMAND)
+    due_time = models.TimeField(
+        default=time(9, 0), help_text="Local time of day the run opens (PORTAL_TIME_ZONE)."
+    )
+    due_weekday = models.PositiveSmallIntegerField(
+        choices=Weekday, default=Weekday.MONDAY, help_text="Weekly checklists open on this day."
+    )
+    due_day = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Monthly and quarterly checklists open on this day of the month (1-28).",
+    )
+    complete_within = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="A run still open this long after it opened is overdue. Empty: a default "
+        "for the cadence (daily 3 h, weekly 2 days, monthly 5 days, quarterly 14 days).",
+    )
+    estimated_minutes = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    source_file = models.CharField(max_length=255, blank=True, editable=False)
+    source_key = models.CharField(max_length=500, blank=True, editable=False)
+    next_run_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        editable=False,
+        help_text="When the scheduler next opens a run; empty means at its next scan.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_file", "source_key"],
+                condition=~models.Q(source_key=""),
+                name="checklist_template_unique_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # Any edit may move the schedule: let the scheduler recompute it at its next scan. That is
+        # safe because opening a run is idempotent per period.
+        self.next_run_at = None
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:template_detail", args=[self.slug])
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.cadence != Cadence.ON_DEMAND
+
+    @property
+    def deadline_after_open(self) -> timedelta | None:
+        if self.complete_within is not None:
+            return self.complete_within
+        return DEFAULT_COMPLETE_WITHIN.get(self.cadence)
+
+    def schedule_label(self) -> str:
+        at = self.due_time.strftime("%H:%M")
+        match self.cadence:
+            case Cadence.DAILY:
+                return f"Daily at {at}"
+            case Cadence.WEEKLY:
+                return f"{Weekday(self.due_weekday).label}s at {at}"
+            case Cadence.MONTHLY:
+                return f"Monthly on day {self.due_day} at {at}"
+            case Cadence.QUARTERLY:
+                return f"Quarterly on day {self.due_day} at {at}"
+        return "On demand"
+
+    def _opening_on(self, day: date) -> datetime:
+        return datetime.combine(day, self.due_time, tzinfo=_local_zone())
+
+    def period_at(self, moment: datetime) -> tuple[datetime, datetime]:
+        """The (start, end) of the period that contains ``moment``: it starts when the run
+        opens (today's 09:00, this Monday's 09:00, ...) and ends when the next one opens."""
+        if not self.is_scheduled:
+            raise ValueError("On-demand checklists have no period.")
+        local = moment.astimezone(_local_zone())
+        today = local.date()
+        if self.cadence == Cadence.DAILY:
+            first = today
+            step = timedelta(days=1)
+            start = self._opening_on(first)
+            if start > local:
+                start = self._opening_on(first - step)
+            return start, self._opening_on(start.date() + step)
+        if self.cadence == Cadence.WEEKLY:
+            first = today - timedelta(days=(today.weekday() - self.due_weekday) % 7)
+            start = self._opening_on(first)
+            if start > local:
+                start = self._opening_on(first - timedelta(days=7))
+            return start, self._opening_on(start.date() + timedelta(days=7))
+        months = 1 if self.cadence == Cadence.MONTHLY else 3
+        month = today.month if months == 1 else ((today.month - 1) // 3) * 3 + 1
+        first = date(today.year, month, self.due_day)
+        start = self._opening_on(first)
+        if start > local:
+            start = self._opening_on(_add_months(first, -months))
+        return start, self._opening_on(_add_months(start.date(), months))
+
+
+class ChecklistSection(models.Model):
+    template = models.ForeignKey(
+        ChecklistTemplate, on_delete=models.CASCADE, related_name="sections"
+    )
+    title = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["template", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ChecklistItem(models.Model):
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.CASCADE, related_name="items")
+    section = models.ForeignKey(
+        ChecklistSection, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    position = models.PositiveIntegerField(default=0)
+    text = models.CharField(max_length=500)
+    command = models.TextField(blank=True, help_text="Shown as a code block with a copy button.")
+    help_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["template", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.text
+
+    def clean(self):
+        if self.parent_id and self.parent.template_id != self.template_id:
+            raise ValidationError({"parent": "A sub-item must belong to the same checklist."})
+        if self.section_id and self.section.template_id != self.template_id:
+            raise ValidationError({"section": "The section must belong to the same checklist."})
+
+
+class RunStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETED = "completed", "Completed"
+
+
+class ChecklistRun(models.Model):
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.PROTECT, related_name="runs")
+    title = models.CharField(max_length=200, help_text="The template's name when the run opened.")
+    label = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus, default=RunStatus.OPEN)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True, help_text="The first tick.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    items_total = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    # Bumped on every change so open pages can ask "anything since version N?".
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "period_start"],
+                condition=models.Q(period_start__isnull=False),
+                name="checklist_run_one_per_period",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["template", "-created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+        permissions = [
+            ("tick_checklistrun", "Can tick, skip and annotate items of checklist runs"),
+            ("start_checklistrun", "Can start on-demand checklist runs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.label})" if self.label else self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:run_detail", args=[self.pk])
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == RunStatus.COMPLETED
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.items_done / self.items_total) if self.items_total else 100
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.completed_at is None:
+            return None
+        return self.completed_at - (self.started_at or self.created_at)
+
+    def is_overdue(self, now: datetime | None = None) -> bool:
+        return (
+            not self.is_complete
+            and self.due_at is not None
+            and (now or timezone.now()) > self.due_at
+        )
+
+    def is_left_incomplete(self, now: datetime | None = None) -> bool:
+        return (
+            not self.is_complete
+            and self.period_end is not None
+            and (now or timezone.now()) >= self.period_end
+        )
+
+
+class ItemState(models.TextChoices):
+    OPEN = "open", "Open"
+    DONE = "done", "Done"
+    SKIPPED = "skipped", "Skipped"
+
+
+class RunItem(models.Model):
+    """A run's own copy of a template item, so editing the template never rewrites history."""
+
+    run = models.ForeignKey(ChecklistRun, on_delete=models.CASCADE, related_name="items")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    template_item = models.ForeignKey(
+        ChecklistItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    position = models.PositiveIntegerField()
+    depth = models.PositiveSmallIntegerField(default=0)
+    section = models.CharField(max_length=200, blank=True)
+    text = models.CharField(max_length=500)
+    command = models.TextField(blank=True)
+    help_text = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=ItemState, default=ItemState.OPEN)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    done_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    rev = models.PositiveIntegerField(default=0, help_text="The run's version of the last change.")
+
+    class Meta:
+        ordering = ["run", "position"]
+        indexes = [models.Index(fields=["run", "rev"])]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def is_settled(self) -> bool:
+        return self.state != ItemState.OPEN

@@ -1,0 +1,70 @@
+"""First-run setup used by `make run`: migrate, load the default runbooks, create the admin (and
+with --demo one user per role), print generated passwords once, open the current runs."""
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from ops.management.commands.import_runbook import read_runbooks
+from ops.services.checklists import checklist_runs_schedule
+from ops.services.runbooks import runbook_import
+from portal import roles
+
+DEFAULT_RUNBOOKS = Path(settings.BASE_DIR) / "ops" / "runbooks" / "defaults"
+DEMO_USERS = [
+    ("operator", roles.OPERATOR, False),
+    ("manager", roles.MANAGER, True),
+    ("imagestaff", roles.IMAGE_STAFF, False),
+]
+
+
+class Command(BaseCommand):
+    help = "Prepare the portal for a first run (idempotent: safe to run every start)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--demo", action="store_true", help="Also create one user per role.")
+        parser.add_argument("--admin", default="admin", help="Username of the admin to create.")
+
+    def handle(self, *args, demo: bool, admin: str, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
+        with transaction.atomic():
+            for source, checklists in runbooks:
+                runbook_import(source_file=source, checklists=checklists)
+            created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
+            if demo:
+                created += [self._user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
+        count = sum(len(checklists) for _source, checklists in runbooks)
+        self.stdout.write(f"Default runbooks loaded: {count} checklists.")
+        opened = checklist_runs_schedule()
+        self.stdout.write(f"Runs opened for the current period: {len(opened)}.")
+        new = [entry for entry in created if entry[1]]
+        if new:
+            self.stdout.write(self.style.WARNING("\nPasswords (shown this once; store them now):"))
+            for username, password, role in new:
+                self.stdout.write(f"  {role:<12} {username:<12} {password}")
+            self.stdout.write("")
+        for username, password, _role in created:
+            if not password:
+                self.stdout.write(
+                    f"User {username} exists; its password is unchanged "
+                    f"(reset it: python manage.py changepassword {username})."
+                )
+
+    def _user(self, username: str, role: str, *, staff: bool, superuser: bool = False):
+        User = get_user_model()
+        user = User.objects.filter(username=username).first()
+        if user is not None:
+            return username, None, role
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(
+            username=username, password=password, is_staff=staff, is_superuser=superuser
+        )
+        user.groups.add(Group.objects.get(name=role))
+        return username, password, role

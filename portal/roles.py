@@ -1,0 +1,7 @@
+"""The portal's roles. The groups themselves are made by data migrations (portal 0002 on)."""
+
+OPERATOR = "Operator"
+MANAGER = "Manager"
+IMAGE_STAFF = "Image staff"
+ADMIN = "Admin"
+ROLES = (OPERATOR, MANAGER, IMAGE_STAFF, ADMIN)

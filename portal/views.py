@@ -1,0 +1,67 @@
+from datetime import datetime, time, timedelta
+
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from portal.models import AuditEntry
+
+AUDIT_PER_PAGE = 50
+
+
+def _parse_day(value: str, errors: list[str], label: str):
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        errors.append(f"{label} must be a date like 2026-11-23, not “{value}”.")
+        return None
+
+
+@require_GET
+@permission_required("portal.view_auditentry", raise_exception=True)
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Who did what, filterable by person, action, kind of object, text and dates."""
+    params = request.GET
+    errors: list[str] = []
+    entries = AuditEntry.objects.order_by("-created_at", "-id")
+    if actor := params.get("actor", "").strip():
+        entries = entries.filter(actor_name__iexact=actor)
+    if action := params.get("action", "").strip():
+        entries = entries.filter(action__startswith=action)
+    if object_type := params.get("object_type", "").strip():
+        entries = entries.filter(object_type=object_type)
+    if query := params.get("q", "").strip():
+        entries = entries.filter(Q(object_repr__icontains=query) | Q(summary__icontains=query))
+    zone = timezone.get_current_timezone()
+    if since := _parse_day(params.get("since", ""), errors, "From"):
+        entries = entries.filter(created_at__gte=datetime.combine(since, time(), tzinfo=zone))
+    if until := _parse_day(params.get("until", ""), errors, "To"):
+        end = datetime.combine(until + timedelta(days=1), time(), tzinfo=zone)
+        entries = entries.filter(created_at__lt=end)
+    page = Paginator(entries.select_related(None), AUDIT_PER_PAGE).get_page(params.get("page"))
+    querystring = params.copy()
+    querystring.pop("page", None)
+    return render(
+        request,
+        "portal/audit_log.html",
+        {
+            "page": page,
+            "errors": errors,
+            "filters": params,
+            "querystring": querystring.urlencode(),
+            "actions": AuditEntry.objects.order_by("action")
+            .values_list("action", flat=True)
+            .distinct(),
+            "object_types": AuditEntry.objects.exclude(object_type="")
+            .order_by("object_type")
+            .values_list("object_type", flat=True)
+            .distinct(),
+        },
+        status=400 if errors else 200,
+    )

@@ -1,0 +1,128 @@
+"""Personas and small factories shared by the whole suite."""
+
+import importlib
+import os
+from datetime import time
+from pathlib import Path
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from ops.models import Cadence, ChecklistItem, ChecklistTemplate
+from portal import roles
+
+PASSWORD = "correct-horse-battery-staple"
+# ../shared/seeds from the repository root: CI clones the repository next to shared/.
+SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_celery_queue():
+    """Parallel test processes share one Redis: each gets its own queue, so a worker started by
+    one never takes another's tasks."""
+    from portal.celery import app
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    app.conf.task_default_queue = f"tests-{worker}"
+    return app
+
+
+def ensure_roles() -> None:
+    """Transactional tests (browser, worker) end with a flush that empties every table; the
+    role groups come from data migrations, so replay those when they are gone."""
+    if Group.objects.filter(name__in=roles.ROLES).count() == len(roles.ROLES):
+        return
+    migrations = sorted((Path(__file__).parents[1] / "portal" / "migrations").glob("0*.py"))
+    for path in migrations:
+        module = importlib.import_module(f"portal.migrations.{path.stem}")
+        if hasattr(module, "create_roles"):
+            module.create_roles(django_apps, None)
+
+
+@pytest.fixture
+def make_user(db):
+    ensure_roles()
+
+    def make(username: str, role: str | None = None, **extra) -> User:
+        user = User.objects.create_user(username=username, password=PASSWORD, **extra)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def operator(make_user) -> User:
+    return make_user("olivia", roles.OPERATOR)
+
+
+@pytest.fixture
+def second_operator(make_user) -> User:
+    return make_user("oscar", roles.OPERATOR)
+
+
+@pytest.fixture
+def manager(make_user) -> User:
+    return make_user("maria", roles.MANAGER, is_staff=True)
+
+
+@pytest.fixture
+def image_staff(make_user) -> User:
+    return make_user("ines", roles.IMAGE_STAFF)
+
+
+@pytest.fixture
+def outsider(make_user) -> User:
+    """Logged in, but in no role."""
+    return make_user("nobody")
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def make_template(db):
+    def make(
+        name: str = "Morning check",
+        items: list = ("Services healthy", "No critical errors in logs"),
+        cadence: str = Cadence.DAILY,
+        due_time: time = time(9, 0),
+        **extra,
+    ) -> ChecklistTemplate:
+        from django.utils.text import slugify
+
+        template = ChecklistTemplate.objects.create(
+            name=name,
+            slug=extra.pop("slug", slugify(name)),
+            cadence=cadence,
+            due_time=due_time,
+            **extra,
+        )
+        _add_items(template, list(items), parent=None)
+        return template
+
+    return make
+
+
+def _add_items(template, items, parent):
+    """Items as strings, or (text, [children]) pairs, or dicts with text/command/children."""
+    for position, spec in enumerate(items):
+        if isinstance(spec, str):
+            spec = {"text": spec}
+        elif isinstance(spec, tuple):
+            spec = {"text": spec[0], "children": spec[1]}
+        item = ChecklistItem.objects.create(
+            template=template,
+            parent=parent,
+            position=position,
+            text=spec["text"],
+            command=spec.get("command", ""),
+            help_text=spec.get("help_text", ""),
+        )
+        _add_items(template, spec.get("children", []), parent=item)
