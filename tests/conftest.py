@@ -2,13 +2,14 @@
 
 import importlib
 import os
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from django.utils import timezone
 
 from ops.models import Cadence, ChecklistItem, ChecklistTemplate
 from portal import roles
@@ -92,9 +93,14 @@ def make_template(db):
         name: str = "Morning check",
         items: list = ("Services healthy", "No critical errors in logs"),
         cadence: str = Cadence.DAILY,
-        due_time: time = time(9, 0),
+        due_time: time | None = None,
         **extra,
     ) -> ChecklistTemplate:
+        """By default due a few minutes ago, so the scheduler opens a run that is not yet
+        overdue, whatever the time of day the suite runs."""
+        if due_time is None:
+            recent = timezone.localtime() - timedelta(minutes=5)
+            due_time = recent.time().replace(second=0, microsecond=0)
         from django.utils.text import slugify
 
         template = ChecklistTemplate.objects.create(

@@ -92,7 +92,11 @@ def checklist_runs_schedule(*, now: datetime | None = None) -> list[ChecklistRun
         # A template edited mid-period (a later due time) must not open a second run for a
         # span another run already covers.
         covered = template.runs.filter(period_start__lt=end, period_end__gt=start).exists()
-        if not covered:
+        # A template that never ran (a fresh install, a new checklist) starts with the first
+        # period it can still be done in, not with one already overdue before it existed.
+        deadline = template.deadline_after_open
+        late_start = deadline is not None and start + deadline < now and not template.runs.exists()
+        if not covered and not late_start:
             try:
                 with transaction.atomic():
                     run = _open_run(template=template, now=now, period=(start, end))

@@ -42,7 +42,7 @@ def _today_context(request: HttpRequest) -> dict:
     templates = active_templates()
     return {
         "now": now,
-        "current_runs": current,
+        "current_runs": [run for run in current if not run.is_overdue(now)],
         "overdue_runs": [run for run in current if run.is_overdue(now)],
         "attention_runs": runs_needing_attention(now=now),
         "histories": template_histories(templates=templates, now=now),

@@ -14,6 +14,22 @@ from portal.models import AuditEntry
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _utc(settings):
+    settings.TIME_ZONE = "UTC"
+
+
+@pytest.fixture
+def make_template(make_template):
+    """These tests pass explicit times: their checklists are due at 09:00 UTC."""
+
+    def make(*args, **kwargs):
+        kwargs.setdefault("due_time", time(9, 0))
+        return make_template(*args, **kwargs)
+
+    return make
+
+
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
@@ -114,11 +130,11 @@ def test_scheduler_opens_each_period_once(make_template):
 def test_scheduler_skips_inactive_templates_and_before_the_due_time(make_template):
     make_template("Old check", is_active=False)
     evening = make_template("Evening check", due_time=time(18, 0))
-    assert checklist_runs_schedule(now=at("2026-11-23T17:59")) == [
-        ChecklistRun.objects.get(template=evening)  # yesterday's evening period is open
-    ]
-    run = ChecklistRun.objects.get(template=evening)
-    assert run.period_start == at("2026-11-22T18:00")
+    # At 17:59 we are in yesterday's evening period, already past its deadline (21:00).
+    assert checklist_runs_schedule(now=at("2026-11-23T17:59")) == []
+    (run,) = checklist_runs_schedule(now=at("2026-11-23T18:00"))
+    assert run.template == evening and run.period_start == at("2026-11-23T18:00")
+    assert ChecklistRun.objects.count() == 1
 
 
 def test_editing_the_template_does_not_rewrite_runs(make_template, operator):
@@ -170,3 +186,15 @@ def test_overdue_and_left_incomplete(make_template, operator):
     run.refresh_from_db()
     assert run.is_complete and not run.is_overdue(at("2026-11-23T13:00"))
     assert template.runs.count() == 1
+
+
+def test_a_new_template_does_not_start_with_an_overdue_run(make_template):
+    """A fresh install at 16:00: today's 09:00 check (due by 12:00) is not opened as already
+    overdue; tomorrow's is. Once a template has history, a late scheduler still opens the run."""
+    morning = make_template("Morning check")
+    assert checklist_runs_schedule(now=at("2026-11-23T16:00")) == []
+    (run,) = checklist_runs_schedule(now=at("2026-11-24T09:00"))
+    assert run.template == morning
+    # Beat was down all morning the next day: the run still opens, flagged overdue.
+    (late,) = checklist_runs_schedule(now=at("2026-11-25T13:00"))
+    assert late.period_start == at("2026-11-25T09:00") and late.is_overdue(at("2026-11-25T13:00"))

@@ -1,6 +1,6 @@
 """Ticking, unticking, skipping and annotating items: the rules, the audit trail, refusals."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -17,6 +17,22 @@ from portal.errors import ActionRefused
 from portal.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _utc(settings):
+    settings.TIME_ZONE = "UTC"
+
+
+@pytest.fixture
+def make_template(make_template):
+    """These tests pass explicit times: their checklists are due at 09:00 UTC."""
+
+    def make(*args, **kwargs):
+        kwargs.setdefault("due_time", time(9, 0))
+        return make_template(*args, **kwargs)
+
+    return make
 
 
 @pytest.fixture

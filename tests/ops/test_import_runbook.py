@@ -12,6 +12,13 @@ from ops.services.checklists import checklist_runs_schedule
 from tests.conftest import SEEDS
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _utc(settings):
+    settings.TIME_ZONE = "UTC"
+
+
 SEED_FILES = sorted(str(path) for path in SEEDS.glob("00*.txt"))
 IMPORTABLE = [path for path in SEED_FILES if not path.endswith("000_b59d573c297bb8c5.txt")]
 
