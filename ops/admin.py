@@ -86,3 +86,40 @@ class ChecklistRunAdmin(AuditedModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ChecklistSection)
+class ChecklistSectionAdmin(AuditedModelAdmin):
+    list_display = ["title", "template", "position"]
+    list_filter = ["template"]
+    search_fields = ["title", "template__name"]
+    list_select_related = ["template"]
+
+
+@admin.register(ChecklistItem)
+class ChecklistItemAdmin(AuditedModelAdmin):
+    list_display = ["text", "template", "section", "parent", "position"]
+    list_filter = ["template"]
+    search_fields = ["text", "command", "template__name"]
+    list_select_related = ["template", "section", "parent"]
+    autocomplete_fields = ["template"]
+    raw_id_fields = ["section", "parent"]
+
+
+@admin.register(RunItem)
+class RunItemAdmin(AuditedModelAdmin):
+    """History: items change only through ticks in the portal."""
+
+    list_display = ["text", "run", "state", "done_by", "done_at"]
+    list_filter = ["state"]
+    search_fields = ["text", "note", "skip_reason", "run__title"]
+    list_select_related = ["run", "done_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -64,13 +65,13 @@ def today(request: HttpRequest) -> HttpResponse:
 @permission_required("ops.view_checklisttemplate", raise_exception=True)
 def template_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    templates = list(ChecklistTemplate.objects.order_by("-is_active", "cadence", "name"))
+    templates = ChecklistTemplate.objects.order_by("-is_active", "cadence", "name")
     query = request.GET.get("q", "").strip()
     if query:
-        folded = query.casefold()
-        templates = [
-            t for t in templates if folded in t.name.casefold() or folded in t.context.casefold()
-        ]
+        templates = templates.filter(
+            Q(name__icontains=query) | Q(context__icontains=query) | Q(source_file__icontains=query)
+        )
+    templates = list(templates)
     return render(
         request,
         "ops/checklists/template_list.html",

@@ -14,20 +14,9 @@ from portal.models import AuditEntry
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _utc(settings):
-    settings.TIME_ZONE = "UTC"
-
-
 @pytest.fixture
-def make_template(make_template):
-    """These tests pass explicit times: their checklists are due at 09:00 UTC."""
-
-    def make(*args, **kwargs):
-        kwargs.setdefault("due_time", time(9, 0))
-        return make_template(*args, **kwargs)
-
-    return make
+def make_template(make_template_at_nine):
+    return make_template_at_nine
 
 
 def at(text: str) -> datetime:

@@ -242,3 +242,30 @@ def test_run_page_query_count_does_not_grow(
 def test_today_partial_for_htmx(run, operator):
     html = client_for(operator).get(reverse("ops:today"), **HTMX).content.decode()
     assert html.lstrip().startswith('<div id="today-runs"') and "<nav" not in html
+
+
+def test_template_search(make_template, operator):
+    make_template("Morning check", context="Daily operations")
+    make_template("Weekly review", cadence=Cadence.WEEKLY, context="Periodic reviews")
+    client = client_for(operator)
+    html = client.get(reverse("ops:template_list"), {"q": "periodic"}).content.decode()
+    assert "Weekly review" in html and "Morning check" not in html
+    html = client.get(reverse("ops:template_list"), {"q": "nothing-like-this"}).content.decode()
+    assert "No checklist matches “nothing-like-this”" in html
+
+
+def test_every_model_has_an_admin_page(manager, make_template):
+    from django.contrib.auth.models import User
+
+    admin = User.objects.create_superuser("boss", password="a-long-enough-password")
+    make_template()
+    checklist_runs_schedule()
+    client = client_for(admin)
+    for model in [
+        "checklisttemplate",
+        "checklistsection",
+        "checklistitem",
+        "checklistrun",
+        "runitem",
+    ]:
+        assert client.get(reverse(f"admin:ops_{model}_changelist")).status_code == 200, model
