@@ -43,8 +43,12 @@ lint: $(BIN)/.installed
 test: lint browser
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+# Benchmarks print figures against references measured in the same run (see bench/README.md).
+# The image corpus is built from the sample photos scikit-image ships (files only, no import).
 bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet --no-deps scikit-image==0.26.0
 	$(PY) bench/checklists.py
+	$(PY) bench/images.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

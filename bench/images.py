@@ -1,0 +1,481 @@
+"""Benchmark of the image pipeline (images/pipeline.py) against two references.
+
+    python bench/images.py            # 30 photos of 2-24 MP plus one of 100 MP
+    python bench/images.py --quick    # 10 photos of at most 12 MP, the 100 MP one for memory only
+
+The corpus is built once and cached under var/bench/images/ (gitignored). Its photos are the
+colour sample photos that scikit-image ships in its wheel (only the files are read; skimage is
+never imported), cropped to a camera's aspect, enlarged to 2-24 MP and given texture (grain and
+blotchy mid-scale detail, as foliage or fabric has) so that they do not compress trivially. JPEG
+baseline and progressive, PNG, four EXIF orientations and a few with a Display P3 profile (so the
+colour-managed path is timed too, as for a phone's photos). ``--photos DIR`` uses other photos.
+
+Measured, for 1 and 2 worker processes (multiprocessing, spawned, one image per task):
+
+- pipeline: ``images.pipeline.optimize`` with the default preset (JPEG and WebP at 2048, 1024 and
+  400 px, no SSIM), as the Celery task runs it;
+- naive: what Pillow's tutorial leads to: for each size, open and fully decode the original
+  again, ``exif_transpose``, ``thumbnail()``, encode with the same settings;
+- floor: the codec work alone: the pipeline's own decode (DCT-scaled for JPEG) plus the same
+  encodes of the same variant pixels, made beforehand outside the clock; no resize, no colour;
+- pipeline+ssim: the pipeline with ``measure_ssim=True``, for the quality figures and their cost.
+
+Throughput is images per second per core: images over the seconds the workers spent on them,
+each image's best of two passes (one with --quick), since the machine may be shared; the
+wall-clock rate of the whole pool is printed too. Memory is the peak resident set of the
+worker processes (VmHWM, the kernel's high-water mark of the process); the 100 MP JPEG is also
+run alone in a new process for each pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import multiprocessing
+import os
+import resource
+import struct
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from images import pipeline  # noqa: E402
+
+CACHE = ROOT / "var" / "bench" / "images"
+CORPUS_VERSION = 2
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "ihc.png",
+)
+PRESET = pipeline.Preset()
+MODES = ("pipeline", "naive", "floor", "pipeline+ssim")
+
+
+# --- the corpus ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    photo: str
+    megapixels: float
+    kind: str  # baseline | progressive | png
+    orientation: int
+    p3: bool
+    aspect: float = 1.5
+
+
+def corpus_spec(quick: bool) -> list[Item]:
+    kinds = ("baseline", "progressive", "baseline", "png", "progressive", "baseline")
+    sizes = (2, 4, 6, 8, 12, 16, 20, 24, 3, 10)
+    orientations = (1, 6, 1, 8, 3, 1, 5, 1)
+    items = []
+    for i in range(30):
+        kind = kinds[i % len(kinds)]
+        megapixels = sizes[i % len(sizes)]
+        if kind == "png":
+            megapixels = min(megapixels, 8)  # a 24 MP textured PNG is 60 MB; cameras make JPEGs
+        items.append(
+            Item(
+                name=f"{i:02d}",
+                photo=PHOTOS[i % len(PHOTOS)],
+                megapixels=megapixels,
+                kind=kind,
+                orientation=1 if kind == "png" else orientations[i % len(orientations)],
+                p3=kind != "png" and i % 5 == 2,
+                aspect=(1.5, 4 / 3, 16 / 9)[i % 3],
+            )
+        )
+    if quick:
+        items = [item for item in items if item.megapixels <= 12][:10]
+    return items
+
+
+HUGE = Item("huge", "astronaut.png", 100, "baseline", 1, False)
+
+
+def _photo_dir(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(
+            "The corpus is made from scikit-image's sample photos: install scikit-image "
+            "(pip install scikit-image==0.26.0) or pass --photos DIR with the photos listed in "
+            "bench/images.py."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _p3_icc() -> bytes:
+    """A Display P3 matrix/TRC profile (D50 primaries, gamma 2.2), as phones tag their photos."""
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0"
+    text = b"Display P3 (bench)"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0" + bytes(78)
+    desc += b"\0" * (-len(desc) % 4)
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+        (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+        (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", offset + len(body))
+        + bytes(4)
+        + bytes((2, 0x10, 0, 0))
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(28)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + bytes(48)
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def _textured(photo: Image.Image, item: Item, seed: int) -> Image.Image:
+    """The photo cropped to the item's aspect, enlarged, with grain and mid-scale texture."""
+    rng = np.random.default_rng(seed)
+    width = round((item.megapixels * 1e6 * item.aspect) ** 0.5)
+    height = round(width / item.aspect)
+    pw, ph = photo.size
+    if pw / ph > item.aspect:
+        crop_w = round(ph * item.aspect)
+        photo = photo.crop(((pw - crop_w) // 2, 0, (pw - crop_w) // 2 + crop_w, ph))
+    else:
+        crop_h = round(pw / item.aspect)
+        photo = photo.crop((0, (ph - crop_h) // 2, pw, (ph - crop_h) // 2 + crop_h))
+    base = photo.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(base)
+    out = np.empty_like(pixels)
+    # Texture in octaves of 2 to 64 px with equal strength each, which is how natural scenes
+    # behave (their amplitude spectrum falls as 1/f: they look alike at every scale, so the
+    # variants keep detail), plus a little sensor grain. Each octave is made small and enlarged
+    # strip by strip (seamless, with resize(box=...)), so a 100 MP image needs no full-size
+    # float array.
+    octaves = [
+        (
+            Image.fromarray(
+                rng.normal(0, 4.5, (height // scale + 2, width // scale + 2)).astype(np.float32),
+                "F",
+            ),
+            scale,
+        )
+        for scale in (2, 4, 8, 16, 32, 64)
+    ]
+    strip = 512
+    for top in range(0, height, strip):
+        rows = min(strip, height - top)
+        texture = rng.integers(-3, 4, (rows, width)).astype(np.float32)
+        for noise, scale in octaves:
+            box = (0, top / scale, width / scale, (top + rows) / scale)
+            texture += np.asarray(noise.resize((width, rows), Image.Resampling.BICUBIC, box=box))
+        block = pixels[top : top + rows].astype(np.float32) + texture[..., None]
+        out[top : top + rows] = np.clip(block, 0, 255).astype(np.uint8)
+    return Image.fromarray(out)
+
+
+def build_corpus(items: list[Item], photos: str | None) -> list[Path]:
+    """The corpus files, built where missing (only then are the photos needed)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    manifest_path = CACHE / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("version") != CORPUS_VERSION:
+        manifest = {"version": CORPUS_VERSION, "items": {}}
+    paths = []
+    for seed, item in enumerate(items):
+        suffix = "png" if item.kind == "png" else "jpg"
+        path = CACHE / f"{item.name}-{item.kind}-{item.megapixels:g}mp-o{item.orientation}.{suffix}"
+        if manifest["items"].get(path.name) != asdict(item) or not path.exists():
+            started = time.perf_counter()
+            with Image.open(_photo_dir(photos) / item.photo) as photo:
+                image = _textured(photo, item, seed)
+            params: dict = {}
+            if item.kind != "png":
+                exif = Image.Exif()
+                exif[0x010F] = "BenchCam"
+                exif[0x8298] = "(c) bench corpus"
+                exif[0x0112] = item.orientation
+                exif.get_ifd(0x8825)[1] = "N"
+                params = {"quality": 90, "subsampling": "4:2:0", "exif": exif}
+                if item.kind == "progressive":
+                    params["progressive"] = True
+                if item.p3:
+                    params["icc_profile"] = _p3_icc()
+            image.save(path, "PNG" if item.kind == "png" else "JPEG", **params)
+            del image
+            manifest["items"][path.name] = asdict(item)
+            manifest_path.write_text(json.dumps(manifest, indent=1))
+            mb = path.stat().st_size / 2**20
+            print(f"  built {path.name}: {mb:.1f} MB in {time.perf_counter() - started:.1f} s")
+        paths.append(path)
+    return paths
+
+
+# --- the three ways to make the variants --------------------------------------------------------
+
+
+def _naive(data: bytes) -> dict[str, int]:
+    out = dict.fromkeys(PRESET.formats, 0)
+    for size in PRESET.sizes:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+        image.thumbnail((size, size))
+        for fmt in PRESET.formats:
+            buffer = io.BytesIO()
+            if fmt == "jpeg":
+                image.save(
+                    buffer,
+                    "JPEG",
+                    quality=PRESET.jpeg_quality,
+                    subsampling="4:2:0",
+                    progressive=True,
+                    optimize=True,
+                )
+            else:
+                image.save(buffer, "WEBP", quality=PRESET.webp_quality, method=PRESET.webp_method)
+            out[fmt] += buffer.tell()
+        del image
+    return out
+
+
+def _floor_prepare(data: bytes) -> list:
+    decoded = pipeline._decode(data, PRESET)
+    unique = {}
+    for _box, image in pipeline._cascade(decoded, PRESET):
+        unique.setdefault(image.size, image)
+    return list(unique.values())
+
+
+def _floor(data: bytes, prepared: list) -> dict[str, int]:
+    pipeline._decode(data, PRESET)
+    out = dict.fromkeys(PRESET.formats, 0)
+    for image in prepared:
+        for fmt in PRESET.formats:
+            out[fmt] += len(pipeline._encode(image, fmt, PRESET, b""))
+    return out
+
+
+def _init_worker() -> None:
+    warnings.simplefilter("ignore")
+
+
+def _ready(_: int) -> int:
+    time.sleep(0.1)
+    return os.getpid()
+
+
+def _task(job: tuple[str, str]) -> dict:
+    mode, path = job
+    data = Path(path).read_bytes()
+    ssim: dict[str, list[float]] = {}
+    prepared = _floor_prepare(data) if mode == "floor" else None
+    started = time.perf_counter()
+    if mode in ("pipeline", "pipeline+ssim"):
+        preset = pipeline.Preset(measure_ssim=mode == "pipeline+ssim")
+        result = pipeline.optimize(data, preset)
+        out = dict.fromkeys(preset.formats, 0)
+        seen = set()
+        for variant in result.variants:
+            if variant.kept and (variant.format, variant.width) not in seen:
+                seen.add((variant.format, variant.width))
+                out[variant.format] += variant.bytes
+                if variant.ssim is not None:
+                    ssim.setdefault(variant.format, []).append(variant.ssim)
+    elif mode == "naive":
+        out = _naive(data)
+    else:
+        out = _floor(data, prepared)
+    seconds = time.perf_counter() - started
+    del prepared, data
+    return {
+        "path": path,
+        "pid": os.getpid(),
+        "seconds": seconds,
+        "in": Path(path).stat().st_size,
+        "out": out,
+        "ssim": ssim,
+        "rss_mb": _rss(),
+    }
+
+
+def run(mode: str, paths: list[Path], workers: int) -> tuple[list[dict], float]:
+    """One pass over the corpus: the per-image results and the wall time."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker) as pool:
+        pool.map(_ready, range(workers * 2), chunksize=1)  # started and imported
+        jobs = [(mode, str(path)) for path in sorted(paths, key=lambda p: -p.stat().st_size)]
+        started = time.perf_counter()
+        results = list(pool.imap_unordered(_task, jobs, chunksize=1))
+        return results, time.perf_counter() - started
+
+
+def summarize(passes: list[tuple[list[dict], float]]) -> dict:
+    """Each image's best time over the passes (the machine is shared: the best of several is
+    the least disturbed), the highest peak of any worker, sizes and SSIM of the first pass."""
+    results = passes[0][0]
+    best = {r["path"]: min(p["seconds"] for rs, _ in passes for p in rs if p["path"] == r["path"])
+            for r in results}  # fmt: skip
+    inputs = sum(r["in"] for r in results)
+    formats = results[0]["out"].keys()
+    ssim = {f: [s for r in results for s in r["ssim"].get(f, [])] for f in formats}
+    return {
+        # Per core: images over the seconds the workers spent on them (for the floor, the
+        # preparation of its variant pixels is outside that clock, not outside the wall time).
+        "per_core": len(results) / sum(best.values()),
+        "per_second": max(len(results) / wall for _, wall in passes),
+        "peak_mb": max(r["rss_mb"] for rs, _ in passes for r in rs),
+        "ratio": {f: sum(r["out"][f] for r in results) / inputs for f in formats},
+        "ssim": {f: (float(np.mean(v)), float(np.min(v))) for f, v in ssim.items() if v},
+    }
+
+
+def alone(mode: str, path: Path) -> float:
+    """Peak RSS (MB) of a new process that handles one image."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1, initializer=_init_worker, maxtasksperchild=1) as pool:
+        return pool.apply(_task, ((mode, str(path)),))["rss_mb"]
+
+
+def idle_rss() -> float:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1, initializer=_init_worker) as pool:
+        pool.apply(_ready, (0,))
+        return pool.apply(_rss)
+
+
+def _rss() -> float:
+    """Peak resident set of this process, MB. VmHWM rather than ru_maxrss: Linux carries
+    ru_maxrss over exec, so a spawned worker would report its parent's peak."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kb) / 1024
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 smaller photos")
+    parser.add_argument("--photos", help="folder with the photos (default: scikit-image's)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 100 MP is on purpose
+
+    items = corpus_spec(args.quick)
+    print(f"Corpus: {len(items)} photos{'' if args.quick else ' + 1 of 100 MP'} in {CACHE}")
+    paths = build_corpus(items, args.photos)
+    huge = build_corpus([HUGE], args.photos)[0]
+    corpus = paths if args.quick else [*paths, huge]
+    total_mp = 0.0
+    for path in corpus:
+        with Image.open(path) as image:
+            total_mp += image.width * image.height / 1e6
+    total_mb = sum(p.stat().st_size for p in corpus) / 2**20
+    print(f"{len(corpus)} images, {total_mp:.0f} MP, {total_mb:.0f} MB; cores: {os.cpu_count()}")
+
+    passes: dict[tuple[str, int], list] = {}
+    rounds = 1 if args.quick else 2
+    for round_ in range(rounds):
+        for workers in (1, 2):
+            for mode in MODES:
+                if mode == "pipeline+ssim" and round_:
+                    continue  # its figures are the quality; one pass gives them
+                passes.setdefault((mode, workers), []).append(run(mode, corpus, workers))
+                results, wall = passes[mode, workers][-1]
+                print(
+                    f"  pass {round_ + 1}: {mode:14} {workers} worker(s) "
+                    f"{len(results) / wall:.2f} images/s",
+                    flush=True,
+                )
+    table = {key: summarize(runs) for key, runs in passes.items()}
+    idle = idle_rss()
+    huge_rss = {mode: alone(mode, huge) for mode in ("pipeline", "naive", "pipeline+ssim")}
+
+    print()
+    print(f"{'':16}{'workers':>8}{'img/s/core':>12}{'img/s pool':>12}{'peak MB':>9}"
+          f"{'jpeg out/in':>13}{'webp out/in':>13}{'SSIM jpeg':>11}{'SSIM webp':>11}")  # fmt: skip
+    for (mode, workers), stats in table.items():
+        ssim = stats["ssim"]
+        cells = [f"{ssim[f][0]:.4f}" if f in ssim else "-" for f in ("jpeg", "webp")]
+        print(
+            f"{mode:16}{workers:>8}{stats['per_core']:>12.2f}{stats['per_second']:>12.2f}"
+            f"{stats['peak_mb']:>9.0f}"
+            f"{stats['ratio']['jpeg']:>13.3f}{stats['ratio']['webp']:>13.3f}"
+            f"{cells[0]:>11}{cells[1]:>11}"
+        )
+    print(f"\nA spawned worker with nothing done yet: {idle:.0f} MB.")
+    print("100 MP JPEG alone in a new process: " + ", ".join(
+        f"{mode} {mb:.0f} MB" for mode, mb in huge_rss.items()))  # fmt: skip
+
+    checks = []
+    for workers in (1, 2):
+        ours, naive, floor = (table[m, workers] for m in ("pipeline", "naive", "floor"))
+        speedup = ours["per_core"] / naive["per_core"]
+        of_floor = ours["per_core"] / floor["per_core"]
+        checks += [
+            (f"throughput >= 1.15x naive ({workers} w)", speedup >= 1.15, f"{speedup:.2f}x"),
+            (f"throughput >= 70% of floor ({workers} w)", of_floor >= 0.70, f"{of_floor:.0%}"),
+            (
+                f"peak memory <= naive / 2 ({workers} w)",
+                ours["peak_mb"] <= naive["peak_mb"] / 2,
+                f"{ours['peak_mb']:.0f} vs {naive['peak_mb']:.0f} MB",
+            ),
+        ]
+    checks.append(
+        (
+            "100 MP JPEG < 150 MB",
+            huge_rss["pipeline"] < 150,
+            f"{huge_rss['pipeline']:.0f} MB (with SSIM: {huge_rss['pipeline+ssim']:.0f} MB)",
+        )
+    )
+    for fmt, (mean, low) in table["pipeline+ssim", 1]["ssim"].items():
+        checks.append((f"mean SSIM {fmt} >= 0.95", mean >= 0.95, f"{mean:.4f} (min {low:.4f})"))
+    print()
+    for label, ok, detail in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label:40} {detail}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
