@@ -1,9 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 
 from portal.admin_audit import AuditedModelAdmin
-from portal.models import AuditEntry
+from portal.models import ApiToken, AuditEntry
+from portal.services.tokens import api_token_create, api_token_revoke
 
 
 @admin.register(AuditEntry)
@@ -48,3 +49,35 @@ class AuditedUserAdmin(AuditedModelAdmin, UserAdmin):
 @admin.register(Group)
 class AuditedGroupAdmin(AuditedModelAdmin, GroupAdmin):
     pass
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditedModelAdmin):
+    """Tokens are made with `manage.py create_api_token` or here; the token itself is shown
+    once, in the message after saving."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return (
+            ["user", "name"]
+            if obj is None
+            else ["user", "name", *self.readonly_fields, "revoked_at"]
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        token, raw = api_token_create(user=obj.user, name=obj.name, actor=request.user)
+        obj.pk = token.pk
+        obj.prefix, obj.digest, obj.created_at = token.prefix, token.digest, token.created_at
+        messages.warning(request, f"The token, shown this once: {raw}")
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token, actor=request.user)
