@@ -48,6 +48,7 @@ test: lint browser
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet --no-deps scikit-image==0.26.0
 	$(PY) bench/checklists.py
+	$(PY) bench/health.py
 	$(PY) bench/images.py
 
 clean:

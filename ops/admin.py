@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from ops.models import ChecklistItem, ChecklistRun, ChecklistSection, ChecklistTemplate, RunItem
+from ops.models import (
+    ChecklistItem,
+    ChecklistRun,
+    ChecklistSection,
+    ChecklistTemplate,
+    CheckResult,
+    CheckRollup,
+    Kpi,
+    MonitoredService,
+    RunItem,
+)
 from portal.admin_audit import AuditedModelAdmin
 
 
@@ -123,3 +133,68 @@ class RunItemAdmin(AuditedModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(MonitoredService)
+class MonitoredServiceAdmin(AuditedModelAdmin):
+    list_display = ["name", "kind", "state", "last_checked_at", "interval_seconds", "is_active"]
+    list_filter = ["kind", "state", "is_active"]
+    search_fields = ["name", "target"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = [
+        "state",
+        "state_changed_at",
+        "last_checked_at",
+        "last_latency_ms",
+        "last_detail",
+        "last_metrics",
+        "next_check_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "kind", "target", "is_active"]}),
+        ("Schedule", {"fields": ["interval_seconds", "timeout_seconds"]}),
+        (
+            "Thresholds",
+            {
+                "fields": [
+                    ("latency_warning_ms", "latency_critical_ms"),
+                    "expected_status",
+                    "body_contains",
+                    ("json_field", "json_value"),
+                    ("days_warning", "days_critical"),
+                    ("queue_warning", "queue_critical"),
+                ]
+            },
+        ),
+        ("Latest result", {"fields": readonly_fields}),
+    ]
+
+
+@admin.register(Kpi)
+class KpiAdmin(AuditedModelAdmin):
+    list_display = ["name", "metric", "service", "target", "warning", "critical", "window_hours"]
+    list_editable = ["target", "warning", "critical"]
+    list_select_related = ["service"]
+
+
+@admin.register(CheckResult)
+class CheckResultAdmin(AuditedModelAdmin):
+    """Results are written by the checks only."""
+
+    list_display = ["service", "checked_at", "state", "latency_ms", "detail"]
+    list_filter = ["state", "service"]
+    date_hierarchy = "checked_at"
+    list_select_related = ["service"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CheckRollup)
+class CheckRollupAdmin(CheckResultAdmin):
+    list_display = ["service", "hour", "checks", "up", "critical", "worst_state"]
+    list_filter = ["worst_state", "service"]
+    date_hierarchy = "hour"

@@ -3,9 +3,21 @@
 from celery import shared_task
 
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.health import health_checks_run_due, health_results_prune
 
 
 @shared_task(name="ops.checklist_runs_schedule", soft_time_limit=50, time_limit=58)
 def checklist_runs_schedule_task() -> list[int]:
     """Beat calls this every minute; it opens the runs whose period has started."""
     return [run.pk for run in checklist_runs_schedule()]
+
+
+@shared_task(name="ops.health_checks_run_due", soft_time_limit=50, time_limit=58)
+def health_checks_run_due_task() -> int:
+    """Beat calls this every 10 seconds: the due checks run in parallel threads."""
+    return len(health_checks_run_due())
+
+
+@shared_task(name="ops.health_results_prune", soft_time_limit=300, time_limit=360)
+def health_results_prune_task() -> list[int]:
+    return list(health_results_prune())

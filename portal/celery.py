@@ -1,11 +1,42 @@
 """The Celery app: configured from the CELERY_* Django settings, tasks found in tasks modules."""
 
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from celery.beat import PersistentScheduler
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_success.connect
+def _task_succeeded(sender=None, **kwargs):
+    from portal.metrics import count_task
+
+    count_task(sender, "success")
+
+
+@signals.task_failure.connect
+def _task_failed(sender=None, **kwargs):
+    from portal.metrics import count_task
+
+    count_task(sender, "failure")
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Beat's scheduler, recording that beat is alive on every tick (read by /api/health)."""
+
+    def tick(self, *args, **kwargs):
+        from ops.services.health import beat_heartbeat
+
+        try:
+            beat_heartbeat()
+        except Exception:
+            logger.warning("could not record beat's heartbeat", exc_info=True)
+        return super().tick(*args, **kwargs)

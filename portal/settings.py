@@ -4,6 +4,7 @@ Unset DATABASE_URL and REDIS_URL give the embedded default: SQLite and a file-ba
 under var/, so `make run` needs no server. Set both for PostgreSQL and Redis.
 """
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,10 @@ from portal.env import database_from_url, env_bool, env_int, env_list, env_str, 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR") or BASE_DIR / "var").resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus-client keeps each process's counters in files here, so /metrics adds up every
+# gunicorn and Celery process of this machine. It must be set before prometheus_client loads.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
@@ -65,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.RequestContextMiddleware",
+    "portal.metrics.RequestMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -218,7 +224,15 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 200
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "portal.celery:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
+    # Health checks: the due services (each has its own interval) are checked in parallel.
+    "health-checks-run-due": {
+        "task": "ops.health_checks_run_due",
+        "schedule": 10.0,
+        "options": {"expires": 9},
+    },
+    "health-results-prune": {"task": "ops.health_results_prune", "schedule": 3600.0},
     # Scans checklist templates whose next_run_at has passed and opens their runs; running it
     # twice (two beats, a restart) opens nothing twice: a unique constraint holds one run per
     # template and period.
@@ -237,6 +251,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Health monitoring
+DIGITALOCEAN_TOKEN = env_str("DIGITALOCEAN_TOKEN", "")
+DIGITALOCEAN_API_URL = env_str("DIGITALOCEAN_API_URL", "https://api.digitalocean.com")
+# Bearer token that /metrics asks for; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+HEALTH_POLL_SECONDS = env_int("HEALTH_POLL_SECONDS", 10, minimum=2)
+# Where `setup_portal --demo` points the "Portal web" check (make run serves here).
+PORTAL_DEMO_HOST = env_str("PORTAL_DEMO_HOST", "127.0.0.1:8000")
 
 # Checklists
 PORTAL_NAME = env_str("PORTAL_NAME", "Ops portal")

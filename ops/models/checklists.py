@@ -190,6 +190,17 @@ class ChecklistItem(models.Model):
     text = models.CharField(max_length=500)
     command = models.TextField(blank=True, help_text="Shown as a code block with a copy button.")
     help_text = models.TextField(blank=True)
+    evidence_service = models.ForeignKey(
+        "ops.MonitoredService",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Shown live beside the box; ticking stores it with the tick.",
+    )
+    evidence_kpi = models.ForeignKey(
+        "ops.Kpi", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["template", "position", "id"]
@@ -314,6 +325,15 @@ class RunItem(models.Model):
     note = models.TextField(blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
     rev = models.PositiveIntegerField(default=0, help_text="The run's version of the last change.")
+    evidence_service = models.ForeignKey(
+        "ops.MonitoredService", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence_kpi = models.ForeignKey(
+        "ops.Kpi", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence = models.JSONField(
+        null=True, blank=True, help_text="What the linked service or KPI showed at the tick."
+    )
 
     class Meta:
         ordering = ["run", "position"]

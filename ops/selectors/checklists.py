@@ -110,12 +110,26 @@ def active_templates() -> list[ChecklistTemplate]:
     return list(ChecklistTemplate.objects.filter(is_active=True).order_by("cadence", "name"))
 
 
+def _run_items(run: ChecklistRun) -> QuerySet[RunItem]:
+    return run.items.select_related("done_by", "evidence_service").order_by("position")
+
+
 def run_items(*, run: ChecklistRun) -> list[RunItem]:
-    return list(run.items.select_related("done_by").order_by("position"))
+    return list(_run_items(run))
 
 
 def run_items_changed_since(*, run: ChecklistRun, version: int) -> list[RunItem]:
-    return list(run.items.select_related("done_by").filter(rev__gt=version).order_by("position"))
+    return list(_run_items(run).filter(rev__gt=version))
+
+
+def run_kpi_evidence(*, run: ChecklistRun, now: datetime) -> dict:
+    """The live value of every KPI an item of the run is linked to, by KPI id: one query when
+    none is, and one per linked KPI otherwise (never per item)."""
+    from ops.models import Kpi
+    from ops.selectors.health import kpi_values
+
+    kpis = list(Kpi.objects.filter(pk__in=run.items.values("evidence_kpi")).distinct())
+    return {value.kpi.pk: value for value in kpi_values(now=now, kpis=kpis)} if kpis else {}
 
 
 def template_items_ordered(*, template: ChecklistTemplate) -> list[tuple[ChecklistItem, int]]:

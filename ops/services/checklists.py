@@ -33,6 +33,8 @@ def _copy_items(run: ChecklistRun, template: ChecklistTemplate) -> int:
             text=item.text,
             command=item.command,
             help_text=item.help_text,
+            evidence_service_id=item.evidence_service_id,
+            evidence_kpi_id=item.evidence_kpi_id,
         )
         copies[item.id] = copy
         by_depth[depth].append(copy)
@@ -178,9 +180,44 @@ def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, b
         )
 
 
+def item_evidence(item: RunItem, *, now: datetime) -> dict | None:
+    """What the item's linked service or KPI shows now, as stored with a tick."""
+    from ops.models import Kpi, MonitoredService
+    from ops.selectors.health import kpi_values
+
+    if item.evidence_service_id:
+        service = MonitoredService.objects.filter(pk=item.evidence_service_id).first()
+        if service is None:
+            return None
+        return {
+            "source": "service",
+            "name": service.name,
+            "state": service.shown_state(now),
+            "latency_ms": service.last_latency_ms,
+            "detail": service.last_detail,
+            "checked_at": service.last_checked_at.isoformat() if service.last_checked_at else None,
+        }
+    if item.evidence_kpi_id:
+        kpi = Kpi.objects.filter(pk=item.evidence_kpi_id).first()
+        if kpi is None:
+            return None
+        (value,) = kpi_values(now=now, kpis=[kpi])
+        return {
+            "source": "kpi",
+            "name": kpi.name,
+            "state": value.state,
+            "value": value.value,
+            "detail": value.label,
+        }
+    return None
+
+
 @transaction.atomic
-def checklist_item_set_state(*, item: RunItem, user, state: str, reason: str = "") -> RunItem:
-    """Tick (done), untick (open) or skip an item; skipping needs a reason."""
+def checklist_item_set_state(
+    *, item: RunItem, user, state: str, reason: str = "", note: str = ""
+) -> RunItem:
+    """Tick (done), untick (open) or skip an item; skipping needs a reason. Ticking an item
+    whose live evidence is critical needs a note that says why it is ticked anyway."""
     require_perm(user, "ops.tick_checklistrun", "You may not tick checklist items.")
     if state not in ItemState.values:
         raise ActionRefused(f"Unknown item state {state!r}.")
@@ -190,10 +227,23 @@ def checklist_item_set_state(*, item: RunItem, user, state: str, reason: str = "
             raise ActionRefused("Say why you skip this item.")
         if len(reason) > MAX_REASON:
             raise ActionRefused(f"The reason is too long ({len(reason)} characters; at most 500).")
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise ActionRefused(f"The note is too long ({len(note)} characters; at most 2000).")
     run = _locked_run_for(item)
     item = RunItem.objects.select_related("done_by").get(pk=item.pk)
     before = _item_snapshot(item)
     now = timezone.now()
+    evidence = item_evidence(item, now=now) if state == ItemState.DONE else None
+    if evidence and evidence["state"] == "critical" and not note:
+        raise ActionRefused(
+            f"{evidence['name']} is critical ({evidence['detail'] or 'no detail'}). "
+            "Add a note to tick this anyway.",
+            status=409,
+        )
+    if note:
+        item.note = note
+    item.evidence = evidence
     item.state = state
     item.skip_reason = reason if state == ItemState.SKIPPED else ""
     item.done_by = user if state != ItemState.OPEN else None

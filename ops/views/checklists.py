@@ -17,11 +17,13 @@ from ops.selectors.checklists import (
     active_templates,
     run_items,
     run_items_changed_since,
+    run_kpi_evidence,
     runs_current,
     runs_needing_attention,
     template_histories,
     template_items_ordered,
 )
+from ops.selectors.health import health_summary, health_tiles
 from ops.services.checklists import (
     checklist_item_note,
     checklist_item_set_state,
@@ -49,6 +51,19 @@ def _today_context(request: HttpRequest) -> dict:
         "histories": template_histories(templates=templates, now=now),
         "startable": templates,
         "can_start": request.user.has_perm("ops.start_checklistrun"),
+        **_health_block(request, now),
+    }
+
+
+def _health_block(request: HttpRequest, now) -> dict:
+    """The home page's health summary: counts by state and the tiles that are not ok."""
+    if not request.user.has_perm("ops.view_health"):
+        return {}
+    tiles = health_tiles(now=now)
+    return {
+        "health_summary": health_summary(tiles),
+        "health_problems": [tile for tile in tiles if tile.state != "ok"],
+        "health_count": len(tiles),
     }
 
 
@@ -128,9 +143,11 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> ChecklistRun:
 
 
 def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
+    now = timezone.now()
     return {
         "run": run,
-        "now": timezone.now(),
+        "now": now,
+        "kpi_evidence": run_kpi_evidence(run=run, now=now),
         "can_tick": request.user.has_perm("ops.tick_checklistrun"),
         "poll_seconds": settings.CHECKLIST_POLL_SECONDS,
         **extra,
@@ -207,11 +224,12 @@ def _item_action(request: HttpRequest, pk: int, item_pk: int, action) -> HttpRes
 def item_tick(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     """The checkbox: checked sends done=1 (tick), unchecked sends nothing (untick)."""
     state = ItemState.DONE if request.POST.get("done") else ItemState.OPEN
+    note = request.POST.get("note", "")
     return _item_action(
         request,
         pk,
         item_pk,
-        lambda item: checklist_item_set_state(item=item, user=request.user, state=state),
+        lambda item: checklist_item_set_state(item=item, user=request.user, state=state, note=note),
     )
 
 

@@ -36,3 +36,34 @@
     }
   });
 })();
+
+// Health tiles: after each refresh, a tile whose state changed is highlighted and announced.
+(function () {
+  "use strict";
+  var before = null;
+  function states() {
+    var map = {};
+    document.querySelectorAll("#health-tiles .tile").forEach(function (tile) {
+      map[tile.id] = tile.getAttribute("data-state");
+    });
+    return map;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "health-tiles") before = states();
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!before) return;
+    var changes = [];
+    document.querySelectorAll("#health-tiles .tile").forEach(function (tile) {
+      var was = before[tile.id];
+      var now = tile.getAttribute("data-state");
+      if (was && was !== now) {
+        tile.classList.add("changed");
+        changes.push(tile.getAttribute("data-name") + " is now " + now);
+      }
+    });
+    before = null;
+    var announcer = document.getElementById("health-announcer");
+    if (announcer && changes.length) announcer.textContent = changes.join(". ") + ".";
+  });
+})();

@@ -20,3 +20,19 @@ def test_worker_opens_runs_once_per_period(make_template):
     run = ChecklistRun.objects.get()
     assert first == [run.pk] and second == []
     assert run.template == morning and run.items.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_runs_the_due_health_checks():
+    from ops.models import CheckResult, MonitoredService
+    from ops.tasks import health_checks_run_due_task
+    from tests.fakes import controlled_server
+
+    with controlled_server() as server:
+        service = MonitoredService.objects.create(
+            name="API", slug="api", kind="http", target=server.url
+        )
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+            assert health_checks_run_due_task.delay().get(timeout=30) == 1
+    result = CheckResult.objects.get(service=service)
+    assert result.state == "ok" and result.detail == "HTTP 200"

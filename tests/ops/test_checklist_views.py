@@ -231,9 +231,9 @@ def test_run_page_query_count_does_not_grow(
     for item in run.items.all()[:2]:
         checklist_item_set_state(item=item, user=operator, state=ItemState.DONE)
     client = client_for(operator)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         assert client.get(run.get_absolute_url()).status_code == 200
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         assert client.get(reverse("ops:run_poll", args=[run.pk]), {"since": 0}, **HTMX)
     with django_assert_max_num_queries(9):
         assert client.get(template.get_absolute_url()).status_code == 200

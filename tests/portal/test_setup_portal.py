@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from ops.models import ChecklistRun, ChecklistTemplate
+from ops.models import ChecklistRun, ChecklistTemplate, MonitoredService
 from portal import roles
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +21,8 @@ def setup(*args) -> str:
 
 def test_first_run_creates_users_with_generated_passwords_shown_once():
     out = setup("--demo")
+    assert "Monitored services of the portal itself: " in out
+    assert MonitoredService.objects.filter(slug="portal-web", kind="http").exists()
     passwords = dict(
         re.findall(
             r"^\s+\S+(?: \S+)?\s+(admin|operator|manager|imagestaff)\s+(\S+)$", out, re.MULTILINE

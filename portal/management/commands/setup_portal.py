@@ -10,8 +10,10 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.text import slugify
 
 from ops.management.commands.import_runbook import read_runbooks
+from ops.models import ChecklistItem, MonitoredService, ServiceKind
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.runbooks import runbook_import
 from portal import roles
@@ -40,8 +42,11 @@ class Command(BaseCommand):
             created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
             if demo:
                 created += [self._user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
+                monitored = self._monitor_the_portal()
         count = sum(len(checklists) for _source, checklists in runbooks)
         self.stdout.write(f"Default runbooks loaded: {count} checklists.")
+        if demo:
+            self.stdout.write(f"Monitored services of the portal itself: {monitored}.")
         opened = checklist_runs_schedule()
         self.stdout.write(f"Runs opened for the current period: {len(opened)}.")
         new = [entry for entry in created if entry[1]]
@@ -56,6 +61,32 @@ class Command(BaseCommand):
                     f"User {username} exists; its password is unchanged "
                     f"(reset it: python manage.py changepassword {username})."
                 )
+
+    def _monitor_the_portal(self) -> int:
+        """Demo monitoring that is real: the portal's own web, workers, database and Redis."""
+        services = [
+            (
+                "Portal web",
+                ServiceKind.HTTP,
+                f"http://{settings.PORTAL_DEMO_HOST}/api/health",
+                {"json_field": "status", "json_value": "ok"},
+            ),
+            ("Celery workers", ServiceKind.CELERY, "", {}),
+        ]
+        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+            services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
+        if settings.REDIS_URL:
+            services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
+        for name, kind, target, extra in services:
+            MonitoredService.objects.get_or_create(
+                slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
+            )
+        web = MonitoredService.objects.get(slug="portal-web")
+        ChecklistItem.objects.filter(
+            text__startswith="Confirm that every component reports healthy",
+            evidence_service__isnull=True,
+        ).update(evidence_service=web)
+        return len(services)
 
     def _user(self, username: str, role: str, *, staff: bool, superuser: bool = False):
         User = get_user_model()

@@ -1,0 +1,282 @@
+"""Reads for the health panels, KPIs and APIs: stored results only, never a live check, and a
+fixed number of queries whatever the number of services or results."""
+
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from ops.models.health import (
+    LATENCY_BUCKETS_MS,
+    CheckResult,
+    CheckRollup,
+    CheckState,
+    Kpi,
+    KpiMetric,
+    MonitoredService,
+    ServiceKind,
+)
+from portal.charts import Plot, plot
+
+UPTIME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+RANGES = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+RAW_RANGES = {"1h", "24h"}
+
+
+@dataclass
+class Tile:
+    service: MonitoredService
+    state: str
+    age_seconds: int | None
+    uptime: dict[str, float | None]
+    spark: Plot | None
+    detail: str
+
+
+def _uptimes(services: list[MonitoredService], now: datetime) -> dict[int, dict]:
+    """Uptime per window from the hourly roll-ups: one grouped query for every service."""
+    windows = {
+        f"{key}_{name}": Sum(name, filter=Q(hour__gte=now - span))
+        for key, span in UPTIME_WINDOWS.items()
+        for name in ("checks", "up")
+    }
+    rows = (
+        CheckRollup.objects.filter(service__in=services, hour__gte=now - UPTIME_WINDOWS["30d"])
+        .values("service_id")
+        .annotate(**windows)
+    )
+    uptimes = {}
+    for row in rows:
+        uptimes[row["service_id"]] = {
+            key: round(100 * row[f"{key}_up"] / row[f"{key}_checks"], 2)
+            if row[f"{key}_checks"]
+            else None
+            for key in UPTIME_WINDOWS
+        }
+    return uptimes
+
+
+def _sparks(services: list[MonitoredService], now: datetime) -> dict[int, Plot]:
+    """The last hour of each service's latency: one query for every service."""
+    since = now - timedelta(hours=1)
+    series: dict[int, list] = defaultdict(list)
+    rows = (
+        CheckResult.objects.filter(service__in=services, checked_at__gte=since)
+        .order_by("checked_at")
+        .values_list("service_id", "checked_at", "latency_ms", "state")
+    )
+    for service_id, checked_at, latency, state in rows:
+        series[service_id].append((checked_at.timestamp(), latency, state))
+    return {
+        service_id: plot(
+            points,
+            width=SPARK_WIDTH,
+            height=SPARK_HEIGHT,
+            x_range=(since.timestamp(), now.timestamp()),
+        )
+        for service_id, points in series.items()
+    }
+
+
+def health_tiles(*, now: datetime | None = None, only_problems: bool = False) -> list[Tile]:
+    now = now or timezone.now()
+    services = list(MonitoredService.objects.filter(is_active=True).order_by("name", "id"))
+    uptimes = _uptimes(services, now)
+    sparks = _sparks(services, now)
+    tiles = []
+    for service in services:
+        state = service.shown_state(now)
+        if only_problems and state == CheckState.OK:
+            continue
+        age = (
+            int((now - service.last_checked_at).total_seconds())
+            if service.last_checked_at
+            else None
+        )
+        detail = service.last_detail
+        if state == "stale":
+            detail = (
+                "no result yet"
+                if age is None
+                else f"no result for {age} s: are beat and the workers running?"
+            )
+        tiles.append(
+            Tile(
+                service=service,
+                state=state,
+                age_seconds=age,
+                uptime=uptimes.get(service.pk, dict.fromkeys(UPTIME_WINDOWS)),
+                spark=sparks.get(service.pk),
+                detail=detail,
+            )
+        )
+    return tiles
+
+
+def health_summary(tiles: list[Tile]) -> dict[str, int]:
+    counts = dict.fromkeys(["ok", "warning", "critical", "unknown", "stale"], 0)
+    for tile in tiles:
+        counts[tile.state] = counts.get(tile.state, 0) + 1
+    return counts
+
+
+@dataclass
+class KpiValue:
+    kpi: Kpi
+    value: float | None
+    state: str
+    source: str = ""
+    unit: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.value is None:
+            return "no data"
+        if self.kpi.metric == KpiMetric.LATENCY_P95:
+            return f"≤ {self.value:g} ms" if self.value != float("inf") else "> 60 s"
+        if self.kpi.metric == KpiMetric.QUEUE_SIZE:
+            return f"{self.value:g}"
+        return f"{self.value:.2f}%"
+
+
+def _percentile_from_buckets(buckets: dict[str, int], fraction: float) -> float | None:
+    total = sum(buckets.values())
+    if not total:
+        return None
+    seen = 0
+    for bound in [*map(str, LATENCY_BUCKETS_MS), "inf"]:
+        seen += buckets.get(bound, 0)
+        if seen >= fraction * total:
+            return float(bound)
+    return None
+
+
+def _service_filter(kpi: Kpi, kinds: set[str] | None = None) -> Q:
+    if kpi.service_id:
+        return Q(service_id=kpi.service_id)
+    query = Q(service__is_active=True)
+    return query & Q(service__kind__in=kinds) if kinds else query
+
+
+def kpi_values(*, now: datetime | None = None, kpis: list[Kpi] | None = None) -> list[KpiValue]:
+    """Every KPI's value from stored results. Queries: one for the KPIs, one roll-up query per
+    KPI that needs one (a handful, not per service), one for the services' latest metrics."""
+    now = now or timezone.now()
+    kpis = kpis if kpis is not None else list(Kpi.objects.select_related("service"))
+    latest = list(
+        MonitoredService.objects.filter(is_active=True).values_list("pk", "kind", "last_metrics")
+    )
+    values = []
+    for kpi in kpis:
+        since = now - timedelta(hours=kpi.window_hours)
+        value, source = None, ""
+        if kpi.metric in {KpiMetric.AVAILABILITY, KpiMetric.ERROR_RATE}:
+            totals = CheckRollup.objects.filter(_service_filter(kpi), hour__gte=since).aggregate(
+                checks=Sum("checks"), up=Sum("up"), critical=Sum("critical")
+            )
+            if totals["checks"]:
+                part = totals["up"] if kpi.metric == KpiMetric.AVAILABILITY else totals["critical"]
+                value = round(100 * part / totals["checks"], 3)
+                source = f"{totals['checks']} checks"
+        elif kpi.metric == KpiMetric.LATENCY_P95:
+            buckets: dict[str, int] = defaultdict(int)
+            rows = CheckRollup.objects.filter(
+                _service_filter(kpi, {ServiceKind.HTTP}), hour__gte=since
+            ).values_list("latency_buckets", flat=True)
+            for row in rows:
+                for bound, count in row.items():
+                    buckets[bound] += count
+            value = _percentile_from_buckets(buckets, 0.95)
+            source = f"{sum(buckets.values())} HTTP checks" if buckets else ""
+        elif kpi.metric == KpiMetric.CACHE_HIT_RATE:
+            rates = _latest(latest, kpi, ServiceKind.REDIS, "hit_rate")
+            value = min(rates) if rates else None
+            source = "Redis INFO stats" if rates else ""
+        elif kpi.metric == KpiMetric.QUEUE_SIZE:
+            lengths = _latest(latest, kpi, ServiceKind.CELERY, "queue_max")
+            value = max(lengths) if lengths else None
+            source = "Celery queues" if lengths else ""
+        elif kpi.metric == KpiMetric.DISK:
+            usage = shutil.disk_usage(settings.VAR_DIR)
+            value = round(100 * usage.used / usage.total, 1)
+            source = "the portal's data volume"
+        elif kpi.metric in {KpiMetric.CPU, KpiMetric.MEMORY}:
+            key = f"{kpi.metric}_percent"
+            reported = [m[key] for _pk, _kind, m in latest if isinstance(m.get(key), int | float)]
+            value = max(reported) if reported else None
+            source = "" if reported else "no monitored service reports it"
+        elif kpi.metric == KpiMetric.IMAGE_SUCCESS:
+            value, source = _image_success(since)
+        values.append(KpiValue(kpi=kpi, value=value, state=kpi.state_of(value), source=source))
+    return values
+
+
+def _latest(latest, kpi: Kpi, kind: str, key: str) -> list[float]:
+    return [
+        metrics[key]
+        for pk, service_kind, metrics in latest
+        if (pk == kpi.service_id or (not kpi.service_id and service_kind == kind))
+        and isinstance(metrics.get(key), int | float)
+    ]
+
+
+def _image_success(since: datetime) -> tuple[float | None, str]:
+    """Image processing success from the image batches, when that feature is installed."""
+    try:
+        from images.selectors import image_success_rate
+    except ImportError:
+        return None, "image batches are not recorded yet"
+    rate = image_success_rate(since=since)
+    return rate, "image batches" if rate is not None else "no images processed in the window"
+
+
+@dataclass
+class History:
+    range_key: str
+    latency: Plot | None
+    rows: list = field(default_factory=list)
+    since: datetime | None = None
+    raw: bool = True
+
+
+def service_history(*, service: MonitoredService, range_key: str, now=None) -> History:
+    """Latency and state over a range: raw results up to a day, hourly roll-ups beyond."""
+    now = now or timezone.now()
+    since = now - RANGES[range_key]
+    if range_key in RAW_RANGES:
+        rows = list(
+            service.results.filter(checked_at__gte=since)
+            .order_by("checked_at")
+            .values_list("checked_at", "latency_ms", "state", "detail")
+        )
+        series = [(at.timestamp(), latency, state) for at, latency, state, _detail in rows]
+    else:
+        rollups = list(service.rollups.filter(hour__gte=since).order_by("hour"))
+        rows = [
+            (
+                r.hour,
+                round(r.latency_sum_ms / r.latency_count, 1) if r.latency_count else None,
+                r.worst_state,
+                f"{r.up}/{r.checks} up, max {r.latency_max_ms or 0:.0f} ms",
+            )
+            for r in rollups
+        ]
+        series = [(at.timestamp(), latency, state) for at, latency, state, _detail in rows]
+    chart = (
+        plot(series, width=600, height=160, x_range=(since.timestamp(), now.timestamp()), pad=6)
+        if series
+        else None
+    )
+    return History(
+        range_key=range_key, latency=chart, rows=rows, since=since, raw=range_key in RAW_RANGES
+    )

@@ -1,0 +1,205 @@
+"""Writes for health monitoring: running due checks in the background and storing results."""
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ops.models.health import (
+    STATE_RANK,
+    CheckResult,
+    CheckRollup,
+    CheckState,
+    MonitoredService,
+    latency_bucket,
+)
+from ops.services.health_checks import CheckSpec, Outcome, run_check
+
+logger = logging.getLogger(__name__)
+
+RAW_RETENTION = timedelta(days=2)
+ROLLUP_RETENTION = timedelta(days=90)
+WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
+BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
+MAX_PARALLEL_CHECKS = 16
+# Grace on top of a check's own timeout before it is abandoned as hung.
+ABANDON_AFTER = 1.0
+
+
+def service_spec(service: MonitoredService) -> CheckSpec:
+    return CheckSpec(
+        kind=service.kind,
+        target=service.target,
+        timeout=service.timeout_seconds,
+        latency_warning_ms=service.latency_warning_ms,
+        latency_critical_ms=service.latency_critical_ms,
+        expected_status=service.expected_status,
+        body_contains=service.body_contains,
+        json_field=service.json_field,
+        json_value=service.json_value,
+        days_warning=service.days_warning,
+        days_critical=service.days_critical,
+        queue_warning=service.queue_warning,
+        queue_critical=service.queue_critical,
+    )
+
+
+def digitalocean_client(*, timeout: float = 10.0):
+    """pydo's client for DIGITALOCEAN_TOKEN at DIGITALOCEAN_API_URL. azure-core refuses a bearer
+    token over plain http, so a local http endpoint (tests) gets the header set directly."""
+    from azure.core.pipeline.policies import HeadersPolicy
+    from pydo import Client
+
+    token = settings.DIGITALOCEAN_TOKEN
+    if not token:
+        raise RuntimeError("DIGITALOCEAN_TOKEN is not set")
+    endpoint = settings.DIGITALOCEAN_API_URL
+    options = {"endpoint": endpoint, "retry_total": 0, "timeout": timeout}
+    if endpoint.startswith("http://"):
+        options["authentication_policy"] = HeadersPolicy({"Authorization": f"Bearer {token}"})
+    return Client(token=token, **options)
+
+
+def _claim_due(now: datetime) -> list[MonitoredService]:
+    """Services whose check is due, each claimed by moving its next_check_at with a conditional
+    update, so two schedulers or workers never check the same service twice."""
+    claimed = []
+    due = MonitoredService.objects.filter(is_active=True).filter(
+        Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
+    )
+    for service in due:
+        moved = MonitoredService.objects.filter(
+            pk=service.pk, next_check_at=service.next_check_at
+        ).update(next_check_at=now + timedelta(seconds=service.interval_seconds))
+        if moved:
+            claimed.append(service)
+    return claimed
+
+
+def _check_in_thread(spec: CheckSpec) -> Outcome:
+    from portal.celery import app
+
+    return run_check(
+        spec,
+        celery_app=app,
+        do_client_factory=lambda: digitalocean_client(timeout=spec.timeout),
+    )
+
+
+def run_checks(services: list[MonitoredService]) -> Iterator[tuple[MonitoredService, Outcome]]:
+    """Run the checks at once and yield each outcome as soon as it is in. Each is bounded by
+    its timeout: a hung target is given up as critical at its deadline and never holds up the
+    others."""
+    if not services:
+        return
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CHECKS, len(services)))
+    started = time.monotonic()
+    pending = {
+        pool.submit(_check_in_thread, service_spec(service)): service for service in services
+    }
+    try:
+        while pending:
+            deadline = min(
+                started + service.timeout_seconds + ABANDON_AFTER for service in pending.values()
+            )
+            done, _ = wait(
+                pending, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED
+            )
+            for future in done:
+                yield pending.pop(future), future.result()
+            now = time.monotonic()
+            for future, service in list(pending.items()):
+                if now >= started + service.timeout_seconds + ABANDON_AFTER:
+                    del pending[future]
+                    yield (
+                        service,
+                        Outcome(
+                            CheckState.CRITICAL,
+                            f"timed out after {service.timeout_seconds:g} s (no answer)",
+                        ),
+                    )
+    finally:
+        # Abandoned threads are not waited for: their sockets time out on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _rollup_add(service: MonitoredService, result: CheckResult) -> None:
+    hour = result.checked_at.replace(minute=0, second=0, microsecond=0)
+    CheckRollup.objects.get_or_create(service=service, hour=hour)
+    rollup = CheckRollup.objects.select_for_update().get(service=service, hour=hour)
+    rollup.checks += 1
+    rollup.up += result.state in {CheckState.OK, CheckState.WARNING}
+    rollup.critical += result.state == CheckState.CRITICAL
+    if result.latency_ms is not None:
+        rollup.latency_sum_ms += result.latency_ms
+        rollup.latency_count += 1
+        rollup.latency_max_ms = max(rollup.latency_max_ms or 0, result.latency_ms)
+        bucket = latency_bucket(result.latency_ms)
+        rollup.latency_buckets[bucket] = rollup.latency_buckets.get(bucket, 0) + 1
+    if STATE_RANK[result.state] > STATE_RANK[rollup.worst_state]:
+        rollup.worst_state = result.state
+    rollup.save()
+
+
+@transaction.atomic
+def health_result_store(
+    *, service: MonitoredService, outcome: Outcome, now: datetime | None = None
+) -> CheckResult:
+    """Store one outcome: the raw result, the service's latest state, the hour's roll-up."""
+    now = now or timezone.now()
+    state = outcome.state if outcome.state in CheckState.values else CheckState.UNKNOWN
+    result = CheckResult.objects.create(
+        service=service,
+        checked_at=now,
+        state=state,
+        latency_ms=outcome.latency_ms,
+        detail=outcome.detail[:500],
+        metrics=outcome.metrics,
+    )
+    changed = {
+        "state": state,
+        "last_checked_at": now,
+        "last_latency_ms": outcome.latency_ms,
+        "last_detail": outcome.detail[:500],
+        "last_metrics": outcome.metrics,
+    }
+    previous = MonitoredService.objects.filter(pk=service.pk).values_list("state", flat=True)
+    if previous.first() != state:
+        changed["state_changed_at"] = now
+    MonitoredService.objects.filter(pk=service.pk).update(**changed)
+    _rollup_add(service, result)
+    return result
+
+
+def health_checks_run_due(*, now: datetime | None = None) -> list[CheckResult]:
+    """Claim the due services, check them in parallel, store what they answered."""
+    now = now or timezone.now()
+    cache.set(WORKER_HEARTBEAT_KEY, now.timestamp(), timeout=None)
+    results = []
+    for service, outcome in run_checks(_claim_due(now)):
+        try:
+            results.append(health_result_store(service=service, outcome=outcome))
+        except Exception:
+            # One service's failure to store (say, it was deleted meanwhile) must not lose
+            # the others' results.
+            logger.exception("storing the check result of service %s failed", service.pk)
+    return results
+
+
+def health_results_prune(*, now: datetime | None = None) -> tuple[int, int]:
+    """Raw results older than two days and roll-ups older than 90 days go."""
+    now = now or timezone.now()
+    raw, _ = CheckResult.objects.filter(checked_at__lt=now - RAW_RETENTION).delete()
+    hourly, _ = CheckRollup.objects.filter(hour__lt=now - ROLLUP_RETENTION).delete()
+    return raw, hourly
+
+
+def beat_heartbeat() -> None:
+    cache.set(BEAT_HEARTBEAT_KEY, timezone.now().timestamp(), timeout=None)

@@ -1,0 +1,167 @@
+"""Each kind of check against a real peer on 127.0.0.1: what it reports, and its reasons."""
+
+import socket
+import ssl
+from unittest import mock
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from ops.services.health import digitalocean_client
+from ops.services.health_checks import CheckSpec, check_http, check_tls, run_check
+from portal.celery import app
+from tests.fakes import controlled_server, free_port, private_redis, tls_server
+
+
+@pytest.fixture
+def server():
+    with controlled_server() as server:
+        yield server
+
+
+def spec(kind: str, target: str, **extra) -> CheckSpec:
+    return CheckSpec(kind=kind, target=target, timeout=extra.pop("timeout", 2.0), **extra)
+
+
+def test_http_ok_error_slow_and_hung(server):
+    ok = run_check(spec("http", server.url + "/api/health", json_field="status", json_value="ok"))
+    assert ok.state == "ok" and ok.detail == "HTTP 200" and ok.latency_ms < 1000
+    server.mode = "error"
+    failing = run_check(spec("http", server.url))
+    assert failing.state == "critical" and failing.detail == "HTTP 500, expected 200"
+    server.mode, server.delay = "slow", 0.3
+    slow = run_check(spec("http", server.url, latency_warning_ms=100, latency_critical_ms=1000))
+    assert slow.state == "warning" and slow.detail.startswith("slow: ")
+    server.mode = "hang"
+    hung = run_check(spec("http", server.url, timeout=0.5))
+    assert hung.state == "critical" and hung.detail == "timed out after 0.5 s"
+
+
+def test_http_body_and_json_mismatch(server):
+    server.body = {"status": "degraded", "db": {"ok": False}}
+    assert run_check(spec("http", server.url, body_contains="healthy")).detail == (
+        "body lacks “healthy”"
+    )
+    outcome = run_check(spec("http", server.url, json_field="status", json_value="ok"))
+    assert outcome.state == "critical" and "status is “degraded”" in outcome.detail
+    outcome = run_check(spec("http", server.url, json_field="db.ok", json_value="False"))
+    assert outcome.state == "ok"
+    assert run_check(spec("http", server.url, json_field="missing")).detail == (
+        "no JSON field “missing”"
+    )
+
+
+def test_refused_and_dns_failures_are_critical_with_the_reason():
+    closed = free_port()
+    assert run_check(spec("http", f"http://127.0.0.1:{closed}/")).detail == "connection refused"
+    assert run_check(spec("tcp", f"127.0.0.1:{closed}")).detail == "connection refused"
+    # No name is looked up for real: the resolver is made to fail as it does for a bad name.
+    failure = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    with mock.patch("socket.getaddrinfo", side_effect=failure):
+        outcome = run_check(spec("tcp", "no-such-host.invalid:443"))
+    assert outcome.state == "critical"
+    assert outcome.detail == "DNS lookup failed: Name or service not known"
+
+
+def test_tcp_open_port(server):
+    outcome = run_check(spec("tcp", f"127.0.0.1:{server.server_port}"))
+    assert outcome.state == "ok" and outcome.detail == f"port {server.server_port} open"
+
+
+@pytest.mark.parametrize(("days", "state"), [(90, "ok"), (14, "warning"), (3, "critical")])
+def test_tls_days_to_expiry(days, state):
+    with tls_server(days=days) as (port, cert):
+        context = ssl.create_default_context(cafile=str(cert))
+        outcome = check_tls(spec("tls", f"127.0.0.1:{port}"), context=context)
+    assert outcome.state == state and outcome.metrics["days_left"] == pytest.approx(days, abs=1)
+
+
+def test_tls_untrusted_certificate_is_critical():
+    with tls_server(days=90) as (port, _cert):
+        outcome = run_check(spec("tls", f"127.0.0.1:{port}"))
+    assert outcome.state == "critical"
+    assert outcome.detail.startswith("TLS certificate not trusted")
+
+
+def test_https_url_on_a_plain_http_server_is_a_tls_error(server):
+    outcome = check_http(spec("http", server.url.replace("http:", "https:")))
+    assert outcome.state == "critical" and outcome.detail.startswith("TLS error")
+
+
+def test_postgres_select_one_and_bad_credentials():
+    outcome = run_check(spec("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    assert outcome.state == "ok" and outcome.detail == "SELECT 1 answered"
+    closed = free_port()
+    outcome = run_check(spec("postgres", f"postgresql://postgres@127.0.0.1:{closed}/postgres"))
+    assert outcome.state == "critical" and "refused" in outcome.detail.lower()
+    outcome = run_check(spec("postgres", "postgresql://nobody-here@127.0.0.1:5432/nope"))
+    assert outcome.state == "critical" and "nobody-here" in outcome.detail
+
+
+def test_redis_ping_memory_and_hit_rate_then_stopped():
+    import redis
+
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.get("k")
+        client.get("k")
+        client.get("missing")
+        outcome = run_check(spec("redis", server.url))
+        assert outcome.state == "ok" and outcome.metrics["hit_rate"] == pytest.approx(66.67)
+        assert "PONG" in outcome.detail and outcome.metrics["used_memory"] > 0
+        server.stop()
+        outcome = run_check(spec("redis", server.url))
+    assert outcome.state == "critical" and "refused" in outcome.detail.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_workers_and_queue_lengths():
+    queue = app.conf.task_default_queue
+    outcome = run_check(spec("celery", queue, timeout=1.0), celery_app=app)
+    assert outcome.state == "critical" and outcome.detail.startswith("no worker answered")
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        outcome = run_check(spec("celery", queue, timeout=2.0), celery_app=app)
+    assert outcome.state == "ok" and outcome.metrics["workers"] >= 1
+    assert outcome.metrics["queues"] == {queue: 0}
+
+
+@pytest.fixture
+def digitalocean(server, settings):
+    settings.DIGITALOCEAN_TOKEN = server.token
+    settings.DIGITALOCEAN_API_URL = server.url
+    return server
+
+
+def do_check(app_id: str):
+    return run_check(spec("do_app", app_id), do_client_factory=digitalocean_client)
+
+
+def test_digitalocean_app_phases_through_pydo(digitalocean):
+    digitalocean.apps["a1"] = {"id": "a1", "active_deployment": {"id": "d1", "phase": "ACTIVE"}}
+    assert do_check("a1").state == "ok"
+    digitalocean.apps["a1"]["in_progress_deployment"] = {"id": "d2", "phase": "BUILDING"}
+    outcome = do_check("a1")
+    assert outcome.state == "warning" and outcome.detail == (
+        "active deployment ACTIVE, deploying (BUILDING)"
+    )
+    digitalocean.apps["a1"]["in_progress_deployment"]["phase"] = "ERROR"
+    assert do_check("a1").state == "critical"
+    outcome = do_check("missing")
+    assert outcome.state == "critical" and outcome.detail == "app missing not found"
+
+
+def test_digitalocean_refused_token_and_no_token(digitalocean, settings):
+    digitalocean.token = "another"
+    outcome = do_check("a1")
+    assert outcome.state == "critical" and outcome.detail == "the DigitalOcean token was refused"
+    settings.DIGITALOCEAN_TOKEN = ""
+    outcome = do_check("a1")
+    assert outcome.state == "unknown" and "DIGITALOCEAN_TOKEN is not set" in outcome.detail
+
+
+def test_a_check_that_raises_becomes_unknown():
+    with mock.patch("ops.services.health_checks.check_tcp", side_effect=ZeroDivisionError("x")):
+        outcome = run_check(spec("tcp", "127.0.0.1:1"))
+    assert outcome.state == "unknown" and outcome.detail == "check failed: ZeroDivisionError: x"
+    assert run_check(spec("ftp", "x")).state == "unknown"
