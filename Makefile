@@ -40,8 +40,9 @@ lint: $(BIN)/.installed
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
 
+# The tests keep their files (SQLite, file broker, metrics) apart from a running `make run`.
 test: lint browser
-	$(BIN)/pytest -n 2 --dist loadgroup
+	PORTAL_VAR_DIR="$(CURDIR)/var/test" $(BIN)/pytest -n 2 --dist loadgroup
 
 # Benchmarks print figures against references measured in the same run (see bench/README.md).
 # The image corpus is built from the sample photos scikit-image ships (files only, no import).

@@ -2,6 +2,7 @@
 evidence."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -54,7 +55,7 @@ def test_panel_query_count_does_not_grow(operator, count, results, django_assert
     assert html.lstrip().startswith('<div id="health-tiles"') and "<nav" not in html
     assert html.count('class="tile state-') == count
     assert 'hx-trigger="every 10s"' in html and "<polyline" in html
-    assert "checked 10 s ago" in html or "checked 11 s ago" in html
+    assert re.search(r"checked \d+ s ago", html)
     with django_assert_max_num_queries(30):
         page = client.get(reverse("ops:health_panel")).content.decode()
     assert "Availability" in page and 'aria-live="assertive"' in page
