@@ -7,13 +7,33 @@ from ops.models.checklists import (
     ItemState,
     RunItem,
 )
+from ops.models.incidents import (
+    ActionItem,
+    Incident,
+    IncidentNotification,
+    IncidentStatus,
+    NotificationStep,
+    Postmortem,
+    Severity,
+    TimelineEntry,
+    TimelineKind,
+)
 
 __all__ = [
+    "ActionItem",
     "Cadence",
     "ChecklistItem",
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "Incident",
+    "IncidentNotification",
+    "IncidentStatus",
     "ItemState",
+    "NotificationStep",
+    "Postmortem",
     "RunItem",
+    "Severity",
+    "TimelineEntry",
+    "TimelineKind",
 ]
