@@ -1,6 +1,7 @@
 """Server-rendered SVG charts for the incident report: no script, no style attribute (the CSP
 forbids inline styles); colours come from CSS classes in portal.css (`series-N`)."""
 
+import math
 from datetime import date, timedelta
 
 from django.utils.html import format_html, format_html_join
@@ -78,7 +79,8 @@ def stacked_bars(
 ) -> SafeString:
     """One bar a month, one colour a series (severity), stacked; a tooltip per segment."""
     totals = [sum(values) for values in zip(*(values for _, values in series), strict=True)]
-    top = _nice_max(max(totals, default=0))
+    # Counts: a top divisible by the four grid steps keeps every tick a whole number.
+    top = max(4, math.ceil(max(totals, default=0) / 4) * 4)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(months), 1)
     description = "; ".join(
