@@ -45,6 +45,7 @@ test: lint browser
 
 bench: $(BIN)/.installed
 	$(PY) bench/checklists.py
+	$(PY) bench/incidents.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -452,3 +452,15 @@ def test_list_report_and_detail_query_counts_do_not_grow(
         )
     with django_assert_max_num_queries(9):
         assert client.get(reverse("ops:today")).status_code == 200
+
+
+def test_admin_severities_editable_by_managers_history_read_only(incident, manager, operator):
+    client = client_for(manager)
+    assert client.get("/admin/ops/severity/").status_code == 200
+    p1 = incident.severity
+    response = client.get(f"/admin/ops/severity/{p1.pk}/change/")
+    assert response.status_code == 200 and 'name="response_time"' in response.content.decode()
+    page = client.get(f"/admin/ops/incident/{incident.pk}/change/").content.decode()
+    assert 'name="title"' not in page  # incidents change through the portal only
+    assert client.get("/admin/ops/incident/add/").status_code == 403
+    assert client_for(operator).get("/admin/ops/severity/").status_code == 302  # not staff
