@@ -107,7 +107,8 @@ def _touch(incident: Incident, now: datetime) -> None:
 
 def _locked(incident: Incident) -> Incident:
     return (
-        Incident.objects.select_for_update()
+        # Lock the incident row only: the commander is the nullable side of an outer join.
+        Incident.objects.select_for_update(of=("self",))
         .select_related("severity", "commander")
         .get(pk=incident.pk)
     )
