@@ -464,3 +464,14 @@ def test_admin_severities_editable_by_managers_history_read_only(incident, manag
     assert 'name="title"' not in page  # incidents change through the portal only
     assert client.get("/admin/ops/incident/add/").status_code == 403
     assert client_for(operator).get("/admin/ops/severity/").status_code == 302  # not staff
+
+
+def test_personal_data_deadline_flagged_as_it_nears(make_incident, operator):
+    now = timezone.now()
+    make_incident(operator, title="Leak", personal_data=True, detected_at=now - timedelta(hours=50))
+    client = client_for(operator)
+    for page in [url("incident_list"), reverse("ops:today")]:
+        assert "Personal data: 72 h deadline near" in client.get(page).content.decode()
+    incident = Incident.objects.get()
+    html = client.get(incident.get_absolute_url()).content.decode()
+    assert "Less than 24 h left" in html and "GDPR art. 33" in html
