@@ -51,6 +51,7 @@ bench: $(BIN)/.installed
 	$(PY) bench/checklists.py
 	$(PY) bench/health.py
 	$(PY) bench/images.py
+	$(PY) bench/incidents.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -1,15 +1,21 @@
 from django.contrib import admin
 
 from ops.models import (
+    ActionItem,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    Incident,
+    IncidentNotification,
     Kpi,
     MonitoredService,
+    Postmortem,
     RunItem,
+    Severity,
+    TimelineEntry,
 )
 from portal.admin_audit import AuditedModelAdmin
 
@@ -198,3 +204,95 @@ class CheckRollupAdmin(CheckResultAdmin):
     list_display = ["service", "hour", "checks", "up", "critical", "worst_state"]
     list_filter = ["worst_state", "service"]
     date_hierarchy = "hour"
+
+
+# Incidents
+
+
+@admin.register(Severity)
+class SeverityAdmin(AuditedModelAdmin):
+    list_display = [
+        "code",
+        "name",
+        "rank",
+        "response_time",
+        "escalation_time",
+        "postmortem_required",
+        "response_template",
+        "is_active",
+    ]
+    list_editable = ["is_active"]
+    list_select_related = ["response_template"]
+    search_fields = ["code", "name", "description"]
+    autocomplete_fields = ["response_template"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Incidents keep their severity (PROTECT); deactivate a level instead.
+        return super().has_delete_permission(request, obj) and (
+            obj is None or not obj.incidents.exists()
+        )
+
+
+class _HistoryAdmin(AuditedModelAdmin):
+    """Incidents change only through the portal's services (timeline, clocks, audit), so
+    their rows are read-only here."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TimelineEntryInline(admin.TabularInline):
+    model = TimelineEntry
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "author_name", "kind", "text", "corrects"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(_HistoryAdmin):
+    list_display = ["__str__", "severity", "status", "commander", "started_at", "acknowledged_at"]
+    list_filter = ["status", "severity", "personal_data"]
+    search_fields = ["title", "summary", "affected_services"]
+    date_hierarchy = "started_at"
+    list_select_related = ["severity", "commander"]
+    inlines = [TimelineEntryInline]
+
+
+@admin.register(TimelineEntry)
+class TimelineEntryAdmin(_HistoryAdmin):
+    list_display = ["created_at", "incident", "kind", "author_name", "text"]
+    list_filter = ["kind"]
+    search_fields = ["text", "author_name"]
+    list_select_related = ["incident"]
+
+
+@admin.register(Postmortem)
+class PostmortemAdmin(_HistoryAdmin):
+    list_display = ["incident", "updated_at", "updated_by"]
+    search_fields = ["summary", "root_cause", "incident__title"]
+    list_select_related = ["incident", "updated_by"]
+
+
+@admin.register(ActionItem)
+class ActionItemAdmin(_HistoryAdmin):
+    list_display = ["text", "owner", "due_date", "done_at", "postmortem"]
+    list_filter = ["done_at"]
+    search_fields = ["text", "owner__username"]
+    list_select_related = ["owner", "postmortem__incident"]
+
+
+@admin.register(IncidentNotification)
+class IncidentNotificationAdmin(_HistoryAdmin):
+    list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
+    list_filter = ["step"]
+    list_select_related = ["incident"]

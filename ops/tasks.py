@@ -4,6 +4,7 @@ from celery import shared_task
 
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.health import health_checks_run_due, health_results_prune
+from ops.services.incidents import incident_notifications_send
 
 
 @shared_task(name="ops.checklist_runs_schedule", soft_time_limit=50, time_limit=58)
@@ -21,3 +22,10 @@ def health_checks_run_due_task() -> int:
 @shared_task(name="ops.health_results_prune", soft_time_limit=300, time_limit=360)
 def health_results_prune_task() -> list[int]:
     return list(health_results_prune())
+
+
+@shared_task(name="ops.incident_notifications_send", soft_time_limit=50, time_limit=58)
+def incident_notifications_send_task() -> list[int]:
+    """Beat calls this every minute; it notifies each overdue step of an unacknowledged
+    incident once (e-mail, then the optional webhook)."""
+    return [notification.pk for notification in incident_notifications_send()]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ops.views import checklists, health
+from ops.views import checklists, health, incidents
 
 app_name = "ops"
 
@@ -18,4 +18,19 @@ urlpatterns = [
     path("health/<slug:slug>/", health.service_detail, name="service_detail"),
     path("api/health", health.api_health, name="api_health"),
     path("api/health/services", health.api_health_services, name="api_health_services"),
+    path("incidents/", incidents.incident_list, name="incident_list"),
+    path("incidents/new/", incidents.incident_new, name="incident_new"),
+    path("incidents/export.csv", incidents.incident_export, name="incident_export"),
+    path("incidents/report/", incidents.incident_report_view, name="incident_report"),
+    path("incidents/<int:pk>/", incidents.incident_detail, name="incident_detail"),
+    path("incidents/<int:pk>/poll/", incidents.incident_poll, name="incident_poll"),
+    path("incidents/<int:pk>/acknowledge/", incidents.incident_ack, name="incident_ack"),
+    path("incidents/<int:pk>/status/", incidents.incident_status, name="incident_status"),
+    path("incidents/<int:pk>/close/", incidents.incident_close_view, name="incident_close"),
+    path("incidents/<int:pk>/notes/", incidents.incident_note, name="incident_note"),
+    path("incidents/<int:pk>/edit/", incidents.incident_edit, name="incident_edit"),
+    path("incidents/<int:pk>/print/", incidents.incident_print, name="incident_print"),
+    path("incidents/<int:pk>/postmortem/", incidents.postmortem_edit, name="postmortem_edit"),
+    path("incidents/<int:pk>/actions/", incidents.action_add, name="action_add"),
+    path("incidents/actions/<int:pk>/done/", incidents.action_done, name="action_done"),
 ]

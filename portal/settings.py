@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import database_from_url, env_bool, env_int, env_list, env_str, sqlite_database
 
@@ -241,6 +242,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Notifies unacknowledged incidents past their response or escalation time; each step is
+    # claimed by a unique row before it is sent, so a second beat sends nothing twice.
+    "incident-notifications": {
+        "task": "ops.incident_notifications_send",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 LOGGING = {
@@ -265,3 +273,14 @@ PORTAL_DEMO_HOST = env_str("PORTAL_DEMO_HOST", "127.0.0.1:8000")
 PORTAL_NAME = env_str("PORTAL_NAME", "Ops portal")
 # How often an open run page asks for other operators' ticks (seconds).
 CHECKLIST_POLL_SECONDS = env_int("CHECKLIST_POLL_SECONDS", 3, minimum=1)
+
+# Incidents
+# Who is e-mailed when an incident passes its response or escalation time unacknowledged.
+INCIDENT_NOTIFY_EMAILS = env_list("INCIDENT_NOTIFY_EMAILS", [])
+# Optional chat webhook that receives the same notification as JSON ({"text": ..., ...}).
+INCIDENT_WEBHOOK_URL = env_str("INCIDENT_WEBHOOK_URL", "") or ""
+if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("INCIDENT_WEBHOOK_URL must start with http:// or https://")
+INCIDENT_WEBHOOK_TIMEOUT = env_int("INCIDENT_WEBHOOK_TIMEOUT", 5, minimum=1)
+# How often an open incident's page refreshes its clocks and timeline (seconds).
+INCIDENT_POLL_SECONDS = env_int("INCIDENT_POLL_SECONDS", 5, minimum=1)

@@ -132,3 +132,42 @@ def _add_items(template, items, parent):
             help_text=spec.get("help_text", ""),
         )
         _add_items(template, spec.get("children", []), parent=item)
+
+
+RESPONSE_ITEMS = [
+    "Acknowledge the alert",
+    "Open an incident channel",
+    "Assess the impact and set the severity",
+    "Mitigate first",
+    "Update the status page",
+    "Find the root cause",
+    "Deploy the fix",
+    "Write the postmortem",
+]
+
+
+@pytest.fixture
+def severities(db):
+    """P0-P3 as the migration seeds them (replayed: a transactional test's flush empties them)."""
+    from ops.models import Severity
+
+    module = importlib.import_module("ops.migrations.0003_incidents")
+    module.seed_severities(django_apps, None)
+    return {severity.code: severity for severity in Severity.objects.all()}
+
+
+@pytest.fixture
+def response_checklist(make_template):
+    return make_template(
+        "Incident response checklist", items=RESPONSE_ITEMS, cadence=Cadence.ON_DEMAND
+    )
+
+
+@pytest.fixture
+def make_incident(severities, response_checklist):
+    from ops.services.incidents import incident_open
+
+    def make(user, title: str = "Login errors", severity: str = "P1", **extra):
+        return incident_open(user=user, title=title, severity=severity, **extra)
+
+    return make

@@ -16,8 +16,20 @@ from ops.models.health import (
     MonitoredService,
     ServiceKind,
 )
+from ops.models.incidents import (
+    ActionItem,
+    Incident,
+    IncidentNotification,
+    IncidentStatus,
+    NotificationStep,
+    Postmortem,
+    Severity,
+    TimelineEntry,
+    TimelineKind,
+)
 
 __all__ = [
+    "ActionItem",
     "Cadence",
     "CheckResult",
     "CheckRollup",
@@ -26,10 +38,18 @@ __all__ = [
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "Incident",
+    "IncidentNotification",
+    "IncidentStatus",
     "ItemState",
     "Kpi",
     "KpiMetric",
     "MonitoredService",
+    "NotificationStep",
+    "Postmortem",
     "RunItem",
     "ServiceKind",
+    "Severity",
+    "TimelineEntry",
+    "TimelineKind",
 ]

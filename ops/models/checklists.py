@@ -237,6 +237,14 @@ class ChecklistRun(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # An incident's response checklist: its ticks go to the incident's timeline.
+    incident = models.ForeignKey(
+        "ops.Incident",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checklist_runs",
+    )
     items_total = models.PositiveIntegerField(default=0)
     items_done = models.PositiveIntegerField(default=0)
     # Bumped on every change so open pages can ask "anything since version N?".

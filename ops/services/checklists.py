@@ -10,6 +10,7 @@ from django.utils import timezone
 from ops.models import ChecklistRun, ChecklistTemplate, ItemState, RunItem
 from ops.models.checklists import Cadence, RunStatus
 from ops.selectors.checklists import template_items_ordered
+from ops.services import incidents as incident_services
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
@@ -249,6 +250,11 @@ def checklist_item_set_state(
     item.done_by = user if state != ItemState.OPEN else None
     item.done_at = now if state != ItemState.OPEN else None
     _settle(run, item, user=user, now=now)
+    if run.incident_id:
+        # An incident's response checklist: the tick goes on the incident's timeline too.
+        incident_services.incident_timeline_add_checklist_tick(
+            run=run, item=item, user=user, now=now
+        )
     action = {"done": "tick", "open": "untick", "skipped": "skip"}[state]
     _audit_item_change(run, item, user=user, action=action, before=before)
     item.run = run

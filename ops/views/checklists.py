@@ -24,6 +24,7 @@ from ops.selectors.checklists import (
     template_items_ordered,
 )
 from ops.selectors.health import health_summary, health_tiles
+from ops.selectors.incidents import incidents_open
 from ops.services.checklists import (
     checklist_item_note,
     checklist_item_set_state,
@@ -51,6 +52,7 @@ def _today_context(request: HttpRequest) -> dict:
         "histories": template_histories(templates=templates, now=now),
         "startable": templates,
         "can_start": request.user.has_perm("ops.start_checklistrun"),
+        "open_incidents": incidents_open() if request.user.has_perm("ops.view_incident") else [],
         **_health_block(request, now),
     }
 
@@ -138,7 +140,8 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> ChecklistRun:
     if not request.user.has_perm("ops.view_checklistrun"):
         raise PermissionDenied("You may not see checklist runs.")
     return get_object_or_404(
-        ChecklistRun.objects.select_related("template", "completed_by", "created_by"), pk=pk
+        ChecklistRun.objects.select_related("template", "completed_by", "created_by", "incident"),
+        pk=pk,
     )
 
 

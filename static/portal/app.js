@@ -28,6 +28,33 @@
     }
   });
 
+  // Incident clocks count every second between the server's refreshes:
+  // <span data-clock="ISO time" data-clock-mode="since|until">.
+  function shortDuration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var days = Math.floor(seconds / 86400), hours = Math.floor(seconds % 86400 / 3600);
+    var minutes = Math.floor(seconds % 3600 / 60), rest = seconds % 60;
+    if (days) return days + " d " + hours + " h";
+    if (hours) return hours + " h " + minutes + " min";
+    if (minutes) return minutes + " min " + rest + " s";
+    return rest + " s";
+  }
+  function tickClocks() {
+    var now = Date.now();
+    document.querySelectorAll("[data-clock]").forEach(function (clock) {
+      var at = Date.parse(clock.getAttribute("data-clock"));
+      if (isNaN(at)) return;
+      var seconds = clock.getAttribute("data-clock-mode") === "until" ? (at - now) / 1000 : (now - at) / 1000;
+      clock.textContent = shortDuration(seconds);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    if (document.querySelector("[data-clock]")) {
+      tickClocks();
+      window.setInterval(tickClocks, 1000);
+    }
+  });
+
   // A row swapped in by another operator's change flashes once, so it is noticed.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;

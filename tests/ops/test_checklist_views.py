@@ -211,7 +211,7 @@ def test_today_query_count_does_not_grow(
 ):
     _history(make_template, templates, days, operator)
     client = client_for(operator)
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         response = client.get(reverse("ops:today"))
     html = response.content.decode()
     assert response.status_code == 200

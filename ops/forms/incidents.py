@@ -1,0 +1,153 @@
+"""Incident forms: they parse what a browser sends (text, local times, dates); the services
+decide what is allowed and refuse with a message, which the views show on the form."""
+
+from datetime import datetime
+
+from django import forms
+from django.utils import timezone
+
+from ops.models import IncidentStatus
+from ops.selectors.incidents import incident_responders, severities_all
+
+LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
+
+
+class LocalDateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format=LOCAL_MINUTE, **kwargs)
+
+
+def _local_minute(value: datetime | None) -> datetime | None:
+    """Initial values to the minute, as a datetime-local field shows them, so an untouched
+    field does not count as changed."""
+    if value is None:
+        return None
+    return timezone.localtime(value).replace(second=0, microsecond=0)
+
+
+def _time_field(label: str, required: bool = False) -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        required=required,
+        widget=LocalDateTimeInput(),
+        input_formats=[LOCAL_MINUTE, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text=f"Local time ({timezone.get_current_timezone_name()}).",
+    )
+
+
+class _IncidentFields(forms.Form):
+    template_name_div = "django/forms/div.html"
+
+    title = forms.CharField(max_length=200)
+    # A plain text field with a list: the service names a severity that does not exist.
+    severity = forms.CharField(widget=forms.Select)
+    commander = forms.CharField(required=False, widget=forms.Select)
+    affected_services = forms.CharField(
+        required=False, max_length=300, help_text="Comma-separated, e.g. api, login."
+    )
+    summary = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    customer_impact = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    chat_url = forms.CharField(required=False, label="Chat channel link")
+    status_page_url = forms.CharField(required=False, label="Status page link")
+    ticket_urls = forms.CharField(
+        required=False,
+        label="Ticket links",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One link per line.",
+    )
+    personal_data = forms.BooleanField(required=False, label="Personal data is involved")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["severity"].widget.choices = [
+            (s.code, f"{s.code} – {s.name}") for s in severities_all() if s.is_active
+        ]
+        self.fields["commander"].widget.choices = [("", "Nobody yet")] + [
+            (user.username, user.get_username()) for user in incident_responders()
+        ]
+
+
+class IncidentOpenForm(_IncidentFields):
+    started_at = _time_field("Started")
+    detected_at = _time_field("Detected")
+
+    field_order = ["title", "severity", "started_at", "detected_at", "commander"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["started_at"].help_text += " Empty: when it was detected."
+        self.fields["detected_at"].help_text += " Empty: now."
+
+
+class IncidentEditForm(_IncidentFields):
+    started_at = _time_field("Started", required=True)
+    detected_at = _time_field("Detected", required=True)
+    acknowledged_at = _time_field("Acknowledged")
+    mitigated_at = _time_field("Mitigated")
+    resolved_at = _time_field("Resolved")
+
+    field_order = ["title", "severity", "commander"]
+
+    @classmethod
+    def initial_for(cls, incident) -> dict:
+        return {
+            "title": incident.title,
+            "severity": incident.severity.code,
+            "commander": incident.commander.username if incident.commander else "",
+            "affected_services": incident.affected_services,
+            "summary": incident.summary,
+            "customer_impact": incident.customer_impact,
+            "chat_url": incident.chat_url,
+            "status_page_url": incident.status_page_url,
+            "ticket_urls": incident.ticket_urls,
+            "personal_data": incident.personal_data,
+            "started_at": _local_minute(incident.started_at),
+            "detected_at": _local_minute(incident.detected_at),
+            "acknowledged_at": _local_minute(incident.acknowledged_at),
+            "mitigated_at": _local_minute(incident.mitigated_at),
+            "resolved_at": _local_minute(incident.resolved_at),
+        }
+
+
+class StatusForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[(value, label) for value, label in IncidentStatus.choices if value != "closed"]
+    )
+
+
+class PostmortemForm(forms.Form):
+    summary = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    impact = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    timeline = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text="Pre-filled from the incident's timeline; edit freely.",
+    )
+    root_cause = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    went_well = forms.CharField(
+        required=False, label="What went well", widget=forms.Textarea(attrs={"rows": 3})
+    )
+    went_badly = forms.CharField(
+        required=False, label="What went badly", widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class ActionItemForm(forms.Form):
+    text = forms.CharField(label="Action", max_length=500)
+    owner = forms.CharField(widget=forms.Select)
+    due_date = forms.DateField(label="Due", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        kwargs.setdefault("auto_id", "action_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].widget.choices = [("", "Choose")] + [
+            (user.username, user.get_username()) for user in incident_responders()
+        ]
