@@ -58,10 +58,22 @@ class _IncidentFields(forms.Form):
         help_text="One link per line.",
     )
     personal_data = forms.BooleanField(required=False, label="Personal data is involved")
+    # Slugs; the service refuses one that does not exist.
+    services = forms.MultipleChoiceField(
+        required=False,
+        label="Affected monitored services",
+        widget=forms.CheckboxSelectMultiple,
+    )
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        from ops.models import MonitoredService
+
+        self.fields["services"].choices = [
+            (slug, name)
+            for slug, name in MonitoredService.objects.order_by("name").values_list("slug", "name")
+        ]
         self.fields["severity"].widget.choices = [
             (s.code, f"{s.code} – {s.name}") for s in severities_all() if s.is_active
         ]
@@ -98,6 +110,7 @@ class IncidentEditForm(_IncidentFields):
             "severity": incident.severity.code,
             "commander": incident.commander.username if incident.commander else "",
             "affected_services": incident.affected_services,
+            "services": list(incident.services.values_list("slug", flat=True)),
             "summary": incident.summary,
             "customer_impact": incident.customer_impact,
             "chat_url": incident.chat_url,

@@ -67,6 +67,12 @@ class Incident(models.Model):
     )
     # Free text until the monitored services exist; the health feature will link them.
     affected_services = models.CharField(max_length=300, blank=True)
+    services = models.ManyToManyField(
+        "ops.MonitoredService",
+        blank=True,
+        related_name="incidents",
+        help_text="The monitored services it affects (its page lists the incident).",
+    )
     started_at = models.DateTimeField(db_index=True)
     detected_at = models.DateTimeField()
     acknowledged_at = models.DateTimeField(null=True, blank=True)

@@ -35,8 +35,10 @@ def _local_midnight(day: date) -> datetime:
 def incidents_filtered(*, filters: IncidentFilters) -> QuerySet[Incident]:
     """The list, newest first: severity code, status ("open" for any open one), affected
     service, commander's username, started between two local days (inclusive), text."""
-    incidents = Incident.objects.select_related("severity", "commander").order_by(
-        "-started_at", "-id"
+    incidents = (
+        Incident.objects.select_related("severity", "commander")
+        .prefetch_related("services")
+        .order_by("-started_at", "-id")
     )
     if filters.severity:
         incidents = incidents.filter(severity__code=filters.severity)
@@ -45,7 +47,11 @@ def incidents_filtered(*, filters: IncidentFilters) -> QuerySet[Incident]:
     elif filters.status:
         incidents = incidents.filter(status=filters.status)
     if filters.service:
-        incidents = incidents.filter(affected_services__icontains=filters.service)
+        incidents = incidents.filter(
+            Q(affected_services__icontains=filters.service)
+            | Q(services__name__icontains=filters.service)
+            | Q(services__slug=filters.service)
+        ).distinct()
     if filters.commander:
         incidents = incidents.filter(commander__username=filters.commander)
     if filters.since:

@@ -198,6 +198,29 @@ def _snapshot(incident: Incident) -> dict:
     }
 
 
+def _monitored_services(slugs) -> list:
+    """The monitored services named by slug; an unknown one is refused by name."""
+    from ops.models import MonitoredService
+
+    wanted = list(dict.fromkeys(str(slug).strip() for slug in slugs if str(slug).strip()))
+    found = {service.slug: service for service in MonitoredService.objects.filter(slug__in=wanted)}
+    missing = [slug for slug in wanted if slug not in found]
+    if missing:
+        raise ActionRefused(f"No monitored service “{missing[0]}”.")
+    return [found[slug] for slug in wanted]
+
+
+def _services_entry(incident: Incident, services: list, *, user, now: datetime) -> None:
+    names = ", ".join(service.name for service in services) or "none"
+    _add_entry(
+        incident,
+        kind=TimelineKind.EDIT,
+        text=f"Affected monitored services: {names}.",
+        user=user,
+        now=now,
+    )
+
+
 def _response_template(severity: Severity) -> ChecklistTemplate | None:
     if severity.response_template_id and severity.response_template.is_active:
         return severity.response_template
@@ -224,12 +247,14 @@ def incident_open(
     status_page_url: str = "",
     ticket_urls: str = "",
     personal_data: bool = False,
+    services: list[str] | tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> Incident:
     """Record a new incident and start its severity's response checklist."""
     require_perm(user, "ops.open_incident", "You may not open incidents.")
     now = now or timezone.now()
     level = _severity(severity)
+    monitored = _monitored_services(services)
     if not level.is_active:
         raise ActionRefused(f"Severity {level.code} is no longer offered for new incidents.")
     texts = {
@@ -274,6 +299,9 @@ def incident_open(
             user=user,
             now=now,
         )
+    if monitored:
+        incident.services.set(monitored)
+        _services_entry(incident, monitored, user=user, now=now)
     template = _response_template(level)
     if template is not None:
         run = checklist_services.checklist_run_start(
@@ -304,7 +332,7 @@ def incident_update(
     """Change details, times, severity or commander. Validates the whole result first; each
     change becomes a timeline entry. Changing severity or detection moves the clocks."""
     require_perm(user, "ops.update_incident", "You may not update incidents.")
-    unknown = set(changes) - set(EDITABLE)
+    unknown = set(changes) - {*EDITABLE, "services"}
     if unknown:
         raise ActionRefused(f"Unknown fields: {', '.join(sorted(unknown))}.")
     now = now or timezone.now()
@@ -312,6 +340,23 @@ def incident_update(
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
     before = _snapshot(incident)
+    if "services" in changes:
+        monitored = _monitored_services(changes.pop("services"))
+        if {s.pk for s in monitored} != set(incident.services.values_list("pk", flat=True)):
+            incident.services.set(monitored)
+            _services_entry(incident, monitored, user=user, now=now)
+            if not changes:
+                _touch(incident, now)
+                incident.save()
+                audit_record(
+                    actor=user,
+                    action="incident.update",
+                    target=incident,
+                    summary="services",
+                    before=before,
+                    after=_snapshot(incident),
+                )
+                return incident
     new: dict[str, Any] = {}
     for field, value in changes.items():
         if field in TEXT_FIELDS:

@@ -65,6 +65,7 @@ def service_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "history": service_history(service=service, range_key=range_key, now=now),
             "ranges": list(RANGES),
             "kpis": kpi_values(now=now, kpis=list(service.kpis.all())),
+            "incidents": service.incidents.select_related("severity").order_by("-detected_at")[:20],
             "now": now,
         },
     )

@@ -440,3 +440,33 @@ def test_personal_data_deadline_is_72_hours_from_detection(make_incident, operat
     assert incident.personal_data_state(T0 + timedelta(hours=72, seconds=1)) == "passed"
     plain = make_incident(operator, title="No personal data")
     assert plain.personal_data_deadline is None and plain.personal_data_state() == ""
+
+
+def test_incident_links_monitored_services_and_their_page_lists_it(operator, manager, severities):
+    from django.urls import reverse
+
+    from ops.models import MonitoredService
+    from ops.services.incidents import incident_open, incident_update
+    from portal.errors import ActionRefused
+    from tests.conftest import client_for
+
+    api = MonitoredService.objects.create(
+        name="Public API", slug="public-api", kind="http", target="http://127.0.0.1:9/"
+    )
+    db = MonitoredService.objects.create(
+        name="Database", slug="database", kind="tcp", target="127.0.0.1:5432"
+    )
+    with pytest.raises(ActionRefused, match="No monitored service “nope”"):
+        incident_open(user=operator, title="Down", severity="P1", services=["nope"])
+    assert not api.incidents.exists()
+    incident = incident_open(
+        user=operator, title="API errors", severity="P1", services=["public-api"]
+    )
+    assert list(incident.services.all()) == [api]
+    assert incident.timeline.filter(text="Affected monitored services: Public API.").exists()
+    incident_update(incident=incident, user=operator, services=["public-api", "database"])
+    assert set(incident.services.all()) == {api, db}
+    html = client_for(operator).get(reverse("ops:service_detail", args=["database"])).content
+    assert b"API errors" in html
+    listing = client_for(manager).get(reverse("ops:incident_list"), {"service": "Database"})
+    assert b"API errors" in listing.content
