@@ -16,5 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", views.audit_log, name="audit_log"),
     path("admin/", admin.site.urls),
+    path("images/", include("images.urls")),
+    path("api/image/", include("images.api_urls")),
     path("", include("ops.urls")),
 ]
