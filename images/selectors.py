@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 
 from images.models import Batch, BatchImage, ImageStatus, Preset, Variant
 
@@ -192,6 +193,9 @@ def image_queue_health(*, ping_timeout: float = 1.0) -> dict:
             queue_length = connection.default_channel.queue_declare(
                 queue=queue, passive=True
             ).message_count
+    except ChannelError as error:
+        # Redis deletes an empty list: a queue with nothing waiting is "not found".
+        queue_length = 0 if "NOT_FOUND" in str(error) else None
     except Exception:
         logger.info("Could not read the length of queue %s", queue, exc_info=True)
     now = timezone.now()
