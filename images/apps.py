@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class ImagesConfig(AppConfig):
     name = "images"
     verbose_name = "Image optimization"
+
+    def ready(self) -> None:
+        from django.conf import settings
+        from PIL import Image
+
+        # Pillow refuses images over twice its own limit before our IMAGE_MAX_PIXELS can say
+        # why; raise its limit when ours is higher (see images.pipeline).
+        ours, pillows = settings.IMAGE_MAX_PIXELS, Image.MAX_IMAGE_PIXELS
+        if pillows is not None and ours > 2 * pillows:
+            Image.MAX_IMAGE_PIXELS = ours // 2 + 1

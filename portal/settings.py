@@ -284,3 +284,54 @@ if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_URL.startswith(("http://", "htt
 INCIDENT_WEBHOOK_TIMEOUT = env_int("INCIDENT_WEBHOOK_TIMEOUT", 5, minimum=1)
 # How often an open incident's page refreshes its clocks and timeline (seconds).
 INCIDENT_POLL_SECONDS = env_int("INCIDENT_POLL_SECONDS", 5, minimum=1)
+
+# Images
+# Limits of an upload (the upload form, the API and the workers all apply them).
+IMAGE_MAX_UPLOAD_BYTES = env_int("IMAGE_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
+IMAGE_MAX_FILES_PER_BATCH = env_int("IMAGE_MAX_FILES_PER_BATCH", 100, minimum=1)
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 120_000_000, minimum=1_000_000)
+# Django refuses a request with more files than this (400) before any form sees it: leave room
+# so that "too many files" is a form error that says the limit.
+DATA_UPLOAD_MAX_NUMBER_FILES = IMAGE_MAX_FILES_PER_BATCH * 2
+# Uploads over 2.5 MB stream to temporary files, never into memory (Django's default).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# One image per task. The soft limit fails the image with a reason; the hard one kills the
+# worker's child. A claim older than IMAGE_CLAIM_STALE_SECONDS belongs to a dead worker and is
+# taken over, so it must exceed the hard limit: a live worker's claim is never stolen.
+IMAGE_TASK_SOFT_TIME_LIMIT = env_int("IMAGE_TASK_SOFT_TIME_LIMIT", 120, minimum=5)
+IMAGE_TASK_TIME_LIMIT = env_int("IMAGE_TASK_TIME_LIMIT", 150, minimum=6)
+IMAGE_CLAIM_STALE_SECONDS = env_int("IMAGE_CLAIM_STALE_SECONDS", 300, minimum=7)
+if not IMAGE_TASK_SOFT_TIME_LIMIT < IMAGE_TASK_TIME_LIMIT < IMAGE_CLAIM_STALE_SECONDS:
+    raise ImproperlyConfigured(
+        "IMAGE_TASK_SOFT_TIME_LIMIT < IMAGE_TASK_TIME_LIMIT < IMAGE_CLAIM_STALE_SECONDS must hold"
+    )
+# An image whose worker died this many times is failed instead of being queued again.
+IMAGE_MAX_ATTEMPTS = env_int("IMAGE_MAX_ATTEMPTS", 3, minimum=1)
+# How often a batch page asks for progress (seconds).
+IMAGE_POLL_SECONDS = env_int("IMAGE_POLL_SECONDS", 2, minimum=1)
+CELERY_BEAT_SCHEDULE["image-claims-reclaim"] = {
+    # Images whose worker died (a killed machine, the hard time limit) are queued again.
+    "task": "images.image_claims_reclaim",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+# Media (originals and variants) go through Django's storage API: the file system under
+# var/media, or an S3-compatible bucket (DigitalOcean Spaces) when MEDIA_S3_BUCKET is set. They
+# are never served publicly: a login-checked view streams them (MEDIA_URL is not routed).
+MEDIA_S3_BUCKET = env_str("MEDIA_S3_BUCKET")
+if MEDIA_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL"),
+            "region_name": env_str("MEDIA_S3_REGION"),
+            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID"),
+            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY"),
+            "location": env_str("MEDIA_S3_PREFIX", ""),
+            "default_acl": "private",
+            "querystring_auth": True,
+            # Names are content hashes: the same name always holds the same bytes.
+            "file_overwrite": True,
+        },
+    }

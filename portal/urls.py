@@ -18,5 +18,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
+    path("images/", include("images.urls")),
+    path("api/image/", include("images.api_urls")),
     path("", include("ops.urls")),
 ]

@@ -35,11 +35,12 @@ def ensure_roles() -> None:
     role groups come from data migrations, so replay those when they are gone."""
     if Group.objects.filter(name__in=roles.ROLES).count() == len(roles.ROLES):
         return
-    migrations = sorted((Path(__file__).parents[1] / "portal" / "migrations").glob("0*.py"))
-    for path in migrations:
-        module = importlib.import_module(f"portal.migrations.{path.stem}")
-        if hasattr(module, "create_roles"):
-            module.create_roles(django_apps, None)
+    for app in ("portal", "images"):
+        migrations = sorted((Path(__file__).parents[1] / app / "migrations").glob("0*.py"))
+        for path in migrations:
+            module = importlib.import_module(f"{app}.migrations.{path.stem}")
+            if hasattr(module, "create_roles"):
+                module.create_roles(django_apps, None)
 
 
 @pytest.fixture

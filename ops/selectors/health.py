@@ -231,13 +231,13 @@ def _latest(latest, kpi: Kpi, kind: str, key: str) -> list[float]:
 
 
 def _image_success(since: datetime) -> tuple[float | None, str]:
-    """Image processing success from the image batches, when that feature is installed."""
-    try:
-        from images.selectors import image_success_rate
-    except ImportError:
-        return None, "image batches are not recorded yet"
+    """Image processing success (%) of the images settled in the window."""
+    from images.selectors import image_success_rate
+
     rate = image_success_rate(since=since)
-    return rate, "image batches" if rate is not None else "no images processed in the window"
+    if rate is None:
+        return None, "no images processed in the window"
+    return round(100 * rate, 2), "image batches"
 
 
 @dataclass

@@ -160,8 +160,10 @@ def _swapped_rgb_icc() -> bytes:
 
 def _lab(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
-    xyz = [sum(p[i] * c for p, c in zip((_SRGB_RED, _SRGB_GREEN, _SRGB_BLUE), linear, strict=True))
-           for i in range(3)]  # fmt: skip
+    xyz = [
+        sum(p[i] * c for p, c in zip((_SRGB_RED, _SRGB_GREEN, _SRGB_BLUE), linear, strict=True))
+        for i in range(3)
+    ]
     f = [
         (v / w) ** (1 / 3) if v / w > 0.008856 else 7.787 * v / w + 16 / 116
         for v, w in zip(xyz, (0.9642, 1.0, 0.8249), strict=True)

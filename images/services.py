@@ -1,0 +1,503 @@
+"""Writes for image batches: make one from an upload, process its images (in workers, one image
+per call), settle it, retry what failed, delete it.
+
+Processing is idempotent: a worker first claims an image with a conditional update (queued, or
+working under a claim so old that its worker must be dead) and stops when that changes no row;
+it writes its outputs under names made of the upload's content hash and the preset's
+fingerprint, and settles the image only while it still holds the claim. So a task delivered
+twice, or a worker that dies half-way, never processes an image twice or leaves half a result.
+"""
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from images import pipeline
+from images.models import (
+    PENDING,
+    Batch,
+    BatchImage,
+    BatchSource,
+    BatchStatus,
+    ImageStatus,
+    Preset,
+    Variant,
+    claim_stale_after,
+    preset_snapshot,
+)
+from portal.errors import ActionRefused
+from portal.permissions import require_perm
+from portal.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME = 200
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "AVIF": ".avif"}
+ORIGINALS = "images/originals"
+VARIANTS = "images/variants"
+
+
+def human_bytes(nbytes: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+def _store(name: str, content: File | bytes, nbytes: int) -> tuple[str, bool]:
+    """Save under ``name`` unless the same number of bytes is already there (names are content
+    hashes: same name, same bytes). A shorter file at the name is what a process killed
+    mid-write leaves: it is replaced. Returns the name used and whether this call wrote it."""
+    if default_storage.exists(name):
+        if default_storage.size(name) == nbytes:
+            return name, False
+        default_storage.delete(name)
+    if isinstance(content, bytes):
+        content = ContentFile(content)
+    return default_storage.save(name, content), True
+
+
+def _delete_unreferenced(paths: set[str]) -> None:
+    """Delete the files no row names any more (another batch may share an original or a
+    variant: the same upload with the same preset)."""
+    if not paths:
+        return
+    used = set(
+        BatchImage.objects.filter(original_path__in=paths).values_list("original_path", flat=True)
+    ) | set(Variant.objects.filter(path__in=paths).values_list("path", flat=True))
+    for path in sorted(paths - used):
+        try:
+            default_storage.delete(path)
+        except OSError:
+            logger.warning("Could not delete %s", path, exc_info=True)
+
+
+# --- making a batch ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Checked:
+    upload: File
+    name: str
+    digest: str
+    info: pipeline.SourceInfo
+
+
+def _file_name(upload: File) -> str:
+    return os.path.basename(upload.name or "unnamed")[:255] or "unnamed"
+
+
+def _check_uploads(uploads: Sequence[File], preset: pipeline.Preset) -> list[_Checked]:
+    """Read each file's header (no pixels decoded); every problem, named by file, in one
+    refusal."""
+    problems: list[str] = []
+    checked: list[_Checked] = []
+    for upload in uploads:
+        name = _file_name(upload)
+        if upload.size is not None and upload.size > preset.max_bytes:
+            problems.append(
+                f"{name}: the file is {human_bytes(upload.size)}; the limit is "
+                f"{human_bytes(preset.max_bytes)}."
+            )
+            continue
+        upload.seek(0)
+        data = upload.read()
+        try:
+            info = pipeline.probe(data, preset)
+        except pipeline.ImageRejected as rejected:
+            problems.append(f"{name}: {rejected.reason}")
+            continue
+        checked.append(_Checked(upload, name, pipeline.content_hash(data), info))
+        del data
+    if problems:
+        count = len(problems)
+        head = "This file cannot be used" if count == 1 else f"{count} files cannot be used"
+        raise ActionRefused(f"{head}; nothing was uploaded. " + " ".join(problems))
+    return checked
+
+
+def batch_create(
+    *,
+    user,
+    name: str,
+    preset: Preset,
+    files: Sequence[File],
+    source: str = BatchSource.UPLOAD,
+    enqueue: bool = True,
+) -> Batch:
+    """Store the uploads and queue one task per image. Everything is checked first: a batch
+    with one unusable file is refused whole, with every problem named, and nothing is kept."""
+    require_perm(user, "images.upload_batch", "You may not upload images.")
+    name = name.strip()
+    if not name:
+        raise ActionRefused("Name the batch, e.g. “Spring catalogue”.")
+    if len(name) > MAX_NAME:
+        raise ActionRefused(f"The name is too long ({len(name)} characters; at most {MAX_NAME}).")
+    if not files:
+        raise ActionRefused("Choose at least one image.")
+    limit = settings.IMAGE_MAX_FILES_PER_BATCH
+    if len(files) > limit:
+        raise ActionRefused(f"A batch holds at most {limit} images; you chose {len(files)}.")
+    if not preset.is_active:
+        raise ActionRefused(f"The preset “{preset}” is not in use any more; choose another.")
+    pipeline_preset = preset.to_pipeline()
+    checked = _check_uploads(files, pipeline_preset)
+    total = sum(item.info.bytes for item in checked)
+
+    written: list[str] = []
+    try:
+        paths = []
+        for item in checked:
+            target = f"{ORIGINALS}/{item.digest[:2]}/{item.digest}{EXTENSIONS[item.info.format]}"
+            item.upload.seek(0)
+            path, wrote = _store(target, item.upload, item.info.bytes)
+            if wrote:
+                written.append(path)
+            paths.append(path)
+        with transaction.atomic():
+            batch = Batch.objects.create(
+                name=name,
+                preset=preset,
+                preset_settings=preset_snapshot(pipeline_preset),
+                source=source,
+                images_total=len(checked),
+                created_by=user,
+            )
+            images = BatchImage.objects.bulk_create(
+                BatchImage(
+                    batch=batch,
+                    position=position,
+                    original_name=item.name,
+                    original_path=path,
+                    content_hash=item.digest,
+                    format=item.info.format,
+                    width=item.info.width,
+                    height=item.info.height,
+                    bytes=item.info.bytes,
+                )
+                for position, (item, path) in enumerate(zip(checked, paths, strict=True))
+            )
+            audit_record(
+                actor=user,
+                action="images.batch.create",
+                target=batch,
+                summary=f"{len(images)} images, {human_bytes(total)}, preset {preset}",
+                after={"preset": preset.name, "images": len(images), "source": source},
+            )
+            if enqueue:
+                ids = [image.pk for image in BatchImage.objects.filter(batch=batch)]
+                transaction.on_commit(lambda: _enqueue(ids))
+    except BaseException:
+        _delete_unreferenced(set(written))
+        raise
+    return batch
+
+
+def _enqueue(image_ids: list[int]) -> None:
+    """One task per image, as a group: every worker on every machine takes its share. The
+    finishing step is ``batch_settle``, run by whichever image settles last."""
+    from celery import group
+
+    from images.tasks import image_optimize_task
+
+    if image_ids:
+        group(image_optimize_task.s(pk) for pk in image_ids).apply_async()
+
+
+# --- processing one image -----------------------------------------------------------------------
+
+
+def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None) -> str | None:
+    """Take an image for processing: returns the claim token, or None when it is done, failed,
+    gone, or held by a worker that may still be alive."""
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    claimable = Q(status=ImageStatus.QUEUED) | Q(
+        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
+    )
+    claimed = (
+        BatchImage.objects.filter(claimable, pk=image_id)
+        .filter(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+        .update(
+            status=ImageStatus.WORKING,
+            claim_token=token,
+            claimed_at=now,
+            worker=worker[:200],
+            attempts=F("attempts") + 1,
+        )
+    )
+    if not claimed:
+        return None
+    batch_id = BatchImage.objects.filter(pk=image_id).values_list("batch_id", flat=True).get()
+    with transaction.atomic():
+        if Batch.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
+            status=BatchStatus.RUNNING, started_at=now
+        ):
+            audit_record(
+                actor=None,
+                action="images.batch.start",
+                target=Batch.objects.get(pk=batch_id),
+                summary=f"First image taken by {worker or 'a worker'}",
+            )
+    return token
+
+
+def image_claim_wait(*, image_id: int, now: datetime | None = None) -> float | None:
+    """Seconds until the live-looking claim on an image goes stale, or None when there is no
+    claim to wait for (the image is settled or gone)."""
+    now = now or timezone.now()
+    image = BatchImage.objects.filter(pk=image_id, status=ImageStatus.WORKING).first()
+    if image is None or image.claimed_at is None:
+        return None
+    return max(1.0, (image.claimed_at + claim_stale_after() - now).total_seconds() + 1)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, pipeline.ImageRejected):
+        return exc.reason
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (
+            f"Processing took longer than the {settings.IMAGE_TASK_SOFT_TIME_LIMIT} s limit; the "
+            "image is too large or too complex for this preset."
+        )
+    if isinstance(exc, MemoryError):
+        return "The worker ran out of memory on this image."
+    return f"Unexpected error while processing ({type(exc).__name__}); see the worker's log."
+
+
+def _best_bytes(result_variants: list[pipeline.Variant], original: int) -> int:
+    """The smallest kept variant of the largest size: what replaces the original on a page."""
+    if not result_variants:
+        return original
+    largest = max(variant.size for variant in result_variants)
+    kept = [v.bytes for v in result_variants if v.kept and v.size == largest]
+    return min(kept) if kept else original
+
+
+def image_process(*, image_id: int, token: str) -> BatchImage:
+    """Optimize a claimed image and settle it (done, or failed with the reason a person reads).
+    Never raises for a bad image: the rest of the batch and the worker go on."""
+    image = BatchImage.objects.select_related("batch").get(pk=image_id)
+    batch = image.batch
+    started = timezone.now()
+    written: list[str] = []
+    try:
+        with default_storage.open(image.original_path, "rb") as stored:
+            data = stored.read()
+        if len(data) != image.bytes:
+            raise pipeline.ImageRejected(
+                f"The stored original has {len(data)} bytes instead of {image.bytes}; upload "
+                "it again."
+            )
+        preset = batch.pipeline_preset
+        result = pipeline.optimize(data, preset)
+        if preset.avif:
+            result.variants += pipeline.optimize_avif(data, preset)
+        del data
+        rows = []
+        folder = f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{batch.fingerprint}"
+        for variant in result.variants:
+            path = ""
+            if variant.kept:
+                extension = "jpg" if variant.format == "jpeg" else variant.format
+                path, wrote = _store(
+                    f"{folder}/{variant.size}.{extension}", variant.data, variant.bytes
+                )
+                if wrote:
+                    written.append(path)
+            rows.append(
+                Variant(
+                    image=image,
+                    size=variant.size,
+                    format=variant.format,
+                    width=variant.width,
+                    height=variant.height,
+                    bytes=variant.bytes,
+                    path=path,
+                    kept=variant.kept,
+                    note=variant.note[:300],
+                    seconds=variant.seconds,
+                    ssim=variant.ssim,
+                )
+            )
+    except Exception as exc:
+        if not isinstance(exc, pipeline.ImageRejected):
+            logger.exception("Image %s (%s) failed", image.pk, image.original_name)
+        _delete_unreferenced(set(written))
+        return image_fail(image_id=image_id, token=token, reason=_failure_reason(exc))
+
+    now = timezone.now()
+    best = _best_bytes(result.variants, image.bytes)
+    with transaction.atomic():
+        settled = BatchImage.objects.filter(
+            pk=image_id, status=ImageStatus.WORKING, claim_token=token
+        ).update(
+            status=ImageStatus.DONE,
+            finished_at=now,
+            seconds=round((now - started).total_seconds(), 3),
+            bytes_after=best,
+            warnings=result.warnings,
+            error="",
+        )
+        if settled:
+            Variant.objects.filter(image_id=image_id).delete()
+            Variant.objects.bulk_create(rows)
+            image.refresh_from_db()
+            audit_record(
+                actor=None,
+                action="images.image.done",
+                target=image,
+                summary=f"{human_bytes(image.bytes)} → {human_bytes(best)} "
+                f"({image.savings_percent}% saved), {len(rows)} variants",
+            )
+    if not settled:
+        # Another worker took the image over (ours looked dead); its outputs have the same
+        # names and bytes, so ours are simply not recorded a second time.
+        logger.warning("Lost the claim on image %s; its result is not recorded twice", image_id)
+    batch_settle(batch_id=batch.pk)
+    image.refresh_from_db()
+    return image
+
+
+def image_fail(*, image_id: int, token: str, reason: str) -> BatchImage:
+    """Settle a claimed image as failed, with a reason a person can act on."""
+    with transaction.atomic():
+        settled = BatchImage.objects.filter(
+            pk=image_id, status=ImageStatus.WORKING, claim_token=token
+        ).update(status=ImageStatus.FAILED, finished_at=timezone.now(), error=reason)
+        image = BatchImage.objects.get(pk=image_id)
+        if settled:
+            Variant.objects.filter(image_id=image_id).delete()
+            audit_record(actor=None, action="images.image.fail", target=image, summary=reason)
+    batch_settle(batch_id=image.batch_id)
+    return image
+
+
+def batch_settle(*, batch_id: int) -> bool:
+    """The finishing step: close the batch once no image is queued or working. Called after
+    every image settles; the conditional update lets exactly one caller close it."""
+    pending = BatchImage.objects.filter(batch_id=OuterRef("pk"), status__in=PENDING)
+    with transaction.atomic():
+        closed = (
+            Batch.objects.filter(pk=batch_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+            .exclude(Exists(pending))
+            .update(status=BatchStatus.FINISHED, finished_at=timezone.now())
+        )
+        if closed:
+            from images.selectors import batch_totals
+
+            batch = Batch.objects.get(pk=batch_id)
+            totals = batch_totals(batch=batch)
+            audit_record(
+                actor=None,
+                action="images.batch.finish",
+                target=batch,
+                summary=f"{totals.done} done, {totals.failed} failed; "
+                f"{human_bytes(totals.bytes_before)} → {human_bytes(totals.bytes_after)}",
+                after={"done": totals.done, "failed": totals.failed},
+            )
+    return bool(closed)
+
+
+def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
+    """Images held by a worker that died (its claim is older than any task may run): queue
+    them again, or fail them once they have killed IMAGE_MAX_ATTEMPTS workers."""
+    now = now or timezone.now()
+    stale = BatchImage.objects.filter(
+        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
+    )
+    requeued: list[int] = []
+    for image in stale.select_related("batch"):
+        with transaction.atomic():
+            if image.attempts >= settings.IMAGE_MAX_ATTEMPTS:
+                reason = (
+                    f"The worker stopped while processing this image {image.attempts} times "
+                    "(out of time or memory); it was not tried again."
+                )
+                if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
+                    status=ImageStatus.FAILED, finished_at=now, error=reason
+                ):
+                    audit_record(
+                        actor=None, action="images.image.fail", target=image, summary=reason
+                    )
+                    transaction.on_commit(lambda pk=image.batch_id: batch_settle(batch_id=pk))
+                continue
+            if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
+                status=ImageStatus.QUEUED, claim_token="", worker=""
+            ):
+                audit_record(
+                    actor=None,
+                    action="images.image.reclaim",
+                    target=image,
+                    summary=f"{image.worker or 'Its worker'} stopped answering; queued again",
+                )
+                requeued.append(image.pk)
+    if requeued:
+        _enqueue(requeued)
+    return requeued
+
+
+# --- people's actions on a batch ------------------------------------------------------------------
+
+
+@transaction.atomic
+def batch_retry_failed(*, batch: Batch, user) -> int:
+    """Queue the failed images of a finished batch again; returns how many."""
+    require_perm(user, "images.upload_batch", "You may not retry image batches.")
+    batch = Batch.objects.select_for_update().get(pk=batch.pk)
+    failed = list(batch.images.filter(status=ImageStatus.FAILED).values_list("pk", flat=True))
+    if not failed:
+        raise ActionRefused("No image of this batch failed: there is nothing to retry.", status=409)
+    BatchImage.objects.filter(pk__in=failed).update(
+        status=ImageStatus.QUEUED, error="", claim_token="", worker="", finished_at=None
+    )
+    Batch.objects.filter(pk=batch.pk).update(status=BatchStatus.RUNNING, finished_at=None)
+    audit_record(
+        actor=user,
+        action="images.batch.retry",
+        target=batch,
+        summary=f"{len(failed)} failed images queued again",
+    )
+    transaction.on_commit(lambda: _enqueue(failed))
+    return len(failed)
+
+
+def batch_delete(*, batch: Batch, user) -> None:
+    """Delete a settled batch, its rows and the files no other batch uses."""
+    require_perm(user, "images.delete_batch", "You may not delete image batches.")
+    paths: set[str] = set()
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch.pk)
+        if batch.images.filter(status__in=PENDING).exists():
+            raise ActionRefused(
+                "This batch is still being processed; delete it once it has finished.",
+                status=409,
+            )
+        paths |= set(batch.images.values_list("original_path", flat=True))
+        paths |= set(
+            Variant.objects.filter(image__batch=batch)
+            .exclude(path="")
+            .values_list("path", flat=True)
+        )
+        audit_record(
+            actor=user,
+            action="images.batch.delete",
+            target=batch,
+            summary=f"{batch.images_total} images and their variants",
+        )
+        batch.delete()
+        transaction.on_commit(lambda: _delete_unreferenced(paths))

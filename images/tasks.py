@@ -1,0 +1,51 @@
+"""Celery entry points of image batches: thin, they call services.
+
+``image_optimize_task`` is ``acks_late`` (the message is acknowledged after the work, so a
+machine that dies mid-image gives its message back to the broker) and ``reject_on_worker_lost``
+(a child killed by the kernel, e.g. out of memory, requeues it too). That is safe because the
+service claims the image first and settles it only under that claim: a second delivery of the
+same message does nothing, or waits until the first claim is stale.
+"""
+
+import os
+
+from celery import shared_task
+from django.conf import settings
+
+from images.services import (
+    image_claim,
+    image_claim_wait,
+    image_claims_reclaim,
+    image_process,
+)
+
+
+@shared_task(
+    name="images.image_optimize",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=settings.IMAGE_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.IMAGE_TASK_TIME_LIMIT,
+    max_retries=5,
+)
+def image_optimize_task(self, image_id: int) -> str:
+    token = image_claim(
+        image_id=image_id, worker=f"{self.request.hostname or 'worker'} pid {os.getpid()}"
+    )
+    if token is None:
+        wait = image_claim_wait(image_id=image_id)
+        if wait is not None:
+            # Delivered again while another worker holds the image: if that worker is dead,
+            # its claim goes stale and this delivery takes the image over then.
+            raise self.retry(countdown=wait)
+        return "skipped"
+    image = image_process(image_id=image_id, token=token)
+    return image.status
+
+
+@shared_task(name="images.image_claims_reclaim", soft_time_limit=50, time_limit=58)
+def image_claims_reclaim_task() -> list[int]:
+    """Beat calls this every minute: images whose worker died are queued again."""
+    return image_claims_reclaim()

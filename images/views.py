@@ -1,0 +1,460 @@
+"""Image batch pages, the files behind them (login-checked, never public) and the image API."""
+
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from images.forms import BatchUploadForm
+from images.models import Batch, BatchImage, BatchSource, ImageStatus, Variant
+from images.selectors import (
+    batch_images,
+    batch_totals,
+    batch_variants,
+    batches_recent,
+    best_variant,
+    image_queue_health,
+    image_variants,
+    presets_offered,
+)
+from images.services import (
+    batch_create,
+    batch_delete,
+    batch_retry_failed,
+    human_bytes,
+    image_claim,
+    image_process,
+)
+from portal.auth import bearer_token, login_or_token_required
+from portal.errors import ActionRefused
+from portal.htmx import wants_fragment
+
+LIST_PAGE = "images/batch_list.html"
+NEW_PAGE = "images/batch_new.html"
+DETAIL_PAGE = "images/batch_detail.html"
+BATCHES_PER_PAGE = 25
+ZIP_CHUNK = 256 * 1024
+
+view_batches = permission_required("images.view_batch", raise_exception=True)
+
+
+@require_GET
+@view_batches
+def batch_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(batches_recent(), BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        LIST_PAGE,
+        {"page": page, "can_upload": request.user.has_perm("images.upload_batch")},
+    )
+
+
+def _upload_context(form: BatchUploadForm) -> dict:
+    from django.conf import settings
+
+    return {
+        "form": form,
+        "max_files": settings.IMAGE_MAX_FILES_PER_BATCH,
+        "max_bytes": settings.IMAGE_MAX_UPLOAD_BYTES,
+        "max_bytes_label": human_bytes(settings.IMAGE_MAX_UPLOAD_BYTES),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("images.upload_batch", raise_exception=True)
+def batch_new(request: HttpRequest) -> HttpResponse:
+    """The upload page. Through htmx (the page's script shows the upload's progress) a refused
+    upload re-renders the form with its errors, and a batch made moves the browser to it."""
+    form = BatchUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            batch = batch_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                preset=form.cleaned_data["preset"],
+                files=form.cleaned_data["files"],
+            )
+        except ActionRefused as refused:
+            form.add_error(None, refused.message)
+        else:
+            messages.success(request, f"“{batch}”: {batch.images_total} images queued.")
+            if wants_fragment(request):
+                return HttpResponseClientRedirect(batch.get_absolute_url())
+            return redirect(batch)
+    status = 400 if request.method == "POST" else 200
+    context = _upload_context(form)
+    if wants_fragment(request):
+        return render(request, f"{NEW_PAGE}#upload-form", context, status=status)
+    return render(request, NEW_PAGE, context, status=status)
+
+
+def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
+    if not request.user.has_perm("images.view_batch"):
+        raise PermissionDenied("You may not see image batches.")
+    return get_object_or_404(Batch.objects.select_related("preset", "created_by"), pk=pk)
+
+
+def _batch_context(request: HttpRequest, batch: Batch, **extra) -> dict:
+    from django.conf import settings
+
+    return {
+        "batch": batch,
+        "totals": batch_totals(batch=batch),
+        "images": batch_images(batch=batch),
+        "poll_seconds": settings.IMAGE_POLL_SECONDS,
+        "can_upload": request.user.has_perm("images.upload_batch"),
+        "can_delete": request.user.has_perm("images.delete_batch"),
+        **extra,
+    }
+
+
+def _batch_status(request: HttpRequest, batch: Batch, **extra) -> HttpResponse:
+    """The one partial that shows a batch's progress, totals and rows. Polling stops (286)
+    once the batch has finished."""
+    response = render(
+        request, f"{DETAIL_PAGE}#batch-status", _batch_context(request, batch, **extra)
+    )
+    if batch.is_finished:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@require_GET
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = _get_batch_for_user(request, pk)
+    if wants_fragment(request):
+        return _batch_status(request, batch)
+    return render(request, DETAIL_PAGE, _batch_context(request, batch))
+
+
+@require_POST
+def batch_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = _get_batch_for_user(request, pk)
+    try:
+        count = batch_retry_failed(batch=batch, user=request.user)
+    except ActionRefused as refused:
+        if wants_fragment(request):
+            return _batch_status(request, batch, error=refused.message)
+        messages.error(request, refused.message)
+        return redirect(batch)
+    batch.refresh_from_db()
+    notice = f"{count} failed image{'s' if count != 1 else ''} queued again."
+    if wants_fragment(request):
+        return _batch_status(request, batch, notice=notice)
+    messages.success(request, notice)
+    return redirect(batch)
+
+
+@require_http_methods(["GET", "POST"])
+def batch_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; POST deletes the batch and its files."""
+    batch = _get_batch_for_user(request, pk)
+    if not request.user.has_perm("images.delete_batch"):
+        raise PermissionDenied("You may not delete image batches.")
+    error = ""
+    if request.method == "POST":
+        try:
+            batch_delete(batch=batch, user=request.user)
+        except ActionRefused as refused:
+            error = refused.message
+        else:
+            messages.success(request, f"Deleted “{batch}” and its files.")
+            if wants_fragment(request):
+                return HttpResponseClientRedirect(reverse("images:batch_list"))
+            return redirect("images:batch_list")
+    return render(
+        request,
+        "images/batch_confirm_delete.html",
+        {"batch": batch, "totals": batch_totals(batch=batch), "error": error},
+        status=409 if error else 200,
+    )
+
+
+def _get_image_for_user(request: HttpRequest, pk: int, image_pk: int) -> BatchImage:
+    batch = _get_batch_for_user(request, pk)
+    image = get_object_or_404(BatchImage, pk=image_pk, batch=batch)
+    image.batch = batch
+    return image
+
+
+@require_GET
+def image_compare(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    """The original and one variant side by side (the best one unless another is chosen)."""
+    image = _get_image_for_user(request, pk, image_pk)
+    variants = image_variants(image=image)
+    chosen = best_variant(variants)
+    if wanted := request.GET.get("variant", ""):
+        chosen = next((v for v in variants if str(v.pk) == wanted and v.kept), None)
+        if chosen is None:
+            raise Http404("No such variant of this image.")
+    return render(
+        request,
+        "images/image_compare.html",
+        {"batch": image.batch, "image": image, "variants": variants, "chosen": chosen},
+    )
+
+
+# --- files: streamed through here, after the login and permission checks -----------------------
+
+
+def _file_response(path: str, content_type: str, filename: str, download: bool) -> FileResponse:
+    try:
+        handle = default_storage.open(path, "rb")
+    except FileNotFoundError:
+        raise Http404("The file is missing from the storage.") from None
+    response = FileResponse(
+        handle, content_type=content_type, as_attachment=download, filename=filename
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _require_view(request: HttpRequest) -> None:
+    if not request.user.has_perm("images.view_batch"):
+        raise PermissionDenied("You may not see image batches.")
+
+
+_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "AVIF": "image/avif",
+}
+
+
+@require_GET
+@login_or_token_required
+def original_file(request: HttpRequest, image_pk: int) -> FileResponse:
+    _require_view(request)
+    image = get_object_or_404(BatchImage, pk=image_pk)
+    return _file_response(
+        image.original_path,
+        _CONTENT_TYPES.get(image.format, "application/octet-stream"),
+        image.original_name,
+        bool(request.GET.get("download")),
+    )
+
+
+def _variant_filename(variant: Variant) -> str:
+    stem = os.path.splitext(variant.image.original_name)[0] or "image"
+    return f"{stem}-{variant.size}.{variant.extension}"
+
+
+@require_GET
+@login_or_token_required
+def variant_file(request: HttpRequest, variant_pk: int) -> FileResponse:
+    _require_view(request)
+    variant = get_object_or_404(Variant.objects.select_related("image"), pk=variant_pk, kept=True)
+    return _file_response(
+        variant.path,
+        variant.content_type,
+        _variant_filename(variant),
+        bool(request.GET.get("download")),
+    )
+
+
+class _ZipSink:
+    """A write-only file for zipfile: it keeps what was written until the generator takes it.
+    Not seekable, so zipfile writes data descriptors and never goes back."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._written = 0
+
+    def write(self, data) -> int:
+        self._chunks.append(bytes(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _zip_names(variants: list[Variant]) -> list[str]:
+    """folder per image, named after its file; two images of the same name get their place."""
+    stems: dict[int, str] = {}
+    taken: set[str] = set()
+    for variant in variants:
+        image = variant.image
+        if image.pk not in stems:
+            stem = re.sub(r"[^\w.-]+", "_", os.path.splitext(image.original_name)[0]) or "image"
+            if stem in taken:
+                stem = f"{stem}-{image.position + 1}"
+            taken.add(stem)
+            stems[image.pk] = stem
+    return [f"{stems[v.image.pk]}/{stems[v.image.pk]}-{v.size}.{v.extension}" for v in variants]
+
+
+def _zip_stream(variants: list[Variant]) -> Iterator[bytes]:
+    sink = _ZipSink()
+    # Stored, not deflated: JPEG, WebP and AVIF are compressed already.
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for variant, name in zip(variants, _zip_names(variants), strict=True):
+            info = zipfile.ZipInfo(name, date_time=timezone.localtime().timetuple()[:6])
+            with (
+                default_storage.open(variant.path, "rb") as source,
+                archive.open(info, "w", force_zip64=variant.bytes > 2**31) as entry,
+            ):
+                while chunk := source.read(ZIP_CHUNK):
+                    entry.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
+
+
+@require_GET
+def batch_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """Every kept variant of the batch in one ZIP, streamed as it is written."""
+    batch = _get_batch_for_user(request, pk)
+    variants = list(batch_variants(batch=batch))
+    if not variants:
+        raise Http404("This batch has no variants to download yet.")
+    response = StreamingHttpResponse(_zip_stream(variants), content_type="application/zip")
+    filename = f"{slugify(batch.name) or 'batch'}-{batch.pk}.zip"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# --- the JSON API ------------------------------------------------------------------------------
+
+
+def _csrf_unless_token(view):
+    """A bearer token is not sent by browsers on their own, so it needs no CSRF token; a
+    session still does."""
+
+    @csrf_exempt
+    def wrapped(request, *args, **kwargs):
+        if not bearer_token(request):
+            refused = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
+            if refused is not None:
+                return JsonResponse({"error": "CSRF check failed."}, status=403)
+        return view(request, *args, **kwargs)
+
+    wrapped.login_required = False
+    return wrapped
+
+
+def _json_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _variant_json(request: HttpRequest, variant: Variant, original: int) -> dict:
+    return {
+        "size": variant.size,
+        "format": variant.format,
+        "width": variant.width,
+        "height": variant.height,
+        "bytes": variant.bytes,
+        "savings_percent": round(100 * (1 - variant.bytes / original), 1) if original else None,
+        "kept": variant.kept,
+        "note": variant.note,
+        "ssim": variant.ssim,
+        "url": request.build_absolute_uri(reverse("images:variant_file", args=[variant.pk]))
+        if variant.kept
+        else None,
+    }
+
+
+@_csrf_unless_token
+@require_POST
+@login_or_token_required
+def api_optimize(request: HttpRequest) -> HttpResponse:
+    """Optimize one image now. Multipart field ``image`` (and optionally ``preset``, a preset's
+    name). Answers with the best variant's bytes, or with JSON describing every variant when the
+    request sends ``Accept: application/json``."""
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    upload = request.FILES.get("image")
+    if upload is None:
+        return _json_error("Send the image as the multipart form field “image”.", 400)
+    presets = presets_offered()
+    preset = (
+        presets.filter(name=request.POST["preset"]).first()
+        if request.POST.get("preset")
+        else presets.first()
+    )
+    if preset is None:
+        return _json_error("No such preset; leave it out for the default.", 400)
+    try:
+        batch = batch_create(
+            user=request.user,
+            name=f"API: {os.path.basename(upload.name or 'image')}"[:200],
+            preset=preset,
+            files=[upload],
+            source=BatchSource.API,
+            enqueue=False,
+        )
+    except PermissionDenied as denied:
+        return _json_error(str(denied), 403)
+    except ActionRefused as refused:
+        return _json_error(refused.message, refused.status)
+    image = batch.images.get()
+    token = image_claim(image_id=image.pk, worker=f"web pid {os.getpid()}")
+    image = image_process(image_id=image.pk, token=token) if token else image
+    batch_url = request.build_absolute_uri(batch.get_absolute_url())
+    if image.status != ImageStatus.DONE:
+        return JsonResponse({"error": image.error, "batch": batch_url}, status=422)
+    variants = image_variants(image=image)
+    best = best_variant(variants)
+    if wants_json:
+        return JsonResponse(
+            {
+                "batch": batch_url,
+                "name": image.original_name,
+                "format": image.format,
+                "width": image.width,
+                "height": image.height,
+                "bytes": image.bytes,
+                "best_bytes": image.bytes_after,
+                "savings_percent": image.savings_percent,
+                "seconds": image.seconds,
+                "warnings": image.warnings,
+                "best": _variant_json(request, best, image.bytes) if best else None,
+                "variants": [_variant_json(request, v, image.bytes) for v in variants],
+            }
+        )
+    if best is None:
+        return _json_error("No variant came out smaller than the original.", 422)
+    best.image = image
+    response = _file_response(best.path, best.content_type, _variant_filename(best), False)
+    response["X-Original-Bytes"] = str(image.bytes)
+    response["X-Savings-Percent"] = str(image.savings_percent)
+    response["Link"] = f'<{batch_url}>; rel="related"'
+    return response
+
+
+@require_GET
+@login_or_token_required
+def api_health(request: HttpRequest) -> JsonResponse:
+    """Workers on the image queue, its length, and the last hour's success rate."""
+    return JsonResponse(image_queue_health())

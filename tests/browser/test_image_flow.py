@@ -1,0 +1,111 @@
+"""Image staff drop three photos (one broken) on the upload page and watch the batch finish in a
+real browser, with a real Celery worker processing the images."""
+
+import base64
+import contextlib
+import importlib
+import re
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.apps import apps as django_apps
+from playwright.sync_api import expect
+
+from images.models import Batch, Preset
+from portal.celery import app
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+from tests.images import samples
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
+
+DROP_FILES = """(files) => {
+  const transfer = new DataTransfer();
+  for (const [name, data, type] of files) {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, { type }));
+  }
+  return transfer;
+}"""
+
+
+@pytest.fixture
+def preset(transactional_db):
+    """The default preset (a transactional test's flush removes the migration's row)."""
+    module = importlib.import_module("images.migrations.0002_default_preset")
+    module.create_default_preset(django_apps, None)
+    return Preset.objects.get(is_default=True)
+
+
+def _file(name: str, data: bytes, content_type: str) -> list[str]:
+    return [name, base64.b64encode(data).decode(), content_type]
+
+
+def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, preset):
+    with app.connection_for_write() as connection, contextlib.suppress(Exception):
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+    page = new_page()
+    blocked = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)  # fmt: skip
+    log_in(page, "ines", PASSWORD)
+    page.get_by_role("link", name="Images").click()
+    page.get_by_role("link", name="Upload a batch").click()
+    expect(page.get_by_role("heading", name="Upload a batch")).to_be_visible()
+
+    # Nothing chosen: the form says so, in place.
+    page.get_by_label("Batch name").fill("Portfolio")
+    page.get_by_role("button", name="Upload and optimize").click()
+    expect(page.get_by_role("alert")).to_contain_text("Choose at least one image.")
+    expect(page.get_by_label("Batch name")).to_have_value("Portfolio")
+
+    # Drop three files on the box, one of them a truncated JPEG.
+    transfer = page.evaluate_handle(
+        DROP_FILES,
+        [
+            _file("harbour.jpg", samples.jpeg(320, 240, seed=1), "image/jpeg"),
+            _file("broken.jpg", samples.truncated_jpeg(), "image/jpeg"),
+            _file("logo.png", samples.png(200, 150), "image/png"),
+        ],
+    )
+    page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+    expect(page.locator("[data-files-chosen]")).to_contain_text("3 files,")
+    expect(page.get_by_label("Preset")).to_have_value(str(preset.pk))
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        page.get_by_role("button", name="Upload and optimize").click()
+        page.wait_for_url(re.compile(r"/images/batches/\d+/$"))
+        expect(page.get_by_role("heading", name="Portfolio")).to_be_visible()
+        summary = page.locator("#batch-summary")
+        expect(summary).to_contain_text("3 of 3", timeout=20_000)
+        expect(summary).to_contain_text("Finished with errors")
+        expect(summary).to_contain_text("2 done")
+        expect(summary).to_contain_text("1 failed")
+
+    rows = page.get_by_role("table", name="Images of Portfolio")
+    expect(rows.get_by_role("row", name=re.compile("harbour.jpg"))).to_contain_text("Done")
+    expect(rows.get_by_role("row", name=re.compile("logo.png"))).to_contain_text("Done")
+    broken = rows.get_by_role("row", name=re.compile("broken.jpg"))
+    expect(broken).to_contain_text("Failed")
+    expect(broken).to_contain_text("The image data is truncated or corrupt")
+    totals = page.locator(".totals")
+    expect(totals).to_contain_text(re.compile(r"Saved\s*\d+(\.\d)?%"))
+    expect(totals).to_contain_text(re.compile(r"Images/s\s*\d"))
+    expect(page.get_by_role("button", name="Retry 1 failed image")).to_be_visible()
+    page.screenshot(path="var/test-image-batch.png", full_page=True)
+
+    # The compare view shows the original and the best variant side by side.
+    page.get_by_role("link", name="harbour.jpg").click()
+    expect(page.get_by_role("img", name="Original of harbour.jpg")).to_be_visible()
+    expect(
+        page.get_by_role("img", name=re.compile("variant of harbour.jpg at 2048 px"))
+    ).to_be_visible()
+    assert page.evaluate(
+        "Array.from(document.images).every((img) => img.complete && img.naturalWidth > 0)"
+    )
+    batch = Batch.objects.get()
+    assert batch.is_finished and batch.images.filter(status="done").count() == 2
+    assert blocked == []

@@ -1,0 +1,459 @@
+"""Making, processing, retrying and deleting batches through the services: every bad input gets
+a clear refusal or a per-image error, and nothing is done twice or left half-done."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from images import pipeline, services
+from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
+from images.services import (
+    batch_create,
+    batch_delete,
+    batch_retry_failed,
+    image_claim,
+    image_claims_reclaim,
+    image_process,
+)
+from images.tasks import image_optimize_task
+from portal.errors import ActionRefused
+from portal.models import AuditEntry
+from tests.images import samples
+from tests.images.samples import upload
+
+pytestmark = pytest.mark.django_db
+
+
+def make_batch(user, preset, files, name="Spring catalogue") -> Batch:
+    return batch_create(user=user, name=name, preset=preset, files=files)
+
+
+def process(image: BatchImage, worker: str = "w1") -> BatchImage:
+    token = image_claim(image_id=image.pk, worker=worker)
+    assert token is not None
+    return image_process(image_id=image.pk, token=token)
+
+
+def media_files(root: Path) -> list[Path]:
+    return sorted(path for path in Path(root).rglob("*") if path.is_file())
+
+
+# --- refusals at upload: the whole batch, nothing kept -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("notes.jpg", samples.text(), "not an image in a supported format"),
+        ("report.jpg", samples.pdf(), "not an image in a supported format"),
+        ("archive.jpg", samples.zip_archive(), "not an image in a supported format"),
+        ("empty.jpg", b"", "The file is empty"),
+        ("bomb.png", samples.bomb_png(), "possible decompression bomb"),
+    ],
+    ids=["text", "pdf", "zip", "zero-byte", "bomb"],
+)
+def test_a_bad_file_refuses_the_upload_and_keeps_nothing(
+    image_staff, preset, _media_root, name, data, reason
+):
+    files = [upload("good.jpg", samples.jpeg()), upload(name, data)]
+    with pytest.raises(ActionRefused) as refused:
+        make_batch(image_staff, preset, files)
+    assert refused.value.message.startswith("This file cannot be used; nothing was uploaded.")
+    assert f"{name}: " in refused.value.message and reason in refused.value.message
+    assert "good.jpg" not in refused.value.message
+    assert not Batch.objects.exists() and not BatchImage.objects.exists()
+    assert not AuditEntry.objects.filter(action__startswith="images.").exists()
+    assert media_files(_media_root) == []
+
+
+def test_over_the_byte_limit_is_refused_before_reading(image_staff, preset, settings, _media_root):
+    settings.IMAGE_MAX_UPLOAD_BYTES = 5_000
+    big = samples.jpeg(400, 300)
+    assert len(big) > 5_000
+    files = [upload("big.jpg", big), upload("notes.jpg", samples.text())]
+    with pytest.raises(ActionRefused) as refused:
+        make_batch(image_staff, preset, files)
+    message = refused.value.message
+    assert message.startswith("2 files cannot be used")
+    assert "big.jpg: the file is" in message and "the limit is 4.9 KB" in message
+    assert "notes.jpg: This is not an image" in message
+    assert media_files(_media_root) == [] and not Batch.objects.exists()
+
+
+def test_no_files_too_many_files_and_no_name(image_staff, preset, settings):
+    with pytest.raises(ActionRefused, match="Choose at least one image"):
+        make_batch(image_staff, preset, [])
+    settings.IMAGE_MAX_FILES_PER_BATCH = 2
+    files = [upload(f"{n}.jpg", samples.jpeg(seed=n)) for n in range(3)]
+    with pytest.raises(ActionRefused, match="at most 2 images; you chose 3"):
+        make_batch(image_staff, preset, files)
+    with pytest.raises(ActionRefused, match="Name the batch"):
+        make_batch(image_staff, preset, files[:1], name="   ")
+    preset.is_active = False
+    preset.save()
+    with pytest.raises(ActionRefused, match="not in use any more"):
+        make_batch(image_staff, preset, files[:1])
+    assert not Batch.objects.exists()
+
+
+def test_only_image_staff_may_upload(operator, outsider, preset):
+    for user in (operator, outsider):
+        with pytest.raises(PermissionDenied):
+            make_batch(user, preset, [upload("a.jpg", samples.jpeg())])
+    assert not Batch.objects.exists()
+
+
+def test_upload_stores_originals_by_content_hash_and_queues_one_task_each(
+    image_staff, preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(services, "_enqueue", queued.append)
+    same = samples.jpeg(seed=2)
+    files = [upload("a.jpg", same), upload("b.png", samples.png()), upload("a-copy.jpg", same)]
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = make_batch(image_staff, preset, files)
+    images = list(batch.images.order_by("position"))
+    assert [i.original_name for i in images] == ["a.jpg", "b.png", "a-copy.jpg"]
+    assert queued == [[i.pk for i in images]]
+    assert images[0].original_path == images[2].original_path  # stored once
+    digest = pipeline.content_hash(same)
+    assert images[0].original_path == f"images/originals/{digest[:2]}/{digest}.jpg"
+    assert images[1].original_path.endswith(".png") and images[1].format == "PNG"
+    assert (images[1].width, images[1].height, images[1].bytes) == (160, 120, len(samples.png()))
+    assert batch.status == BatchStatus.QUEUED and batch.images_total == 3
+    assert batch.preset_settings["sizes"] == [2048, 1024, 400]
+    entry = AuditEntry.objects.get(action="images.batch.create")
+    assert entry.actor == image_staff and "3 images" in entry.summary
+
+
+# --- processing: a correct result or a clear per-image error -------------------------------------
+
+
+def test_batch_with_good_and_bad_files_completes_with_per_image_errors(image_staff, preset):
+    files = [
+        upload("good.jpg", samples.jpeg()),
+        upload("truncated.jpg", samples.truncated_jpeg()),
+        upload("good.png", samples.png()),
+    ]
+    batch = make_batch(image_staff, preset, files)
+    results = [process(image) for image in batch.images.order_by("position")]
+    assert [r.status for r in results] == ["done", "failed", "done"]
+    assert "truncated or corrupt" in results[1].error
+    assert not results[1].variants.exists()
+    good = results[0]
+    assert good.bytes_after < good.bytes and good.savings_percent > 0
+    variants = list(good.variants.order_by("-size", "format"))
+    assert [(v.size, v.format) for v in variants] == [
+        (2048, "jpeg"),
+        (2048, "webp"),
+        (1024, "jpeg"),
+        (1024, "webp"),
+        (400, "jpeg"),
+        (400, "webp"),
+    ]
+    assert min(v.bytes for v in variants if v.size == 2048) == good.bytes_after
+    for variant in variants:
+        if variant.kept:
+            assert default_storage.size(variant.path) == variant.bytes
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED and batch.finished_at and batch.started_at
+    actions = list(
+        AuditEntry.objects.filter(action__startswith="images.").values_list("action", flat=True)
+    )
+    assert sorted(actions) == sorted(
+        [
+            "images.batch.create",
+            "images.batch.start",
+            "images.image.done",
+            "images.image.fail",
+            "images.image.done",
+            "images.batch.finish",
+        ]
+    )
+    assert "2 done, 1 failed" in AuditEntry.objects.get(action="images.batch.finish").summary
+
+
+def _stored_behind_the_service(batch: Batch, name: str, data: bytes) -> BatchImage:
+    """A row whose stored original is not what was checked at upload (a file replaced in the
+    storage, an older version's upload): the worker must still cope."""
+    path = default_storage.save(f"images/test/{name}", samples.upload(name, data))
+    return BatchImage.objects.create(
+        batch=batch,
+        position=batch.images.count(),
+        original_name=name,
+        original_path=path,
+        content_hash=pipeline.content_hash(data),
+        format="JPEG",
+        width=1,
+        height=1,
+        bytes=len(data),
+    )
+
+
+def test_files_the_upload_check_never_saw_fail_alone(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("good.jpg", samples.jpeg())])
+    bad = {
+        "notes.jpg": (samples.text(), "not an image in a supported format"),
+        "bomb.png": (samples.bomb_png(), "decompression bomb"),
+        "empty.jpg": (b"", "The file is empty"),
+    }
+    rows = {name: _stored_behind_the_service(batch, name, data) for name, (data, _) in bad.items()}
+    for image in batch.images.order_by("position"):
+        process(image)
+    for name, (_, reason) in bad.items():
+        rows[name].refresh_from_db()
+        assert rows[name].status == ImageStatus.FAILED and reason in rows[name].error
+    assert batch.images.get(original_name="good.jpg").status == ImageStatus.DONE
+    batch.refresh_from_db()
+    assert batch.is_finished
+
+
+ODD_BUT_VALID = {
+    "cmyk.jpg": (samples.cmyk_jpeg, "CMYK image without an ICC profile"),
+    "16-bit.png": (samples.png_16_bit, None),
+    "alpha.png": (samples.png_alpha, None),
+    "animated.gif": (samples.animated_gif, "only the first frame"),
+    "corrupt-icc.jpg": (samples.corrupt_icc_jpeg, "ICC profile is corrupt"),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_BUT_VALID))
+def test_odd_but_valid_images_are_optimized_with_their_warnings(image_staff, preset, name):
+    make, warning = ODD_BUT_VALID[name]
+    batch = make_batch(image_staff, preset, [upload(name, make())])
+    image = process(batch.images.get())
+    assert image.status == ImageStatus.DONE, image.error
+    assert image.variants.filter(kept=True).exists()
+    if warning:
+        assert any(warning in text for text in image.warnings), image.warnings
+    else:
+        assert image.warnings == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation(image_staff, preset, orientation):
+    batch = make_batch(image_staff, preset, [upload("o.jpg", samples.oriented_jpeg(orientation))])
+    image = batch.images.get()
+    expected = (80, 120) if orientation >= 5 else (120, 80)
+    assert (image.width, image.height) == expected
+    image = process(image)
+    assert image.status == ImageStatus.DONE
+    variant = image.variants.get(size=400, format="jpeg")
+    assert (variant.width, variant.height) == expected
+
+
+def test_soft_time_limit_and_unexpected_errors_fail_the_image_with_a_reason(
+    image_staff, preset, monkeypatch
+):
+    batch = make_batch(
+        image_staff,
+        preset,
+        [upload("a.jpg", samples.jpeg()), upload("b.jpg", samples.jpeg(seed=2))],
+    )
+    first, second = batch.images.order_by("position")
+
+    def too_slow(data, preset):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(pipeline, "optimize", too_slow)
+    assert "took longer than the 120 s limit" in process(first).error
+
+    def out_of_memory(data, preset):
+        raise MemoryError()
+
+    monkeypatch.setattr(pipeline, "optimize", out_of_memory)
+    assert process(second).error == "The worker ran out of memory on this image."
+    batch.refresh_from_db()
+    assert batch.is_finished
+
+
+def test_a_failure_while_writing_leaves_no_files(image_staff, preset, monkeypatch, _media_root):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    originals = media_files(_media_root)
+    real_store = services._store
+    calls = []
+
+    def failing_store(name, content, nbytes):
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real_store(name, content, nbytes)
+
+    monkeypatch.setattr(services, "_store", failing_store)
+    image = process(batch.images.get())
+    assert image.status == ImageStatus.FAILED and "OSError" in image.error
+    assert media_files(_media_root) == originals  # the two variants written were removed
+    assert not Variant.objects.exists()
+
+
+def test_a_partial_file_left_by_a_killed_worker_is_replaced(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    folder = f"images/variants/{image.content_hash[:2]}/{image.content_hash}/{batch.fingerprint}"
+    default_storage.save(f"{folder}/2048.jpg", samples.upload("x", b"half a jp"))
+    image = process(image)
+    variant = image.variants.get(size=2048, format="jpeg")
+    assert variant.path == f"{folder}/2048.jpg"
+    assert default_storage.size(variant.path) == variant.bytes > 9
+
+
+# --- idempotency: claims ----------------------------------------------------------------------
+
+
+def test_calling_the_task_twice_processes_the_image_once(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    assert image_optimize_task.apply(args=[image.pk]).get() == "done"
+    first_variants = list(Variant.objects.values_list("pk", flat=True))
+    assert image_optimize_task.apply(args=[image.pk]).get() == "skipped"
+    image.refresh_from_db()
+    assert image.attempts == 1 and image.status == ImageStatus.DONE
+    assert list(Variant.objects.values_list("pk", flat=True)) == first_variants
+    assert AuditEntry.objects.filter(action="images.image.done").count() == 1
+    assert AuditEntry.objects.filter(action="images.batch.finish").count() == 1
+
+
+def test_a_second_delivery_waits_for_a_live_claim(image_staff, preset, settings, monkeypatch):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    assert image_claim(image_id=image.pk, worker="alive")
+    countdowns = []
+
+    def retry(countdown):
+        countdowns.append(countdown)
+        return Retry(when=countdown)
+
+    monkeypatch.setattr(image_optimize_task, "retry", retry)
+    result = image_optimize_task.apply(args=[image.pk])
+    assert result.state == "RETRY"
+    (countdown,) = countdowns
+    assert 290 <= countdown <= settings.IMAGE_CLAIM_STALE_SECONDS + 1
+    image.refresh_from_db()
+    assert image.status == ImageStatus.WORKING and image.worker == "alive" and image.attempts == 1
+
+
+def test_a_stale_claim_of_a_dead_worker_is_taken_over_once(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    dead_token = image_claim(image_id=image.pk, worker="dead")
+    BatchImage.objects.filter(pk=image.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=301)
+    )
+    # The broker delivers the message again (acks_late): another worker takes the image over.
+    assert image_optimize_task.apply(args=[image.pk]).get() == "done"
+    image.refresh_from_db()
+    assert image.attempts == 2 and image.status == ImageStatus.DONE
+    variants = list(Variant.objects.values_list("pk", flat=True))
+    # The dead worker was only slow after all: its late result is not recorded a second time.
+    late = image_process(image_id=image.pk, token=dead_token)
+    assert late.status == ImageStatus.DONE
+    assert list(Variant.objects.values_list("pk", flat=True)) == variants
+    assert AuditEntry.objects.filter(action="images.image.done").count() == 1
+
+
+def test_reclaim_queues_dead_workers_images_and_fails_them_after_the_last_attempt(
+    image_staff, preset, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(services, "_enqueue", queued.append)
+    batch = make_batch(
+        image_staff,
+        preset,
+        [upload("a.jpg", samples.jpeg()), upload("b.jpg", samples.jpeg(seed=2))],
+    )
+    first, second = batch.images.order_by("position")
+    for image in (first, second):
+        image_claim(image_id=image.pk, worker="dead")
+    old = timezone.now() - timedelta(seconds=400)
+    BatchImage.objects.filter(pk=first.pk).update(claimed_at=old)
+    BatchImage.objects.filter(pk=second.pk).update(claimed_at=old, attempts=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert image_claims_reclaim() == [first.pk]
+    assert queued == [[first.pk]]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == ImageStatus.QUEUED and first.claim_token == ""
+    assert second.status == ImageStatus.FAILED and "3 times" in second.error
+    assert image_claims_reclaim() == []  # nothing stale is left
+    assert process(first).status == ImageStatus.DONE
+    batch.refresh_from_db()
+    assert batch.is_finished
+
+
+# --- people's actions ----------------------------------------------------------------------------
+
+
+def test_retry_queues_the_failed_images_again(
+    image_staff, operator, preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(services, "_enqueue", queued.append)
+    batch = make_batch(
+        image_staff,
+        preset,
+        [upload("a.jpg", samples.jpeg()), upload("t.jpg", samples.truncated_jpeg())],
+    )
+    for image in batch.images.all():
+        process(image)
+    with pytest.raises(PermissionDenied):
+        batch_retry_failed(batch=batch, user=operator)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batch_retry_failed(batch=batch, user=image_staff) == 1
+    failed = batch.images.get(original_name="t.jpg")
+    assert queued[-1] == [failed.pk]
+    assert failed.status == ImageStatus.QUEUED and failed.error == ""
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.RUNNING and batch.finished_at is None
+    assert process(failed).status == ImageStatus.FAILED  # still truncated
+    batch.refresh_from_db()
+    assert batch.is_finished
+    assert AuditEntry.objects.filter(action="images.batch.retry", actor=image_staff).exists()
+
+
+def test_retry_without_failures_is_refused(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    process(batch.images.get())
+    with pytest.raises(ActionRefused, match="nothing to retry") as refused:
+        batch_retry_failed(batch=batch, user=image_staff)
+    assert refused.value.status == 409
+
+
+def test_delete_removes_the_files_no_other_batch_uses(
+    image_staff, operator, preset, _media_root, django_capture_on_commit_callbacks
+):
+    shared = samples.jpeg(seed=9)
+    keep = make_batch(image_staff, preset, [upload("shared.jpg", shared)], name="Keep")
+    gone = make_batch(
+        image_staff,
+        preset,
+        [upload("shared.jpg", shared), upload("own.png", samples.png())],
+        name="Gone",
+    )
+    for image in BatchImage.objects.all():
+        process(image)
+    kept_files = {
+        Path(_media_root) / path
+        for path in [
+            keep.images.get().original_path,
+            *Variant.objects.filter(image__batch=keep, kept=True).values_list("path", flat=True),
+        ]
+    }
+    with pytest.raises(PermissionDenied):
+        batch_delete(batch=gone, user=operator)
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_delete(batch=gone, user=image_staff)
+    assert not Batch.objects.filter(pk=gone.pk).exists()
+    assert set(media_files(_media_root)) == kept_files
+    assert AuditEntry.objects.filter(action="images.batch.delete", actor=image_staff).exists()
+
+
+def test_a_batch_still_running_cannot_be_deleted(image_staff, preset):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    with pytest.raises(ActionRefused, match="still being processed") as refused:
+        batch_delete(batch=batch, user=image_staff)
+    assert refused.value.status == 409 and Batch.objects.filter(pk=batch.pk).exists()

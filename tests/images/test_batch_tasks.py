@@ -1,0 +1,121 @@
+"""Batches processed by a real Celery worker on the configured broker (Redis in CI)."""
+
+import contextlib
+import time
+from datetime import timedelta
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.urls import reverse
+from django.utils import timezone
+
+from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
+from images.services import batch_create, image_claim
+from images.tasks import image_claims_reclaim_task, image_optimize_task
+from portal.celery import app
+from portal.models import AuditEntry
+from tests.conftest import client_for
+from tests.images import samples
+from tests.images.samples import upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _purge_queue() -> None:
+    """Messages left by an earlier test of this process must not reach this test's worker."""
+    # A queue never declared has nothing to purge.
+    with app.connection_for_write() as connection, contextlib.suppress(Exception):
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+def _worker():
+    return start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20)
+
+
+def _wait_until_finished(batch: Batch, timeout: float = 30) -> Batch:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch.refresh_from_db()
+        if batch.status == BatchStatus.FINISHED:
+            return batch
+        time.sleep(0.1)
+    raise AssertionError(f"batch still {batch.status}: {list(batch.images.values('status'))}")
+
+
+def test_tasks_are_acks_late_with_time_limits():
+    task = app.tasks["images.image_optimize"]
+    assert task.acks_late and task.reject_on_worker_lost
+    assert (task.soft_time_limit, task.time_limit) == (120, 150)
+    assert task.name == image_optimize_task.name
+
+
+def test_worker_finishes_a_batch_with_good_and_bad_files(image_staff, preset):
+    _purge_queue()
+    batch = batch_create(
+        user=image_staff,
+        name="Mixed",
+        preset=preset,
+        files=[
+            upload("a.jpg", samples.jpeg()),
+            upload("truncated.jpg", samples.truncated_jpeg()),
+            upload("alpha.png", samples.png_alpha()),
+            upload("cmyk.jpg", samples.cmyk_jpeg()),
+        ],
+    )
+    with _worker():
+        batch = _wait_until_finished(batch)
+    statuses = dict(batch.images.values_list("original_name", "status"))
+    assert statuses == {
+        "a.jpg": "done",
+        "truncated.jpg": "failed",
+        "alpha.png": "done",
+        "cmyk.jpg": "done",
+    }
+    assert "truncated or corrupt" in batch.images.get(original_name="truncated.jpg").error
+    assert AuditEntry.objects.filter(action="images.batch.finish").count() == 1
+    assert batch.started_at <= batch.finished_at
+
+
+def test_a_worker_killed_mid_batch_its_image_is_redone_once(image_staff, preset):
+    """The first image's worker died holding it: its claim is stale and its message was
+    consumed. The reclaim task (beat) queues it again; the broker also delivers the dead
+    worker's message again (acks_late). Every image is processed exactly once."""
+    _purge_queue()
+    batch = batch_create(
+        user=image_staff,
+        name="Interrupted",
+        preset=preset,
+        files=[upload(f"{n}.jpg", samples.jpeg(seed=n)) for n in range(3)],
+        enqueue=False,
+    )
+    first, *others = batch.images.order_by("position")
+    assert image_claim(image_id=first.pk, worker="killed-machine")
+    BatchImage.objects.filter(pk=first.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=301)
+    )
+    for image in others:
+        image_optimize_task.delay(image.pk)
+    with _worker():
+        assert image_claims_reclaim_task.delay().get(timeout=30) == [first.pk]
+        image_optimize_task.delay(first.pk)  # the dead worker's message, delivered again
+        batch = _wait_until_finished(batch)
+        time.sleep(0.5)  # let the duplicate message run: it must change nothing
+    first.refresh_from_db()
+    assert first.status == ImageStatus.DONE and first.attempts == 2
+    assert first.worker != "killed-machine"
+    assert all(image.status == ImageStatus.DONE for image in batch.images.all())
+    assert Variant.objects.filter(image__batch=batch).count() == 3 * 6
+    assert AuditEntry.objects.filter(action="images.image.done").count() == 3
+    assert AuditEntry.objects.filter(action="images.image.reclaim").count() == 1
+    assert AuditEntry.objects.filter(action="images.batch.finish").count() == 1
+
+
+def test_health_reports_the_worker_and_the_queue(image_staff):
+    _purge_queue()
+    client = client_for(image_staff)
+    with _worker():
+        health = client.get(reverse("images_api:health")).json()
+    assert health["workers"] == 1
+    assert health["queue"] == app.conf.task_default_queue
+    assert health["queue_length"] == 0
+    assert health["last_hour"]["success_rate"] is None
