@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from images.models import Batch, BatchImage, Preset, Variant
-from portal.admin_audit import AuditedModelAdmin
+from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 
 
 @admin.register(Preset)
@@ -68,7 +68,7 @@ class BatchImageInline(admin.TabularInline):
 
 
 @admin.register(Batch)
-class BatchAdmin(AuditedModelAdmin):
+class BatchAdmin(HistoryAdmin):
     """Read-only: batches are made, retried and deleted on their pages (deleting one here
     would leave its files behind)."""
 
@@ -86,18 +86,6 @@ class BatchAdmin(AuditedModelAdmin):
     date_hierarchy = "created_at"
     inlines = [BatchImageInline]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 class VariantInline(admin.TabularInline):
     model = Variant
@@ -111,7 +99,7 @@ class VariantInline(admin.TabularInline):
 
 
 @admin.register(BatchImage)
-class BatchImageAdmin(AuditedModelAdmin):
+class BatchImageAdmin(HistoryAdmin):
     list_display = [
         "original_name",
         "batch",
@@ -124,15 +112,3 @@ class BatchImageAdmin(AuditedModelAdmin):
     list_filter = ["status"]
     search_fields = ["original_name", "content_hash", "batch__name"]
     inlines = [VariantInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -17,7 +17,7 @@ from ops.models import (
     Severity,
     TimelineEntry,
 )
-from portal.admin_audit import AuditedModelAdmin
+from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 
 
 class ChecklistSectionInline(admin.TabularInline):
@@ -84,7 +84,7 @@ class RunItemInline(admin.TabularInline):
 
 
 @admin.register(ChecklistRun)
-class ChecklistRunAdmin(AuditedModelAdmin):
+class ChecklistRunAdmin(HistoryAdmin):
     """Runs are history: they change only through ticks in the portal, so read-only here."""
 
     list_display = ["title", "label", "status", "period_start", "items_done", "items_total"]
@@ -93,15 +93,6 @@ class ChecklistRunAdmin(AuditedModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["template"]
     inlines = [RunItemInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ChecklistSection)
@@ -123,22 +114,13 @@ class ChecklistItemAdmin(AuditedModelAdmin):
 
 
 @admin.register(RunItem)
-class RunItemAdmin(AuditedModelAdmin):
+class RunItemAdmin(HistoryAdmin):
     """History: items change only through ticks in the portal."""
 
     list_display = ["text", "run", "state", "done_by", "done_at"]
     list_filter = ["state"]
     search_fields = ["text", "note", "skip_reason", "run__title"]
     list_select_related = ["run", "done_by"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MonitoredService)
@@ -184,19 +166,13 @@ class KpiAdmin(AuditedModelAdmin):
 
 
 @admin.register(CheckResult)
-class CheckResultAdmin(AuditedModelAdmin):
+class CheckResultAdmin(HistoryAdmin):
     """Results are written by the checks only."""
 
     list_display = ["service", "checked_at", "state", "latency_ms", "detail"]
     list_filter = ["state", "service"]
     date_hierarchy = "checked_at"
     list_select_related = ["service"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CheckRollup)
@@ -233,20 +209,6 @@ class SeverityAdmin(AuditedModelAdmin):
         )
 
 
-class _HistoryAdmin(AuditedModelAdmin):
-    """Incidents change only through the portal's services (timeline, clocks, audit), so
-    their rows are read-only here."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 class TimelineEntryInline(admin.TabularInline):
     model = TimelineEntry
     extra = 0
@@ -259,7 +221,7 @@ class TimelineEntryInline(admin.TabularInline):
 
 
 @admin.register(Incident)
-class IncidentAdmin(_HistoryAdmin):
+class IncidentAdmin(HistoryAdmin):
     list_display = ["__str__", "severity", "status", "commander", "started_at", "acknowledged_at"]
     list_filter = ["status", "severity", "personal_data"]
     search_fields = ["title", "summary", "affected_services"]
@@ -269,7 +231,7 @@ class IncidentAdmin(_HistoryAdmin):
 
 
 @admin.register(TimelineEntry)
-class TimelineEntryAdmin(_HistoryAdmin):
+class TimelineEntryAdmin(HistoryAdmin):
     list_display = ["created_at", "incident", "kind", "author_name", "text"]
     list_filter = ["kind"]
     search_fields = ["text", "author_name"]
@@ -277,14 +239,14 @@ class TimelineEntryAdmin(_HistoryAdmin):
 
 
 @admin.register(Postmortem)
-class PostmortemAdmin(_HistoryAdmin):
+class PostmortemAdmin(HistoryAdmin):
     list_display = ["incident", "updated_at", "updated_by"]
     search_fields = ["summary", "root_cause", "incident__title"]
     list_select_related = ["incident", "updated_by"]
 
 
 @admin.register(ActionItem)
-class ActionItemAdmin(_HistoryAdmin):
+class ActionItemAdmin(HistoryAdmin):
     list_display = ["text", "owner", "due_date", "done_at", "postmortem"]
     list_filter = ["done_at"]
     search_fields = ["text", "owner__username"]
@@ -292,7 +254,7 @@ class ActionItemAdmin(_HistoryAdmin):
 
 
 @admin.register(IncidentNotification)
-class IncidentNotificationAdmin(_HistoryAdmin):
+class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]

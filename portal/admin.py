@@ -2,13 +2,13 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 
-from portal.admin_audit import AuditedModelAdmin
+from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 from portal.models import ApiToken, AuditEntry
 from portal.services.tokens import api_token_create, api_token_revoke
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(HistoryAdmin):
     """Read-only: the log is append-only and only audit_record writes it."""
 
     list_display = [
@@ -22,15 +22,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ["action", "object_type"]
     search_fields = ["actor_name", "object_repr", "summary"]
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -40,3 +40,20 @@ class AuditedModelAdmin(admin.ModelAdmin):
                 actor=request.user, action=f"admin.{obj._meta.model_name}.delete", target=obj
             )
         return super().log_deletions(request, queryset)
+
+
+class HistoryAdmin(AuditedModelAdmin):
+    """Records the portal writes through its services (runs, results, incidents, batches, the
+    audit log): shown read-only, never added, changed or deleted here."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
