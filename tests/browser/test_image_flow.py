@@ -74,6 +74,7 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
     page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
     expect(page.locator("[data-files-chosen]")).to_contain_text("3 files,")
     expect(page.get_by_label("Preset")).to_have_value(str(preset.pk))
+    page.screenshot(path="var/test-image-upload.png", full_page=True)
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
         page.get_by_role("button", name="Upload and optimize").click()
@@ -107,6 +108,7 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
     assert page.evaluate(
         "Array.from(document.images).every((img) => img.complete && img.naturalWidth > 0)"
     )
+    page.screenshot(path="var/test-image-compare.png", full_page=True)
     batch = Batch.objects.get()
     assert batch.is_finished and batch.images.filter(status="done").count() == 2
     assert blocked == []
