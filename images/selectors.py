@@ -173,19 +173,33 @@ def image_stats(*, since: datetime) -> ImageStats:
     )
 
 
+def _can_broadcast() -> bool:
+    """The file-system broker (development) writes a broadcast into each worker's mailbox
+    non-atomically, and a worker that reads one half-written stops: workers are not asked
+    there."""
+    from portal.celery import app
+
+    return not str(app.conf.broker_url).startswith("filesystem")
+
+
 def image_queue_health(*, ping_timeout: float = 1.0) -> dict:
     """Workers consuming the image queue, messages waiting in it, images queued and working,
-    and the last hour's figures. The broker parts are None when the broker does not answer."""
+    and the last hour's figures. The broker parts are None when the broker does not answer;
+    ``workers`` is None on the file-system broker, which cannot broadcast safely."""
     from portal.celery import app
 
     queue = app.conf.task_default_queue
     workers = None
     try:
+        if not _can_broadcast():
+            raise NotImplementedError("no safe broadcast on the file-system broker")
         replies = app.control.inspect(timeout=ping_timeout).active_queues() or {}
         workers = sum(
             1 for queues in replies.values() if any(q.get("name") == queue for q in queues)
         )
-    except Exception:  # the broker is down or does not broadcast: say so, do not fail
+    except NotImplementedError:
+        pass
+    except Exception:  # the broker is down: say so, do not fail
         logger.warning("Could not ask the workers", exc_info=True)
     queue_length = None
     try:
