@@ -175,18 +175,20 @@ def image_stats(*, since: datetime) -> ImageStats:
 
 def image_queue_health(*, ping_timeout: float = 1.0) -> dict:
     """Workers consuming the image queue, messages waiting in it, images queued and working,
-    and the last hour's figures. The broker parts are None when the broker does not answer."""
-    from portal.celery import app
+    and the last hour's figures. The broker parts are None when the broker does not answer;
+    ``workers`` is None on the file-system broker, which cannot broadcast safely."""
+    from portal.celery import app, broker_can_broadcast
 
     queue = app.conf.task_default_queue
     workers = None
-    try:
-        replies = app.control.inspect(timeout=ping_timeout).active_queues() or {}
-        workers = sum(
-            1 for queues in replies.values() if any(q.get("name") == queue for q in queues)
-        )
-    except Exception:  # the broker is down or does not broadcast: say so, do not fail
-        logger.warning("Could not ask the workers", exc_info=True)
+    if broker_can_broadcast():
+        try:
+            replies = app.control.inspect(timeout=ping_timeout).active_queues() or {}
+            workers = sum(
+                1 for queues in replies.values() if any(q.get("name") == queue for q in queues)
+            )
+        except Exception:  # the broker is down: say so, do not fail
+            logger.warning("Could not ask the workers", exc_info=True)
     queue_length = None
     try:
         with app.connection_for_read() as connection:

@@ -36,6 +36,7 @@ from images.models import (
     claim_stale_after,
     preset_snapshot,
 )
+from images.selectors import batch_totals
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
@@ -398,8 +399,6 @@ def batch_settle(*, batch_id: int) -> bool:
             .update(status=BatchStatus.FINISHED, finished_at=timezone.now())
         )
         if closed:
-            from images.selectors import batch_totals
-
             batch = Batch.objects.get(pk=batch_id)
             totals = batch_totals(batch=batch)
             audit_record(

@@ -40,3 +40,10 @@ class HeartbeatScheduler(PersistentScheduler):
         except Exception:
             logger.warning("could not record beat's heartbeat", exc_info=True)
         return super().tick(*args, **kwargs)
+
+
+def broker_can_broadcast() -> bool:
+    """Whether workers may be asked things by broadcast (ping, inspect). Not on kombu's
+    file-system broker (the development default): it writes a broadcast into each worker's
+    mailbox non-atomically, and a worker that reads one half-written stops."""
+    return not str(app.conf.broker_url).startswith("filesystem")

@@ -8,11 +8,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from ops.services.health import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
-
-# Beat ticks at least every few seconds and the health task runs every 10 s; a minute without
-# either means it is down.
-HEARTBEAT_FRESH_SECONDS = 60
+from ops.services.health import BEAT_HEARTBEAT_KEY, HEARTBEAT_FRESH_SECONDS, WORKER_HEARTBEAT_KEY
 
 
 def _timed(probe) -> dict:

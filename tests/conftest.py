@@ -43,6 +43,21 @@ def ensure_roles() -> None:
                 module.create_roles(django_apps, None)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache():
+    """Parallel test processes share the cache (Redis, or files under var/): each gets its own
+    key prefix, so one's heartbeats and counters never show in another's assertions."""
+    import copy
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"tests-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    with override_settings(CACHES=caches):
+        yield
+
+
 @pytest.fixture
 def make_user(db):
     ensure_roles()

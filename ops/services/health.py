@@ -28,6 +28,9 @@ RAW_RETENTION = timedelta(days=2)
 ROLLUP_RETENTION = timedelta(days=90)
 WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
 BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
+# Beat ticks every few seconds and the health task runs every 10 s: a minute without either
+# means it is down.
+HEARTBEAT_FRESH_SECONDS = 60
 MAX_PARALLEL_CHECKS = 16
 # Grace on top of a check's own timeout before it is abandoned as hung.
 ABANDON_AFTER = 1.0
@@ -83,13 +86,22 @@ def _claim_due(now: datetime) -> list[MonitoredService]:
     return claimed
 
 
-def _check_in_thread(spec: CheckSpec) -> Outcome:
-    from portal.celery import app
+def workers_seen_recently() -> int:
+    """1 when a worker ran the health task within a minute, else 0: how workers are counted
+    where the broker cannot broadcast a ping (the development file-system broker)."""
+    stamp = cache.get(WORKER_HEARTBEAT_KEY)
+    return int(stamp is not None and time.time() - float(stamp) <= HEARTBEAT_FRESH_SECONDS)
+
+
+def health_check_probe(spec: CheckSpec) -> Outcome:
+    """Run one check with what it needs from the project (Celery app, DigitalOcean client)."""
+    from portal.celery import app, broker_can_broadcast
 
     return run_check(
         spec,
         celery_app=app,
         do_client_factory=lambda: digitalocean_client(timeout=spec.timeout),
+        count_workers=None if broker_can_broadcast() else workers_seen_recently,
     )
 
 
@@ -102,7 +114,7 @@ def run_checks(services: list[MonitoredService]) -> Iterator[tuple[MonitoredServ
     pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CHECKS, len(services)))
     started = time.monotonic()
     pending = {
-        pool.submit(_check_in_thread, service_spec(service)): service for service in services
+        pool.submit(health_check_probe, service_spec(service)): service for service in services
     }
     try:
         while pending:

@@ -229,8 +229,11 @@ def check_redis(spec: CheckSpec) -> Outcome:
     return Outcome(state, why or summary, latency, metrics)
 
 
-def check_celery(spec: CheckSpec, *, app) -> Outcome:
-    """Workers answering a ping and the length of each queue (warn at 50, page at 100)."""
+def check_celery(
+    spec: CheckSpec, *, app, count_workers: Callable[[], int] | None = None
+) -> Outcome:
+    """Workers answering a ping and the length of each queue (warn at 50, page at 100).
+    ``count_workers`` replaces the ping where the broker cannot broadcast safely."""
     from kombu.exceptions import ChannelError
 
     queues = [name.strip() for name in spec.target.split(",") if name.strip()] or [
@@ -239,7 +242,10 @@ def check_celery(spec: CheckSpec, *, app) -> Outcome:
     try:
         # A ping waits its whole timeout for replies, so its duration says nothing: the
         # latency reported is the broker's, measuring the queues.
-        replies = app.control.ping(timeout=min(spec.timeout, 2.0)) or []
+        if count_workers is None:
+            workers = len(app.control.ping(timeout=min(spec.timeout, 2.0)) or [])
+        else:
+            workers = count_workers()
         lengths = {}
         started = time.perf_counter()
         with app.connection_for_read() as connection:
@@ -254,9 +260,9 @@ def check_celery(spec: CheckSpec, *, app) -> Outcome:
         return Outcome(CRITICAL, f"broker: {error}"[:300], _elapsed_ms(started))
     latency = _elapsed_ms(started)
     longest = max(lengths.values(), default=0)
-    metrics = {"workers": len(replies), "queues": lengths, "queue_max": longest}
-    summary = f"{len(replies)} workers, " + ", ".join(f"{q}: {n}" for q, n in lengths.items())
-    if not replies:
+    metrics = {"workers": workers, "queues": lengths, "queue_max": longest}
+    summary = f"{workers} workers, " + ", ".join(f"{q}: {n}" for q, n in lengths.items())
+    if not workers:
         return Outcome(CRITICAL, "no worker answered; " + summary, latency, metrics)
     if longest >= spec.queue_critical:
         return Outcome(CRITICAL, summary, latency, metrics)
@@ -291,7 +297,9 @@ def check_do_app(spec: CheckSpec, *, client_factory: Callable) -> Outcome:
     return Outcome(OK, summary, latency, metrics)
 
 
-def run_check(spec: CheckSpec, *, celery_app=None, do_client_factory=None) -> Outcome:
+def run_check(
+    spec: CheckSpec, *, celery_app=None, do_client_factory=None, count_workers=None
+) -> Outcome:
     """Run the check of ``spec.kind``; whatever it raises becomes an unknown outcome."""
     checks: dict[str, Callable[[], Outcome]] = {
         "http": lambda: check_http(spec),
@@ -299,7 +307,7 @@ def run_check(spec: CheckSpec, *, celery_app=None, do_client_factory=None) -> Ou
         "tls": lambda: check_tls(spec),
         "postgres": lambda: check_postgres(spec),
         "redis": lambda: check_redis(spec),
-        "celery": lambda: check_celery(spec, app=celery_app),
+        "celery": lambda: check_celery(spec, app=celery_app, count_workers=count_workers),
         "do_app": lambda: check_do_app(spec, client_factory=do_client_factory),
     }
     check = checks.get(spec.kind)

@@ -74,13 +74,15 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
     page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
     expect(page.locator("[data-files-chosen]")).to_contain_text("3 files,")
     expect(page.get_by_label("Preset")).to_have_value(str(preset.pk))
+    page.screenshot(path="var/test-image-upload.png", full_page=True)
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
         page.get_by_role("button", name="Upload and optimize").click()
-        page.wait_for_url(re.compile(r"/images/batches/\d+/$"))
+        # Generous limits: the machine (2 cores) may be busy with the rest of the suite.
+        page.wait_for_url(re.compile(r"/images/batches/\d+/$"), timeout=30_000)
         expect(page.get_by_role("heading", name="Portfolio")).to_be_visible()
         summary = page.locator("#batch-summary")
-        expect(summary).to_contain_text("3 of 3", timeout=20_000)
+        expect(summary).to_contain_text("3 of 3", timeout=60_000)
         expect(summary).to_contain_text("Finished with errors")
         expect(summary).to_contain_text("2 done")
         expect(summary).to_contain_text("1 failed")
@@ -103,9 +105,10 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
     expect(
         page.get_by_role("img", name=re.compile("variant of harbour.jpg at 2048 px"))
     ).to_be_visible()
-    assert page.evaluate(
-        "Array.from(document.images).every((img) => img.complete && img.naturalWidth > 0)"
-    )
+    # Both pictures load (from the login-checked file views), whenever the busy machine lets them.
+    page.wait_for_function("Array.from(document.images).every((img) => img.complete)")
+    assert page.evaluate("Array.from(document.images).every((img) => img.naturalWidth > 0)")
+    page.screenshot(path="var/test-image-compare.png", full_page=True)
     batch = Batch.objects.get()
     assert batch.is_finished and batch.images.filter(status="done").count() == 2
     assert blocked == []

@@ -115,7 +115,8 @@ def test_health_reports_the_worker_and_the_queue(image_staff):
     client = client_for(image_staff)
     with _worker():
         health = client.get(reverse("images_api:health")).json()
-    assert health["workers"] == 1
+    # The development file-system broker cannot ask workers safely; Redis (CI) can.
+    assert health["workers"] == (1 if app.conf.broker_url.startswith("redis") else None)
     assert health["queue"] == app.conf.task_default_queue
     assert health["queue_length"] == 0
     assert health["last_hour"]["success_rate"] is None
