@@ -9,18 +9,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from portal.models import AuditEntry
+from portal.params import parse_day
 
 AUDIT_PER_PAGE = 50
-
-
-def _parse_day(value: str, errors: list[str], label: str):
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        errors.append(f"{label} must be a date like 2026-11-23, not “{value}”.")
-        return None
 
 
 @require_GET
@@ -39,9 +30,9 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if query := params.get("q", "").strip():
         entries = entries.filter(Q(object_repr__icontains=query) | Q(summary__icontains=query))
     zone = timezone.get_current_timezone()
-    if since := _parse_day(params.get("since", ""), errors, "From"):
+    if since := parse_day(params.get("since", ""), "From", errors):
         entries = entries.filter(created_at__gte=datetime.combine(since, time(), tzinfo=zone))
-    if until := _parse_day(params.get("until", ""), errors, "To"):
+    if until := parse_day(params.get("until", ""), "To", errors):
         end = datetime.combine(until + timedelta(days=1), time(), tzinfo=zone)
         entries = entries.filter(created_at__lt=end)
     page = Paginator(entries.select_related(None), AUDIT_PER_PAGE).get_page(params.get("page"))

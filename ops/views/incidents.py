@@ -2,7 +2,7 @@
 the postmortem and its action items, the printable report, the manager report and CSV."""
 
 import csv
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -47,6 +47,7 @@ from ops.services.incidents import (
 )
 from portal.errors import ActionRefused
 from portal.htmx import render_fragments, wants_fragment
+from portal.params import parse_day
 
 LIST_PAGE = "ops/incidents/incident_list.html"
 DETAIL_PAGE = "ops/incidents/incident_detail.html"
@@ -60,16 +61,6 @@ view_report = permission_required("ops.view_incident_report", raise_exception=Tr
 # The list and its filters
 
 
-def _parse_day(value: str, label: str, errors: list[str]) -> date | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        errors.append(f"{label} must be a date like 2026-11-23, not “{value}”.")
-        return None
-
-
 def _filters_from(request: HttpRequest) -> tuple[IncidentFilters, list[str]]:
     params, errors = request.GET, []
     filters = IncidentFilters(
@@ -77,8 +68,8 @@ def _filters_from(request: HttpRequest) -> tuple[IncidentFilters, list[str]]:
         status=params.get("status", "").strip(),
         service=params.get("service", "").strip(),
         commander=params.get("commander", "").strip(),
-        since=_parse_day(params.get("since", "").strip(), "From", errors),
-        until=_parse_day(params.get("until", "").strip(), "To", errors),
+        since=parse_day(params.get("since", "").strip(), "From", errors),
+        until=parse_day(params.get("until", "").strip(), "To", errors),
         q=params.get("q", "").strip(),
     )
     if filters.status and filters.status not in {"open", *IncidentStatus.values}:
@@ -503,8 +494,8 @@ def incident_report_view(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
     today = timezone.localdate()
     default_since, default_until = _default_period(today)
-    since = _parse_day(request.GET.get("since", "").strip(), "From", errors) or default_since
-    until = _parse_day(request.GET.get("until", "").strip(), "To", errors) or default_until
+    since = parse_day(request.GET.get("since", "").strip(), "From", errors) or default_since
+    until = parse_day(request.GET.get("until", "").strip(), "To", errors) or default_until
     if since > until:
         errors.append("From must not be after To.")
         since, until = default_since, default_until
