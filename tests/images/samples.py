@@ -1,13 +1,13 @@
 """Small files for the batch tests: good photos and every kind of bad input, made here."""
 
 import io
-import struct
 import zipfile
-import zlib
 
 import numpy as np
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import ExifTags, Image
+
+from tests.images.png import png_by_hand
 
 
 def _save(image: Image.Image, fmt: str, **params) -> bytes:
@@ -40,25 +40,9 @@ def truncated_jpeg() -> bytes:
     return data[: len(data) // 2]
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_by_hand(width: int, height: int, depth: int, colour: int, rows) -> bytes:
-    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(b"\0" + row) for row in rows) + compressor.flush()
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
-
-
 def bomb_png() -> bytes:
     """30000 x 30000 pixels that take about 110 KB on disk."""
-    return _png_by_hand(30_000, 30_000, 1, 0, (bytes(3750) for _ in range(30_000)))
+    return png_by_hand(30_000, 30_000, 1, 0, (bytes(3750) for _ in range(30_000)))
 
 
 def png_16_bit() -> bytes:
@@ -66,7 +50,7 @@ def png_16_bit() -> bytes:
     pixels = np.clip(
         np.array([62000, 32768, 3000]) + rng.integers(-3000, 3001, (48, 64, 3)), 0, 65535
     )
-    return _png_by_hand(64, 48, 16, 2, [row.astype(">u2").tobytes() for row in pixels])
+    return png_by_hand(64, 48, 16, 2, [row.astype(">u2").tobytes() for row in pixels])
 
 
 def png_alpha() -> bytes:

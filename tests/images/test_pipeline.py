@@ -14,7 +14,6 @@ import io
 import struct
 import time
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFile, JpegImagePlugin
 
 from images import pipeline
 from images.pipeline import ImageRejected, Preset, optimize, optimize_avif, probe
+from tests.images.png import png_by_hand
 
 FAST = Preset()  # no SSIM: the default
 
@@ -68,23 +68,6 @@ def _noisy(size: tuple[int, int], colour: tuple[int, ...], amplitude: int = 24) 
     grain = rng.integers(-amplitude, amplitude + 1, shape)
     plane = np.clip(np.array(colour) + grain, 0, 255).astype(np.uint8)
     return Image.fromarray(plane, mode={3: "RGB", 4: "CMYK"}[len(colour)])
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_by_hand(width: int, height: int, depth: int, colour: int, rows) -> bytes:
-    """A PNG written chunk by chunk, for what Pillow will not write (16-bit RGB, bombs)."""
-    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(b"\0" + row) for row in rows) + compressor.flush()
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
 
 
 def _s15(value: float) -> bytes:
@@ -250,7 +233,7 @@ def test_over_the_byte_limit_is_refused_before_reading(natural_jpeg, monkeypatch
 
 def test_decompression_bomb_png_is_refused_from_its_header(monkeypatch):
     # 30000 x 30000 one-bit pixels: about 110 KB on disk, 900 MB once decoded.
-    bomb = _png_by_hand(30_000, 30_000, 1, 0, (bytes(3750) for _ in range(30_000)))
+    bomb = png_by_hand(30_000, 30_000, 1, 0, (bytes(3750) for _ in range(30_000)))
     assert len(bomb) < 200_000
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
     started = time.perf_counter()
@@ -263,7 +246,7 @@ def test_decompression_bomb_png_is_refused_from_its_header(monkeypatch):
 
 def test_our_pixel_limit_applies_below_pillows(monkeypatch):
     # 11000 x 11000 = 121 MP: over our default 120 MP, under Pillow's own error threshold.
-    forged = _png_by_hand(11_000, 11_000, 1, 0, [b""])
+    forged = png_by_hand(11_000, 11_000, 1, 0, [b""])
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
     with pytest.raises(ImageRejected, match=r"\(121 megapixels\); the limit is 120 megapixels"):
         optimize(forged)
@@ -505,7 +488,7 @@ def test_16_bit_rgb_png():
     pixels = np.clip(
         np.array([62000, 32768, 3000]) + rng.integers(-3000, 3001, (48, 64, 3)), 0, 65535
     )
-    source = _png_by_hand(64, 48, 16, 2, [row.astype(">u2").tobytes() for row in pixels])
+    source = png_by_hand(64, 48, 16, 2, [row.astype(">u2").tobytes() for row in pixels])
     result = optimize(source, FAST)
     assert _near(_pixel(_variant(result, 400, "webp").data, (32, 24)), (241, 128, 12), 8)
 
