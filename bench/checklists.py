@@ -8,28 +8,15 @@ with a year, and prints medians, query counts and the ratio year / reference. Th
 figure that matters: it says whether the pages slow down as history grows.
 """
 
-import os
-import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+from django.db import connection
+from django.utils import timezone
+from harness import client_for, throwaway_database, timed, user_in
 
-import django
-
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, RunItem  # noqa: E402
-from ops.services.checklists import checklist_runs_schedule  # noqa: E402
+from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, RunItem
+from ops.services.checklists import checklist_runs_schedule
 
 TEMPLATES = 20
 ITEMS = 6
@@ -94,20 +81,7 @@ def add_history(templates, user, now, days: int) -> None:
         )
 
 
-def measure(client: Client, run: ChecklistRun) -> dict:
-    def timed(call):
-        samples, queries = [], 0
-        for _ in range(3):  # warm caches and connections before timing
-            call()
-        for _ in range(REPEAT):
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = call()
-                samples.append(time.perf_counter() - started)
-            assert response.status_code == 200, response.status_code
-            queries = len(captured)
-        return statistics.median(samples) * 1000, queries
-
+def measure(client, run: ChecklistRun) -> dict:
     item = run.items.first()
     url = f"/runs/{run.pk}/items/{item.pk}/tick/"
     state = {"done": False}
@@ -116,20 +90,16 @@ def measure(client: Client, run: ChecklistRun) -> dict:
         state["done"] = not state["done"]
         return client.post(url, {"done": "1"} if state["done"] else {}, HTTP_HX_REQUEST="true")
 
-    home_ms, home_q = timed(lambda: client.get("/"))
-    tick_ms, tick_q = timed(tick)
+    home_ms, home_q = timed(lambda: client.get("/"), repeat=REPEAT)
+    tick_ms, tick_q = timed(tick, repeat=REPEAT)
     return {"home_ms": home_ms, "home_q": home_q, "tick_ms": tick_ms, "tick_q": tick_q}
 
 
 def main() -> None:
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         now = timezone.now()
-        user = User.objects.create_user("bench-operator", password="x" * 20)
-        user.groups.add(Group.objects.get(name="Operator"))
-        client = Client()
-        client.force_login(user)
+        user = user_in("bench-operator", "Operator")
+        client = client_for(user)
         templates = build_templates(now)
         results = {}
         started = time.perf_counter()
@@ -142,8 +112,6 @@ def main() -> None:
         built = time.perf_counter() - started
         runs = ChecklistRun.objects.count()
         items = RunItem.objects.count()
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
     print(
         f"Database: {connection.vendor}; {TEMPLATES} daily templates x {ITEMS} items; median of "

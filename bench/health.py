@@ -9,29 +9,16 @@ keeps them, and hourly roll-ups for all 30). Prints medians of the htmx partial 
 every 10 s, and the ratio 30 days / 1 hour.
 """
 
-import os
 import random
-import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+from django.db import connection
+from django.utils import timezone
+from harness import client_for, throwaway_database, timed, user_in
 
-import django
-
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from ops.models import CheckResult, CheckRollup, MonitoredService  # noqa: E402
-from ops.models.health import latency_bucket  # noqa: E402
+from ops.models import CheckResult, CheckRollup, MonitoredService
+from ops.models.health import latency_bucket
 
 SERVICES = 50
 INTERVAL = 30
@@ -84,28 +71,13 @@ def fill(services, now, *, raw_hours: int, rollup_hours: int) -> int:
 
 
 def measure(client) -> tuple[float, int]:
-    samples, queries = [], 0
-    for _ in range(3):
-        client.get("/health/", HTTP_HX_REQUEST="true")
-    for _ in range(REPEAT):
-        with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            response = client.get("/health/", HTTP_HX_REQUEST="true")
-            samples.append(time.perf_counter() - started)
-        assert response.status_code == 200
-        queries = len(captured)
-    return statistics.median(samples) * 1000, queries
+    return timed(lambda: client.get("/health/", HTTP_HX_REQUEST="true"), repeat=REPEAT)
 
 
 def main() -> None:
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         now = timezone.now()
-        user = User.objects.create_user("bench", password="x" * 20)
-        user.groups.add(Group.objects.get(name="Operator"))
-        client = Client()
-        client.force_login(user)
+        client = client_for(user_in("bench", "Operator"))
         services = [
             MonitoredService.objects.create(
                 name=f"Service {n:02}",
@@ -126,8 +98,6 @@ def main() -> None:
         built = time.perf_counter() - started
         month = measure(client)
         rollups = CheckRollup.objects.count()
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
     print(
         f"Database: {connection.vendor}; {SERVICES} services checked every {INTERVAL} s; "
         f"median of {REPEAT} requests of the panel partial, in-process"

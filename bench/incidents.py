@@ -11,28 +11,15 @@ Prints medians, query counts and the ratio of the large size to the reference: t
 how the pages grow with history.
 """
 
-import os
 import random
-import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+from django.db import connection
+from django.utils import timezone
+from harness import client_for, throwaway_database, timed, user_in
 
-import django
-
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from ops.models import Incident, Severity, TimelineEntry  # noqa: E402
+from ops.models import Incident, Severity, TimelineEntry
 
 SIZES = (1_000, 10_000)
 ENTRIES_PER_INCIDENT = 20
@@ -41,7 +28,7 @@ REPEAT = 20
 SERVICES = ["api", "login", "checkout", "payments", "search", "db", "cdn", "email"]
 
 
-def add_incidents(count: int, users: list[User], now, rng: random.Random) -> None:
+def add_incidents(count: int, users: list, now, rng: random.Random) -> None:
     severities = list(Severity.objects.order_by("rank"))
     incidents = []
     for number in range(count):
@@ -94,51 +81,34 @@ def add_incidents(count: int, users: list[User], now, rng: random.Random) -> Non
     TimelineEntry.objects.bulk_create(entries, batch_size=5000)
 
 
-def timed(call) -> tuple[float, int]:
-    samples, queries = [], 0
-    for _ in range(2):  # warm caches and connections before timing
-        call()
-    for _ in range(REPEAT):
-        with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            response = call()
-            samples.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.status_code
-        queries = len(captured)
-    return statistics.median(samples) * 1000, queries
-
-
-def measure(client: Client, now) -> dict[str, tuple[float, int]]:
+def measure(client, now) -> dict[str, tuple[float, int]]:
     incident = Incident.objects.order_by("-started_at").first()
     last_page = (Incident.objects.count() + 24) // 25
     two_years = (now - timedelta(days=DAYS)).date().isoformat()
     return {
-        "list, first page": timed(lambda: client.get("/incidents/")),
+        "list, first page": timed(lambda: client.get("/incidents/"), repeat=REPEAT),
         "list, filtered + search": timed(
-            lambda: client.get("/incidents/", {"severity": "P2", "q": "login", "service": "api"})
+            lambda: client.get("/incidents/", {"severity": "P2", "q": "login", "service": "api"}),
+            repeat=REPEAT,
         ),
-        "list, last page": timed(lambda: client.get("/incidents/", {"page": last_page})),
-        "incident page": timed(lambda: client.get(incident.get_absolute_url())),
-        "report, 12 months": timed(lambda: client.get("/incidents/report/")),
-        "report, 2 years": timed(lambda: client.get("/incidents/report/", {"since": two_years})),
+        "list, last page": timed(
+            lambda: client.get("/incidents/", {"page": last_page}), repeat=REPEAT
+        ),
+        "incident page": timed(lambda: client.get(incident.get_absolute_url()), repeat=REPEAT),
+        "report, 12 months": timed(lambda: client.get("/incidents/report/"), repeat=REPEAT),
+        "report, 2 years": timed(
+            lambda: client.get("/incidents/report/", {"since": two_years}), repeat=REPEAT
+        ),
     }
 
 
 def main() -> None:
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         now = timezone.now()
         rng = random.Random(4)
-        manager = User.objects.create_user("bench-manager", password="x" * 20)
-        manager.groups.add(Group.objects.get(name="Manager"))
-        users = [manager]
-        for number in range(5):
-            user = User.objects.create_user(f"bench-operator-{number}", password="x" * 20)
-            user.groups.add(Group.objects.get(name="Operator"))
-            users.append(user)
-        client = Client()
-        client.force_login(manager)
+        manager = user_in("bench-manager", "Manager")
+        users = [manager] + [user_in(f"bench-operator-{n}", "Operator") for n in range(5)]
+        client = client_for(manager)
         results, built = {}, 0.0
         for size in SIZES:
             started = time.perf_counter()
@@ -146,8 +116,6 @@ def main() -> None:
             built += time.perf_counter() - started
             results[size] = measure(client, now)
         incidents, entries = Incident.objects.count(), TimelineEntry.objects.count()
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
     small, large = SIZES
     print(
