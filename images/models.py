@@ -236,6 +236,13 @@ class BatchImage(models.Model):
     )
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # AVIF is slow: when the preset asks for it, it is made by a separate task sent at a lower
+    # priority once the JPEG and WebP variants are done, so it never holds a batch up.
+    avif_status = models.CharField(
+        max_length=10, choices=ImageStatus, blank=True, help_text="Empty: no AVIF asked."
+    )
+    avif_claimed_at = models.DateTimeField(null=True, blank=True)
+    avif_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["batch", "position"]

@@ -306,8 +306,6 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             )
         preset = batch.pipeline_preset
         result = pipeline.optimize(data, preset)
-        if preset.avif:
-            result.variants += pipeline.optimize_avif(data, preset)
         del data
         rows = []
         folder = f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{batch.fingerprint}"
@@ -353,10 +351,14 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             bytes_after=best,
             warnings=result.warnings,
             error="",
+            avif_status=ImageStatus.QUEUED if batch.pipeline_preset.avif else "",
+            avif_error="",
         )
         if settled:
             Variant.objects.filter(image_id=image_id).delete()
             Variant.objects.bulk_create(rows)
+            if batch.pipeline_preset.avif:
+                transaction.on_commit(lambda: _send_avif(image_id))
             image.refresh_from_db()
             audit_record(
                 actor=None,
@@ -371,6 +373,86 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
         logger.warning("Lost the claim on image %s; its result is not recorded twice", image_id)
     batch_settle(batch_id=batch.pk)
     image.refresh_from_db()
+    return image
+
+
+AVIF_PRIORITY = 9  # the lowest: JPEG and WebP work of every batch goes first (Redis)
+
+
+def _send_avif(image_id: int) -> None:
+    from images.tasks import image_avif_task
+
+    image_avif_task.apply_async((image_id,), priority=AVIF_PRIORITY)
+
+
+def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchImage | None:
+    """Make the AVIF variants of a done image, as separate, lower-priority work. Claimed by a
+    conditional update (queued, or working under a stale claim), so a second delivery does
+    nothing; a failure is recorded on the image and leaves its JPEG and WebP variants alone."""
+    now = now or timezone.now()
+    claimable = Q(avif_status=ImageStatus.QUEUED) | Q(
+        avif_status=ImageStatus.WORKING, avif_claimed_at__lt=now - claim_stale_after()
+    )
+    claimed = BatchImage.objects.filter(claimable, pk=image_id, status=ImageStatus.DONE).update(
+        avif_status=ImageStatus.WORKING, avif_claimed_at=now
+    )
+    if not claimed:
+        return None
+    image = BatchImage.objects.select_related("batch").get(pk=image_id)
+    written: list[str] = []
+    try:
+        with default_storage.open(image.original_path, "rb") as stored:
+            data = stored.read()
+        variants = pipeline.optimize_avif(data, image.batch.pipeline_preset)
+        folder = (
+            f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{image.batch.fingerprint}"
+        )
+        rows = []
+        for variant in variants:
+            path = ""
+            if variant.kept:
+                path, wrote = _store(f"{folder}/{variant.size}.avif", variant.data, variant.bytes)
+                if wrote:
+                    written.append(path)
+            rows.append(
+                Variant(
+                    image=image,
+                    size=variant.size,
+                    format=variant.format,
+                    width=variant.width,
+                    height=variant.height,
+                    bytes=variant.bytes,
+                    path=path,
+                    kept=variant.kept,
+                    note=variant.note[:300],
+                    seconds=variant.seconds,
+                    ssim=variant.ssim,
+                )
+            )
+    except Exception as exc:
+        logger.exception("AVIF of image %s (%s) failed", image.pk, image.original_name)
+        _delete_unreferenced(set(written))
+        BatchImage.objects.filter(pk=image_id, avif_status=ImageStatus.WORKING).update(
+            avif_status=ImageStatus.FAILED, avif_error=_failure_reason(exc)[:500]
+        )
+        image.refresh_from_db()
+        audit_record(
+            actor=None, action="images.image.avif_fail", target=image, summary=image.avif_error
+        )
+        return image
+    with transaction.atomic():
+        if BatchImage.objects.filter(pk=image_id, avif_status=ImageStatus.WORKING).update(
+            avif_status=ImageStatus.DONE, avif_error=""
+        ):
+            Variant.objects.filter(image_id=image_id, format="avif").delete()
+            Variant.objects.bulk_create(rows)
+            image.refresh_from_db()
+            audit_record(
+                actor=None,
+                action="images.image.avif_done",
+                target=image,
+                summary=f"{sum(1 for row in rows if row.kept)} AVIF variants kept",
+            )
     return image
 
 
@@ -447,6 +529,12 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                 requeued.append(image.pk)
     if requeued:
         _enqueue(requeued)
+    # AVIF work whose worker died: sent again; the task takes over the stale claim.
+    stale_avif = BatchImage.objects.filter(
+        avif_status=ImageStatus.WORKING, avif_claimed_at__lt=now - claim_stale_after()
+    ).values_list("pk", flat=True)
+    for pk in stale_avif:
+        transaction.on_commit(lambda pk=pk: _send_avif(pk))
     return requeued
 
 

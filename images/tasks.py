@@ -13,6 +13,7 @@ from celery import shared_task
 from django.conf import settings
 
 from images.services import (
+    image_avif_process,
     image_claim,
     image_claim_wait,
     image_claims_reclaim,
@@ -49,3 +50,17 @@ def image_optimize_task(self, image_id: int) -> str:
 def image_claims_reclaim_task() -> list[int]:
     """Beat calls this every minute: images whose worker died are queued again."""
     return image_claims_reclaim()
+
+
+@shared_task(
+    name="images.image_avif",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=settings.IMAGE_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.IMAGE_TASK_TIME_LIMIT,
+)
+def image_avif_task(image_id: int) -> str:
+    """The AVIF variants of one done image, sent at the lowest priority."""
+    image = image_avif_process(image_id=image_id)
+    return image.avif_status if image is not None else "skipped"

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from images.forms import BatchUploadForm
-from images.models import Batch, BatchImage, BatchSource, ImageStatus, Variant
+from images.models import PENDING, Batch, BatchImage, BatchSource, ImageStatus, Variant
 from images.selectors import (
     batch_images,
     batch_totals,
@@ -119,10 +119,13 @@ def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
 def _batch_context(request: HttpRequest, batch: Batch, **extra) -> dict:
     from django.conf import settings
 
+    images = batch_images(batch=batch)
     return {
         "batch": batch,
         "totals": batch_totals(batch=batch),
-        "images": batch_images(batch=batch),
+        "images": images,
+        # AVIF comes later, as lower-priority work: the page keeps watching until it is in.
+        "avif_pending": any(image.avif_status in PENDING for image in images),
         "poll_seconds": settings.IMAGE_POLL_SECONDS,
         "can_upload": request.user.has_perm("images.upload_batch"),
         "can_delete": request.user.has_perm("images.delete_batch"),
@@ -133,10 +136,9 @@ def _batch_context(request: HttpRequest, batch: Batch, **extra) -> dict:
 def _batch_status(request: HttpRequest, batch: Batch, **extra) -> HttpResponse:
     """The one partial that shows a batch's progress, totals and rows. Polling stops (286)
     once the batch has finished."""
-    response = render(
-        request, f"{DETAIL_PAGE}#batch-status", _batch_context(request, batch, **extra)
-    )
-    if batch.is_finished:
+    context = _batch_context(request, batch, **extra)
+    response = render(request, f"{DETAIL_PAGE}#batch-status", context)
+    if batch.is_finished and not context["avif_pending"]:
         response.status_code = HttpResponseStopPolling.status_code
     return response
 

@@ -90,6 +90,35 @@ class HealthCollector:
                 kpi.add_metric(labels, value.value)
             kpi_state.add_metric(labels, STATE_VALUES.get(value.state, 3))
         yield from (state, latency, stale, queues, kpi, kpi_state)
+        yield from self._images()
+
+    def _images(self):
+        """The last hour of image processing: how many settled, the share that succeeded and
+        the median time per image."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from images.selectors import image_stats
+
+        stats = image_stats(since=timezone.now() - timedelta(hours=1))
+        settled = GaugeMetricFamily(
+            "portal_images_settled_last_hour", "Images done or failed in the last hour."
+        )
+        settled.add_metric([], stats.settled)
+        yield settled
+        if stats.success_rate is not None:
+            rate = GaugeMetricFamily(
+                "portal_image_success_ratio", "Share of the last hour's images optimized (0-1)."
+            )
+            rate.add_metric([], stats.success_rate)
+            yield rate
+        if stats.seconds_per_image_median is not None:
+            seconds = GaugeMetricFamily(
+                "portal_image_seconds_median", "Median seconds per image over the last hour."
+            )
+            seconds.add_metric([], stats.seconds_per_image_median)
+            yield seconds
 
 
 @login_not_required

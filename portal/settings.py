@@ -201,6 +201,13 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ops-portal@localhost")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # Ten priority levels, served highest first: slow work (AVIF) is sent at 9 and waits for
+    # everything else.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "priority_steps": list(range(10)),
+        "sep": ":",
+        "queue_order_strategy": "priority",
+    }
 else:
     _broker = VAR_DIR / "celery"
     for _folder in ("queue", "processed", "results", "control"):

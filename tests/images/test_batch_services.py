@@ -457,3 +457,70 @@ def test_a_batch_still_running_cannot_be_deleted(image_staff, preset):
     with pytest.raises(ActionRefused, match="still being processed") as refused:
         batch_delete(batch=batch, user=image_staff)
     assert refused.value.status == 409 and Batch.objects.filter(pk=batch.pk).exists()
+
+
+# --- AVIF: separate, lower-priority work ---------------------------------------------------------
+
+
+@pytest.fixture
+def avif_preset(preset):
+    preset.make_avif = True
+    preset.sizes = "400"
+    preset.save()
+    return preset
+
+
+def test_avif_is_separate_work_after_the_image_is_done(
+    image_staff, avif_preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(services, "_send_avif", sent.append)
+    batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        image = process(image)
+    # The image and the batch are done with JPEG and WebP; AVIF is queued as its own task.
+    assert image.status == "done" and image.avif_status == "queued" and sent == [image.pk]
+    assert not image.variants.filter(format="avif").exists()
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED
+
+    done = services.image_avif_process(image_id=image.pk)
+    assert done.avif_status == "done"
+    assert done.variants.filter(format="avif").count() == 1
+    assert services.image_avif_process(image_id=image.pk) is None  # a second delivery: nothing
+    assert done.variants.filter(format="avif").count() == 1
+    assert {v.format for v in done.variants.all()} == {"jpeg", "webp", "avif"}
+
+
+def test_an_avif_failure_leaves_the_image_done(image_staff, avif_preset, monkeypatch):
+    monkeypatch.setattr(services, "_send_avif", lambda pk: None)
+    batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
+    image = process(batch.images.get())
+
+    def broken(data, preset):
+        raise MemoryError
+
+    monkeypatch.setattr(pipeline, "optimize_avif", broken)
+    image = services.image_avif_process(image_id=image.pk)
+    assert image.status == "done" and image.avif_status == "failed"
+    assert image.avif_error == "The worker ran out of memory on this image."
+    assert image.variants.filter(format="jpeg").exists()
+    assert AuditEntry.objects.filter(action="images.image.avif_fail").exists()
+
+
+def test_a_stale_avif_claim_is_sent_again(
+    image_staff, avif_preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(services, "_send_avif", sent.append)
+    batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
+    image = process(batch.images.get())
+    BatchImage.objects.filter(pk=image.pk).update(
+        avif_status="working", avif_claimed_at=timezone.now() - timedelta(hours=1)
+    )
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        image_claims_reclaim()
+    assert sent == [image.pk]
+    assert services.image_avif_process(image_id=image.pk).avif_status == "done"

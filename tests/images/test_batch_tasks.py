@@ -120,3 +120,23 @@ def test_health_reports_the_worker_and_the_queue(image_staff):
     assert health["queue"] == app.conf.task_default_queue
     assert health["queue_length"] == 0
     assert health["last_hour"]["success_rate"] is None
+
+
+def test_worker_makes_avif_after_the_batch_at_the_lowest_priority(image_staff, preset):
+    _purge_queue()
+    preset.make_avif = True
+    preset.sizes = "400"
+    preset.save()
+    assert app.tasks["images.image_avif"].acks_late
+    batch = batch_create(
+        user=image_staff, name="With AVIF", preset=preset, files=[upload("a.jpg", samples.jpeg())]
+    )
+    with _worker():
+        batch = _wait_until_finished(batch)
+        image = batch.images.get()
+        deadline = time.monotonic() + 30
+        while image.avif_status != "done" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            image.refresh_from_db()
+    assert image.status == "done" and image.avif_status == "done"
+    assert set(image.variants.values_list("format", flat=True)) == {"jpeg", "webp", "avif"}

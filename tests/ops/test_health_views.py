@@ -156,6 +156,7 @@ def test_metrics_needs_its_token_and_parses(settings, client):
     assert states == {"service-00": 2.0, "service-01": 0.0}
     assert "portal_http_requests" in families and "portal_kpi_value" in families
     assert any(s.labels["metric"] == "availability" for s in families["portal_kpi_value"].samples)
+    assert families["portal_images_settled_last_hour"].samples[0].value == 0
 
 
 @pytest.mark.parametrize(
