@@ -5,6 +5,7 @@ import base64
 import contextlib
 import importlib
 import re
+import time
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -106,7 +107,12 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
         page.get_by_role("img", name=re.compile("variant of harbour.jpg at 2048 px"))
     ).to_be_visible()
     # Both pictures load (from the login-checked file views), whenever the busy machine lets them.
-    page.wait_for_function("Array.from(document.images).every((img) => img.complete)")
+    # (Polled from here: wait_for_function compiles its predicate in the page, which the
+    # Content-Security-Policy forbids.)
+    loaded = "Array.from(document.images).every((img) => img.complete)"
+    deadline = time.monotonic() + 20
+    while not page.evaluate(loaded) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     assert page.evaluate("Array.from(document.images).every((img) => img.naturalWidth > 0)")
     page.screenshot(path="var/test-image-compare.png", full_page=True)
     batch = Batch.objects.get()
