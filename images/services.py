@@ -289,6 +289,40 @@ def _best_bytes(result_variants: list[pipeline.Variant], original: int) -> int:
     return min(kept) if kept else original
 
 
+def _store_variants(
+    image: BatchImage, variants: list[pipeline.Variant], written: list[str]
+) -> list[Variant]:
+    """Write the kept variants under names keyed by content hash and preset, appending the
+    paths written to ``written`` (removed again if the image fails), and return their rows."""
+    folder = f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{image.batch.fingerprint}"
+    rows = []
+    for variant in variants:
+        path = ""
+        if variant.kept:
+            extension = "jpg" if variant.format == "jpeg" else variant.format
+            path, wrote = _store(
+                f"{folder}/{variant.size}.{extension}", variant.data, variant.bytes
+            )
+            if wrote:
+                written.append(path)
+        rows.append(
+            Variant(
+                image=image,
+                size=variant.size,
+                format=variant.format,
+                width=variant.width,
+                height=variant.height,
+                bytes=variant.bytes,
+                path=path,
+                kept=variant.kept,
+                note=variant.note[:300],
+                seconds=variant.seconds,
+                ssim=variant.ssim,
+            )
+        )
+    return rows
+
+
 def image_process(*, image_id: int, token: str) -> BatchImage:
     """Optimize a claimed image and settle it (done, or failed with the reason a person reads).
     Never raises for a bad image: the rest of the batch and the worker go on."""
@@ -307,32 +341,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
         preset = batch.pipeline_preset
         result = pipeline.optimize(data, preset)
         del data
-        rows = []
-        folder = f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{batch.fingerprint}"
-        for variant in result.variants:
-            path = ""
-            if variant.kept:
-                extension = "jpg" if variant.format == "jpeg" else variant.format
-                path, wrote = _store(
-                    f"{folder}/{variant.size}.{extension}", variant.data, variant.bytes
-                )
-                if wrote:
-                    written.append(path)
-            rows.append(
-                Variant(
-                    image=image,
-                    size=variant.size,
-                    format=variant.format,
-                    width=variant.width,
-                    height=variant.height,
-                    bytes=variant.bytes,
-                    path=path,
-                    kept=variant.kept,
-                    note=variant.note[:300],
-                    seconds=variant.seconds,
-                    ssim=variant.ssim,
-                )
-            )
+        rows = _store_variants(image, result.variants, written)
     except Exception as exc:
         if not isinstance(exc, pipeline.ImageRejected):
             logger.exception("Image %s (%s) failed", image.pk, image.original_name)
@@ -404,31 +413,7 @@ def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchIm
         with default_storage.open(image.original_path, "rb") as stored:
             data = stored.read()
         variants = pipeline.optimize_avif(data, image.batch.pipeline_preset)
-        folder = (
-            f"{VARIANTS}/{image.content_hash[:2]}/{image.content_hash}/{image.batch.fingerprint}"
-        )
-        rows = []
-        for variant in variants:
-            path = ""
-            if variant.kept:
-                path, wrote = _store(f"{folder}/{variant.size}.avif", variant.data, variant.bytes)
-                if wrote:
-                    written.append(path)
-            rows.append(
-                Variant(
-                    image=image,
-                    size=variant.size,
-                    format=variant.format,
-                    width=variant.width,
-                    height=variant.height,
-                    bytes=variant.bytes,
-                    path=path,
-                    kept=variant.kept,
-                    note=variant.note[:300],
-                    seconds=variant.seconds,
-                    ssim=variant.ssim,
-                )
-            )
+        rows = _store_variants(image, variants, written)
     except Exception as exc:
         logger.exception("AVIF of image %s (%s) failed", image.pk, image.original_name)
         _delete_unreferenced(set(written))
