@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from images import views
+from images import api
 
 app_name = "images_api"
 
 urlpatterns = [
-    path("optimize", views.api_optimize, name="optimize"),
-    path("health", views.api_health, name="health"),
+    path("optimize", api.api_optimize, name="optimize"),
+    path("health", api.api_health, name="health"),
 ]

@@ -61,13 +61,17 @@ import struct
 import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from images.quality import LumaStats, ssim
+from portal.formatting import human_bytes
+
+V = TypeVar("V")
 
 # JPEG includes MPO (multi-picture JPEG from cameras): Pillow opens those as MPO, first picture.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")
@@ -172,6 +176,18 @@ class Variant:
     note: str = ""
 
 
+def best_of(variants: Sequence[V]) -> V | None:
+    """The variant that replaces the original on a page: the smallest kept one of the largest
+    size made. None when none of that size came out smaller than the original (a thumbnail is
+    never the answer for the full picture). Works on this module's Variants and on stored
+    variant rows alike (``size``, ``kept``, ``bytes``)."""
+    if not variants:
+        return None
+    largest = max(variant.size for variant in variants)
+    kept = [v for v in variants if v.kept and v.size == largest]
+    return min(kept, key=lambda variant: variant.bytes) if kept else None
+
+
 @dataclass
 class Result:
     """Width and height as displayed; ``decoded_*`` is what the decoder produced (smaller than
@@ -219,7 +235,7 @@ def _open(data: bytes, preset: Preset) -> ImageFile.ImageFile:
         raise ImageRejected("The file is empty.")
     if len(data) > preset.max_bytes:
         raise ImageRejected(
-            f"The file is {_size(len(data))}; the limit is {_size(preset.max_bytes)}."
+            f"The file is {human_bytes(len(data))}; the limit is {human_bytes(preset.max_bytes)}."
         )
     try:
         with warnings.catch_warnings():
@@ -632,9 +648,3 @@ def _run(data: bytes, preset: Preset, formats: tuple[str, ...]) -> Result:
         if not variant.kept:
             variant.data = b""
     return result
-
-
-def _size(nbytes: int) -> str:
-    if nbytes < 1024 * 1024:
-        return f"{nbytes / 1024:.0f} KB"
-    return f"{nbytes / (1024 * 1024):.1f} MB"

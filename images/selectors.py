@@ -10,7 +10,9 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 
+from images import pipeline
 from images.models import Batch, BatchImage, ImageStatus, Preset, Variant
+from portal.celery import app, broker_can_broadcast
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +105,8 @@ def image_variants(*, image: BatchImage) -> list[Variant]:
 
 
 def best_variant(variants: list[Variant]) -> Variant | None:
-    """The smallest kept variant of the largest size: what a page would serve."""
-    kept = [variant for variant in variants if variant.kept]
-    if not kept:
-        return None
-    largest = max(variant.size for variant in kept)
-    return min((v for v in kept if v.size == largest), key=lambda variant: variant.bytes)
+    """What a page would serve instead of the original (one rule: pipeline.best_of)."""
+    return pipeline.best_of(variants)
 
 
 def batch_variants(*, batch: Batch) -> QuerySet[Variant]:
@@ -177,8 +175,6 @@ def image_queue_health(*, ping_timeout: float = 1.0) -> dict:
     """Workers consuming the image queue, messages waiting in it, images queued and working,
     and the last hour's figures. The broker parts are None when the broker does not answer;
     ``workers`` is None on the file-system broker, which cannot broadcast safely."""
-    from portal.celery import app, broker_can_broadcast
-
     queue = app.conf.task_default_queue
     workers = None
     if broker_can_broadcast():

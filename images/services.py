@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from celery import group
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile, File
@@ -37,7 +38,9 @@ from images.models import (
     preset_snapshot,
 )
 from images.selectors import batch_totals
+from portal.celery import app
 from portal.errors import ActionRefused
+from portal.formatting import human_bytes
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
 
@@ -45,15 +48,10 @@ logger = logging.getLogger(__name__)
 
 MAX_NAME = 200
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "AVIF": ".avif"}
+OPTIMIZE_TASK = "images.image_optimize"
+AVIF_TASK = "images.image_avif"
 ORIGINALS = "images/originals"
 VARIANTS = "images/variants"
-
-
-def human_bytes(nbytes: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if nbytes >= size:
-            return f"{nbytes / size:.1f} {unit}"
-    return f"{nbytes} B"
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -210,13 +208,10 @@ def batch_create(
 
 def _enqueue(image_ids: list[int]) -> None:
     """One task per image, as a group: every worker on every machine takes its share. The
-    finishing step is ``batch_settle``, run by whichever image settles last."""
-    from celery import group
-
-    from images.tasks import image_optimize_task
-
+    finishing step is ``batch_settle``, run by whichever image settles last. Sent by the
+    task's name: images.tasks imports this module."""
     if image_ids:
-        group(image_optimize_task.s(pk) for pk in image_ids).apply_async()
+        group(app.signature(OPTIMIZE_TASK, args=(pk,)) for pk in image_ids).apply_async()
 
 
 # --- processing one image -----------------------------------------------------------------------
@@ -280,15 +275,6 @@ def _failure_reason(exc: BaseException) -> str:
     return f"Unexpected error while processing ({type(exc).__name__}); see the worker's log."
 
 
-def _best_bytes(result_variants: list[pipeline.Variant], original: int) -> int:
-    """The smallest kept variant of the largest size: what replaces the original on a page."""
-    if not result_variants:
-        return original
-    largest = max(variant.size for variant in result_variants)
-    kept = [v.bytes for v in result_variants if v.kept and v.size == largest]
-    return min(kept) if kept else original
-
-
 def _store_variants(
     image: BatchImage, variants: list[pipeline.Variant], written: list[str]
 ) -> list[Variant]:
@@ -349,7 +335,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
         return image_fail(image_id=image_id, token=token, reason=_failure_reason(exc))
 
     now = timezone.now()
-    best = _best_bytes(result.variants, image.bytes)
+    best = pipeline.best_of(result.variants)
     with transaction.atomic():
         settled = BatchImage.objects.filter(
             pk=image_id, status=ImageStatus.WORKING, claim_token=token
@@ -357,7 +343,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             status=ImageStatus.DONE,
             finished_at=now,
             seconds=round((now - started).total_seconds(), 3),
-            bytes_after=best,
+            bytes_after=best.bytes if best else image.bytes,
             warnings=result.warnings,
             error="",
             avif_status=ImageStatus.QUEUED if batch.pipeline_preset.avif else "",
@@ -373,7 +359,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
                 actor=None,
                 action="images.image.done",
                 target=image,
-                summary=f"{human_bytes(image.bytes)} → {human_bytes(best)} "
+                summary=f"{human_bytes(image.bytes)} → {human_bytes(image.bytes_after)} "
                 f"({image.savings_percent}% saved), {len(rows)} variants",
             )
     if not settled:
@@ -389,9 +375,7 @@ AVIF_PRIORITY = 9  # the lowest: JPEG and WebP work of every batch goes first (R
 
 
 def _send_avif(image_id: int) -> None:
-    from images.tasks import image_avif_task
-
-    image_avif_task.apply_async((image_id,), priority=AVIF_PRIORITY)
+    app.send_task(AVIF_TASK, args=(image_id,), priority=AVIF_PRIORITY)
 
 
 def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchImage | None:

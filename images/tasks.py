@@ -13,6 +13,8 @@ from celery import shared_task
 from django.conf import settings
 
 from images.services import (
+    AVIF_TASK,
+    OPTIMIZE_TASK,
     image_avif_process,
     image_claim,
     image_claim_wait,
@@ -22,7 +24,7 @@ from images.services import (
 
 
 @shared_task(
-    name="images.image_optimize",
+    name=OPTIMIZE_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -53,7 +55,7 @@ def image_claims_reclaim_task() -> list[int]:
 
 
 @shared_task(
-    name="images.image_avif",
+    name=AVIF_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,

@@ -1,10 +1,12 @@
-"""Image batch pages, the files behind them (login-checked, never public) and the image API."""
+"""Image batch pages and the files behind them (login-checked, never public); the JSON API is
+images.api."""
 
 import os
 import re
 import zipfile
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -15,41 +17,34 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    JsonResponse,
     StreamingHttpResponse,
 )
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from images.files import file_response, variant_filename
 from images.forms import BatchUploadForm
-from images.models import PENDING, Batch, BatchImage, BatchSource, ImageStatus, Variant
+from images.models import PENDING, Batch, BatchImage, Variant
 from images.selectors import (
     batch_images,
     batch_totals,
     batch_variants,
     batches_recent,
     best_variant,
-    image_queue_health,
     image_variants,
-    presets_offered,
 )
 from images.services import (
     batch_create,
     batch_delete,
     batch_retry_failed,
-    human_bytes,
-    image_claim,
-    image_process,
 )
-from portal.auth import bearer_token, login_or_token_required
+from portal.auth import login_or_token_required
 from portal.errors import ActionRefused
-from portal.htmx import wants_fragment
+from portal.formatting import human_bytes
+from portal.htmx import attempt, back_to, wants_fragment
 
 LIST_PAGE = "images/batch_list.html"
 NEW_PAGE = "images/batch_new.html"
@@ -72,8 +67,6 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 
 
 def _upload_context(form: BatchUploadForm) -> dict:
-    from django.conf import settings
-
     return {
         "form": form,
         "max_files": settings.IMAGE_MAX_FILES_PER_BATCH,
@@ -117,8 +110,6 @@ def _get_batch_for_user(request: HttpRequest, pk: int) -> Batch:
 
 
 def _batch_context(request: HttpRequest, batch: Batch, **extra) -> dict:
-    from django.conf import settings
-
     images = batch_images(batch=batch)
     return {
         "batch": batch,
@@ -154,19 +145,14 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def batch_retry(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _get_batch_for_user(request, pk)
-    try:
-        count = batch_retry_failed(batch=batch, user=request.user)
-    except ActionRefused as refused:
-        if wants_fragment(request):
-            return _batch_status(request, batch, error=refused.message)
-        messages.error(request, refused.message)
-        return redirect(batch)
+    count, refusal = attempt(lambda: batch_retry_failed(batch=batch, user=request.user))
     batch.refresh_from_db()
-    notice = f"{count} failed image{'s' if count != 1 else ''} queued again."
-    if wants_fragment(request):
-        return _batch_status(request, batch, notice=notice)
-    messages.success(request, notice)
-    return redirect(batch)
+    notice = "" if refusal else f"{count} failed image{'s' if count != 1 else ''} queued again."
+    if not wants_fragment(request):
+        return back_to(request, batch, refusal, done=notice)
+    if refusal is not None:
+        return _batch_status(request, batch, error=refusal.message)
+    return _batch_status(request, batch, notice=notice)
 
 
 @require_http_methods(["GET", "POST"])
@@ -183,8 +169,6 @@ def batch_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
             error = refused.message
         else:
             messages.success(request, f"Deleted “{batch}” and its files.")
-            if wants_fragment(request):
-                return HttpResponseClientRedirect(reverse("images:batch_list"))
             return redirect("images:batch_list")
     return render(
         request,
@@ -221,18 +205,6 @@ def image_compare(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
 # --- files: streamed through here, after the login and permission checks -----------------------
 
 
-def _file_response(path: str, content_type: str, filename: str, download: bool) -> FileResponse:
-    try:
-        handle = default_storage.open(path, "rb")
-    except FileNotFoundError:
-        raise Http404("The file is missing from the storage.") from None
-    response = FileResponse(
-        handle, content_type=content_type, as_attachment=download, filename=filename
-    )
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
 def _require_view(request: HttpRequest) -> None:
     if not request.user.has_perm("images.view_batch"):
         raise PermissionDenied("You may not see image batches.")
@@ -252,7 +224,7 @@ _CONTENT_TYPES = {
 def original_file(request: HttpRequest, image_pk: int) -> FileResponse:
     _require_view(request)
     image = get_object_or_404(BatchImage, pk=image_pk)
-    return _file_response(
+    return file_response(
         image.original_path,
         _CONTENT_TYPES.get(image.format, "application/octet-stream"),
         image.original_name,
@@ -260,20 +232,15 @@ def original_file(request: HttpRequest, image_pk: int) -> FileResponse:
     )
 
 
-def _variant_filename(variant: Variant) -> str:
-    stem = os.path.splitext(variant.image.original_name)[0] or "image"
-    return f"{stem}-{variant.size}.{variant.extension}"
-
-
 @require_GET
 @login_or_token_required
 def variant_file(request: HttpRequest, variant_pk: int) -> FileResponse:
     _require_view(request)
     variant = get_object_or_404(Variant.objects.select_related("image"), pk=variant_pk, kept=True)
-    return _file_response(
+    return file_response(
         variant.path,
         variant.content_type,
-        _variant_filename(variant),
+        variant_filename(variant),
         bool(request.GET.get("download")),
     )
 
@@ -346,117 +313,3 @@ def batch_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     filename = f"{slugify(batch.name) or 'batch'}-{batch.pk}.zip"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-
-
-# --- the JSON API ------------------------------------------------------------------------------
-
-
-def _csrf_unless_token(view):
-    """A bearer token is not sent by browsers on their own, so it needs no CSRF token; a
-    session still does."""
-
-    @csrf_exempt
-    def wrapped(request, *args, **kwargs):
-        if not bearer_token(request):
-            refused = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
-            if refused is not None:
-                return JsonResponse({"error": "CSRF check failed."}, status=403)
-        return view(request, *args, **kwargs)
-
-    wrapped.login_required = False
-    return wrapped
-
-
-def _json_error(message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
-
-
-def _variant_json(request: HttpRequest, variant: Variant, original: int) -> dict:
-    return {
-        "size": variant.size,
-        "format": variant.format,
-        "width": variant.width,
-        "height": variant.height,
-        "bytes": variant.bytes,
-        "savings_percent": round(100 * (1 - variant.bytes / original), 1) if original else None,
-        "kept": variant.kept,
-        "note": variant.note,
-        "ssim": variant.ssim,
-        "url": request.build_absolute_uri(reverse("images:variant_file", args=[variant.pk]))
-        if variant.kept
-        else None,
-    }
-
-
-@_csrf_unless_token
-@require_POST
-@login_or_token_required
-def api_optimize(request: HttpRequest) -> HttpResponse:
-    """Optimize one image now. Multipart field ``image`` (and optionally ``preset``, a preset's
-    name). Answers with the best variant's bytes, or with JSON describing every variant when the
-    request sends ``Accept: application/json``."""
-    wants_json = "application/json" in request.headers.get("Accept", "")
-    upload = request.FILES.get("image")
-    if upload is None:
-        return _json_error("Send the image as the multipart form field “image”.", 400)
-    presets = presets_offered()
-    preset = (
-        presets.filter(name=request.POST["preset"]).first()
-        if request.POST.get("preset")
-        else presets.first()
-    )
-    if preset is None:
-        return _json_error("No such preset; leave it out for the default.", 400)
-    try:
-        batch = batch_create(
-            user=request.user,
-            name=f"API: {os.path.basename(upload.name or 'image')}"[:200],
-            preset=preset,
-            files=[upload],
-            source=BatchSource.API,
-            enqueue=False,
-        )
-    except PermissionDenied as denied:
-        return _json_error(str(denied), 403)
-    except ActionRefused as refused:
-        return _json_error(refused.message, refused.status)
-    image = batch.images.get()
-    token = image_claim(image_id=image.pk, worker=f"web pid {os.getpid()}")
-    image = image_process(image_id=image.pk, token=token) if token else image
-    batch_url = request.build_absolute_uri(batch.get_absolute_url())
-    if image.status != ImageStatus.DONE:
-        return JsonResponse({"error": image.error, "batch": batch_url}, status=422)
-    variants = image_variants(image=image)
-    best = best_variant(variants)
-    if wants_json:
-        return JsonResponse(
-            {
-                "batch": batch_url,
-                "name": image.original_name,
-                "format": image.format,
-                "width": image.width,
-                "height": image.height,
-                "bytes": image.bytes,
-                "best_bytes": image.bytes_after,
-                "savings_percent": image.savings_percent,
-                "seconds": image.seconds,
-                "warnings": image.warnings,
-                "best": _variant_json(request, best, image.bytes) if best else None,
-                "variants": [_variant_json(request, v, image.bytes) for v in variants],
-            }
-        )
-    if best is None:
-        return _json_error("No variant came out smaller than the original.", 422)
-    best.image = image
-    response = _file_response(best.path, best.content_type, _variant_filename(best), False)
-    response["X-Original-Bytes"] = str(image.bytes)
-    response["X-Savings-Percent"] = str(image.savings_percent)
-    response["Link"] = f'<{batch_url}>; rel="related"'
-    return response
-
-
-@require_GET
-@login_or_token_required
-def api_health(request: HttpRequest) -> JsonResponse:
-    """Workers on the image queue, its length, and the last hour's success rate."""
-    return JsonResponse(image_queue_health())

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.health import health_checks_run_due, health_results_prune
-from ops.services.incidents import incident_notifications_send
+from ops.services.incident_notifications import incident_notifications_send
 
 
 @shared_task(name="ops.checklist_runs_schedule", soft_time_limit=50, time_limit=58)

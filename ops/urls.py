@@ -1,11 +1,10 @@
 from django.urls import path
 
-from ops.views import checklists, health, incidents
+from ops.views import checklists, health, incident_reports, incidents
 
 app_name = "ops"
 
 urlpatterns = [
-    path("", checklists.today, name="today"),
     path("checklists/", checklists.template_list, name="template_list"),
     path("checklists/<slug:slug>/", checklists.template_detail, name="template_detail"),
     path("runs/start/", checklists.run_start, name="run_start"),
@@ -16,12 +15,11 @@ urlpatterns = [
     path("runs/<int:pk>/items/<int:item_pk>/note/", checklists.item_note, name="item_note"),
     path("health/", health.health_panel, name="health_panel"),
     path("health/<slug:slug>/", health.service_detail, name="service_detail"),
-    path("api/health", health.api_health, name="api_health"),
     path("api/health/services", health.api_health_services, name="api_health_services"),
     path("incidents/", incidents.incident_list, name="incident_list"),
     path("incidents/new/", incidents.incident_new, name="incident_new"),
-    path("incidents/export.csv", incidents.incident_export, name="incident_export"),
-    path("incidents/report/", incidents.incident_report_view, name="incident_report"),
+    path("incidents/export.csv", incident_reports.incident_export, name="incident_export"),
+    path("incidents/report/", incident_reports.incident_report_view, name="incident_report"),
     path("incidents/<int:pk>/", incidents.incident_detail, name="incident_detail"),
     path("incidents/<int:pk>/poll/", incidents.incident_poll, name="incident_poll"),
     path("incidents/<int:pk>/acknowledge/", incidents.incident_ack, name="incident_ack"),

@@ -6,4 +6,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from portal import checks  # noqa: F401  (registers the system checks)
+        # Registering on import: the system checks, and the Celery app, so that shared tasks
+        # sent from web processes use its configuration. (Not in portal/__init__.py: the
+        # image pipeline imports portal.formatting and must stay free of Django and Celery.)
+        from portal import celery, checks  # noqa: F401

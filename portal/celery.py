@@ -33,7 +33,9 @@ class HeartbeatScheduler(PersistentScheduler):
     """Beat's scheduler, recording that beat is alive on every tick (read by /api/health)."""
 
     def tick(self, *args, **kwargs):
-        from ops.services.health import beat_heartbeat
+        # portal.health reads this module's app: imported here, at beat's first tick, when
+        # Django is set up.
+        from portal.health import beat_heartbeat
 
         try:
             beat_heartbeat()

@@ -1,5 +1,9 @@
 """The portal's own health, as `/api/health` reports it: database, cache, broker, workers and
-scheduler. Nothing here names a monitored service or a host."""
+scheduler. Nothing here names a monitored service or a host.
+
+Workers and beat prove they are alive by heartbeats in the cache: beat's scheduler stamps one
+on every tick (portal.celery), and beat sends ``portal.worker_heartbeat`` every 10 s, which
+stamps the worker's when a worker takes it from the queue."""
 
 import time
 from datetime import datetime
@@ -8,7 +12,28 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from ops.services.health import BEAT_HEARTBEAT_KEY, HEARTBEAT_FRESH_SECONDS, WORKER_HEARTBEAT_KEY
+from portal.celery import app
+
+WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
+BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
+# Beat ticks every few seconds and sends the worker heartbeat every 10 s: a minute without
+# either means it is down.
+HEARTBEAT_FRESH_SECONDS = 60
+
+
+def worker_heartbeat(*, now: datetime | None = None) -> None:
+    cache.set(WORKER_HEARTBEAT_KEY, (now or timezone.now()).timestamp(), timeout=None)
+
+
+def beat_heartbeat(*, now: datetime | None = None) -> None:
+    cache.set(BEAT_HEARTBEAT_KEY, (now or timezone.now()).timestamp(), timeout=None)
+
+
+def workers_seen_recently() -> int:
+    """1 when a worker took the heartbeat task within a minute, else 0: how workers are
+    counted where the broker cannot broadcast a ping (the development file-system broker)."""
+    stamp = cache.get(WORKER_HEARTBEAT_KEY)
+    return int(stamp is not None and time.time() - float(stamp) <= HEARTBEAT_FRESH_SECONDS)
 
 
 def _timed(probe) -> dict:
@@ -34,8 +59,6 @@ def _cache() -> None:
 
 
 def _broker() -> None:
-    from portal.celery import app
-
     with app.connection_for_write() as broker:
         broker.ensure_connection(max_retries=1, timeout=2)
 

@@ -2,7 +2,40 @@ from django.conf import settings
 from django.db import models
 
 
-class AuditEntry(models.Model):
+class AppendOnlyError(TypeError):
+    """History rows (audit entries, timelines) are never changed or deleted."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} are append-only.")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} are append-only.")
+
+
+class AppendOnlyModel(models.Model):
+    """A history row: inserted once, then never updated or deleted, neither one by one nor in
+    bulk. The database refuses it too (triggers from ``portal.history``), so raw SQL cannot
+    rewrite history either; a user's deletion may only detach them (SET NULL)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(
+                f"{self._meta.verbose_name_plural} are append-only: add a new one instead."
+            )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.verbose_name_plural} are append-only.")
+
+
+class AuditEntry(AppendOnlyModel):
     """One action somebody (or the scheduler) took. Append-only: written by audit_record."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -34,14 +67,6 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValueError("Audit entries are append-only: they cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit entries are append-only: they cannot be deleted.")
 
 
 class ApiToken(models.Model):

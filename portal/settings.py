@@ -126,7 +126,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "ops:today"
+LOGIN_REDIRECT_URL = "today"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -234,6 +234,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "portal.celery:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
+    # /api/health counts workers alive by the heartbeat the worker taking this task writes.
+    "portal-worker-heartbeat": {
+        "task": "portal.worker_heartbeat",
+        "schedule": 10.0,
+        "options": {"expires": 9},
+    },
     # Health checks: the due services (each has its own interval) are checked in parallel.
     "health-checks-run-due": {
         "task": "ops.health_checks_run_due",

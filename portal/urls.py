@@ -15,6 +15,8 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.today, name="today"),
+    path("api/health", views.api_health, name="api_health"),
     path("audit/", views.audit_log, name="audit_log"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
+from django.core.management.commands import flush
 from django.test import Client
 from django.utils import timezone
 
 from ops.models import Cadence, ChecklistItem, ChecklistTemplate
 from portal import roles
+from portal.history import history_unlocked
 
 PASSWORD = "correct-horse-battery-staple"
 # ../shared/seeds from the repository root: CI clones the repository next to shared/.
@@ -28,6 +30,22 @@ def _isolated_celery_queue():
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     app.conf.task_default_queue = f"tests-{worker}"
     return app
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_may_empty_history():
+    """Transactional tests (browser, worker) end with a flush of every table. The audit log
+    and the timelines refuse DELETE and TRUNCATE in the database (portal.history), so the
+    flush runs with history unlocked: the one place outside a retention command that may."""
+    original = flush.Command.handle
+
+    def handle(self, *args, **options):
+        with history_unlocked(reason="test flush", using=options.get("database", "default")):
+            return original(self, *args, **options)
+
+    flush.Command.handle = handle
+    yield
+    flush.Command.handle = original
 
 
 def ensure_roles() -> None:

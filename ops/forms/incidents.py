@@ -4,10 +4,12 @@ decide what is allowed and refuse with a message, which the views show on the fo
 from datetime import datetime
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 
-from ops.models import IncidentStatus
-from ops.selectors.incidents import incident_responders, severities_all
+from ops.models import IncidentStatus, MonitoredService
+from ops.selectors.incidents import IncidentFilters, incident_responders, severities_all
+from portal.params import parse_day
 
 LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
 
@@ -68,8 +70,6 @@ class _IncidentFields(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        from ops.models import MonitoredService
-
         self.fields["services"].choices = [
             (slug, name)
             for slug, name in MonitoredService.objects.order_by("name").values_list("slug", "name")
@@ -164,3 +164,23 @@ class ActionItemForm(forms.Form):
         self.fields["owner"].widget.choices = [("", "Choose")] + [
             (user.username, user.get_username()) for user in incident_responders()
         ]
+
+
+def incident_filters_from(params: QueryDict) -> tuple[IncidentFilters, list[str]]:
+    """The incident list's filters from a query string, with what could not be read."""
+    errors: list[str] = []
+    filters = IncidentFilters(
+        severity=params.get("severity", "").strip(),
+        status=params.get("status", "").strip(),
+        service=params.get("service", "").strip(),
+        commander=params.get("commander", "").strip(),
+        since=parse_day(params.get("since", "").strip(), "From", errors),
+        until=parse_day(params.get("until", "").strip(), "To", errors),
+        q=params.get("q", "").strip(),
+    )
+    if filters.status and filters.status not in {"open", *IncidentStatus.values}:
+        errors.append(f"Unknown status “{filters.status}”.")
+        filters.status = ""
+    if filters.since and filters.until and filters.since > filters.until:
+        errors.append("From must not be after To.")
+    return filters, errors

@@ -5,8 +5,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+
+from portal.models import AppendOnlyModel
 
 # GDPR art. 33: the supervisory authority is told within 72 hours of becoming aware.
 PERSONAL_DATA_DEADLINE = timedelta(hours=72)
@@ -188,6 +191,36 @@ class Incident(models.Model):
             return "passed"
         return "near" if left <= PERSONAL_DATA_WARNING else "ok"
 
+    def add_entry(
+        self,
+        *,
+        kind: str,
+        text: str,
+        user=None,
+        now: datetime | None = None,
+        corrects: "TimelineEntry | None" = None,
+    ) -> "TimelineEntry":
+        """The one way to write the timeline: the entry, and the version the open pages poll
+        (bumped in the database and on this instance, so a later save() keeps it)."""
+        now = now or timezone.now()
+        entry = TimelineEntry.objects.create(
+            incident=self,
+            kind=kind,
+            text=text,
+            author=user,
+            author_name=user.get_username() if user is not None else "system",
+            created_at=now,
+            corrects=corrects,
+        )
+        self.bump_version(now=now)
+        return entry
+
+    def bump_version(self, *, now: datetime) -> None:
+        """Tell the open pages that something changed (they poll "anything since N?")."""
+        Incident.objects.filter(pk=self.pk).update(version=F("version") + 1, updated_at=now)
+        self.version += 1
+        self.updated_at = now
+
 
 class TimelineKind(models.TextChoices):
     OPENED = "opened", "Opened"
@@ -202,18 +235,11 @@ class TimelineKind(models.TextChoices):
     NOTIFICATION = "notification", "Notification"
 
 
-class TimelineEntryQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise TypeError("Timeline entries are append-only: add a correcting entry instead.")
+class TimelineEntry(AppendOnlyModel):
+    """One line of an incident's history. Append-only: a correction is a new entry, written
+    by Incident.add_entry()."""
 
-    def delete(self):
-        raise TypeError("Timeline entries are append-only: add a correcting entry instead.")
-
-
-class TimelineEntry(models.Model):
-    """One line of an incident's history. Append-only: a correction is a new entry."""
-
-    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="timeline")
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="timeline")
     kind = models.CharField(max_length=16, choices=TimelineKind)
     text = models.TextField()
     author = models.ForeignKey(
@@ -225,8 +251,6 @@ class TimelineEntry(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections"
     )
 
-    objects = TimelineEntryQuerySet.as_manager()
-
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["incident", "created_at", "id"])]
@@ -234,14 +258,6 @@ class TimelineEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.text[:80]}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise TypeError("Timeline entries are append-only: add a correcting entry instead.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise TypeError("Timeline entries are append-only: add a correcting entry instead.")
 
 
 class Postmortem(models.Model):

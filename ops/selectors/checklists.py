@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, RunItem
+from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, Kpi, RunItem
 from ops.models.checklists import RunStatus
+from ops.selectors.health import kpi_values
 
 HISTORY_DAYS = 30
 ATTENTION_DAYS = 14
@@ -125,9 +126,6 @@ def run_items_changed_since(*, run: ChecklistRun, version: int) -> list[RunItem]
 def run_kpi_evidence(*, run: ChecklistRun, now: datetime) -> dict:
     """The live value of every KPI an item of the run is linked to, by KPI id: one query when
     none is, and one per linked KPI otherwise (never per item)."""
-    from ops.models import Kpi
-    from ops.selectors.health import kpi_values
-
     kpis = list(Kpi.objects.filter(pk__in=run.items.values("evidence_kpi")).distinct())
     return {value.kpi.pk: value for value in kpi_values(now=now, kpis=kpis)} if kpis else {}
 

@@ -21,6 +21,7 @@ from ops.models.health import (
     ServiceKind,
 )
 from portal.charts import Plot, plot
+from portal.registry import registry
 
 UPTIME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
@@ -215,8 +216,11 @@ def kpi_values(*, now: datetime | None = None, kpis: list[Kpi] | None = None) ->
             reported = [m[key] for _pk, _kind, m in latest if isinstance(m.get(key), int | float)]
             value = max(reported) if reported else None
             source = "" if reported else "no monitored service reports it"
-        elif kpi.metric == KpiMetric.IMAGE_SUCCESS:
-            value, source = _image_success(since)
+        elif kpi.metric in registry.kpi_sources:
+            # Computed by the app that registered it (image processing success by images).
+            value, source = registry.kpi_sources[kpi.metric].value(since)
+        else:
+            source = "no app provides this KPI"
         values.append(KpiValue(kpi=kpi, value=value, state=kpi.state_of(value), source=source))
     return values
 
@@ -228,16 +232,6 @@ def _latest(latest, kpi: Kpi, kind: str, key: str) -> list[float]:
         if (pk == kpi.service_id or (not kpi.service_id and service_kind == kind))
         and isinstance(metrics.get(key), int | float)
     ]
-
-
-def _image_success(since: datetime) -> tuple[float | None, str]:
-    """Image processing success (%) of the images settled in the window."""
-    from images.selectors import image_success_rate
-
-    rate = image_success_rate(since=since)
-    if rate is None:
-        return None, "no images processed in the window"
-    return round(100 * rate, 2), "image batches"
 
 
 @dataclass

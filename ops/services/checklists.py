@@ -7,12 +7,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ops.models import ChecklistRun, ChecklistTemplate, ItemState, RunItem
+from ops.models import ChecklistRun, ChecklistTemplate, ItemState, Kpi, MonitoredService, RunItem
 from ops.models.checklists import Cadence, RunStatus
 from ops.selectors.checklists import template_items_ordered
-from ops.services import incidents as incident_services
+from ops.selectors.health import kpi_values
 from portal.errors import ActionRefused
+from portal.formatting import duration
 from portal.permissions import require_perm
+from portal.registry import registry
 from portal.services.audit import audit_record
 
 MAX_NOTE = 2000
@@ -177,15 +179,20 @@ def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, b
             actor=user,
             action="checklist.run.complete",
             target=run,
-            summary=f"Completed in {run.duration}",
+            summary=f"Completed in {duration(run.duration)}",
         )
+
+
+def _tell_owners(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
+    """A run that belongs to something (an incident's response checklist) tells its owner,
+    which records it where it belongs (the incident's timeline)."""
+    for owner, _owner_id in registry.owners_of(run):
+        if owner.item_changed is not None:
+            owner.item_changed(run=run, item=item, user=user, now=now)
 
 
 def item_evidence(item: RunItem, *, now: datetime) -> dict | None:
     """What the item's linked service or KPI shows now, as stored with a tick."""
-    from ops.models import Kpi, MonitoredService
-    from ops.selectors.health import kpi_values
-
     if item.evidence_service_id:
         service = MonitoredService.objects.filter(pk=item.evidence_service_id).first()
         if service is None:
@@ -250,11 +257,7 @@ def checklist_item_set_state(
     item.done_by = user if state != ItemState.OPEN else None
     item.done_at = now if state != ItemState.OPEN else None
     _settle(run, item, user=user, now=now)
-    if run.incident_id:
-        # An incident's response checklist: the tick goes on the incident's timeline too.
-        incident_services.incident_timeline_add_checklist_tick(
-            run=run, item=item, user=user, now=now
-        )
+    _tell_owners(run, item, user=user, now=now)
     action = {"done": "tick", "open": "untick", "skipped": "skip"}[state]
     _audit_item_change(run, item, user=user, action=action, before=before)
     item.run = run

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
+from azure.core.pipeline.policies import HeadersPolicy
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from pydo import Client
 
 from ops.models.health import (
     STATE_RANK,
@@ -21,16 +22,13 @@ from ops.models.health import (
     latency_bucket,
 )
 from ops.services.health_checks import CheckSpec, Outcome, run_check
+from portal.celery import app, broker_can_broadcast
+from portal.health import workers_seen_recently
 
 logger = logging.getLogger(__name__)
 
 RAW_RETENTION = timedelta(days=2)
 ROLLUP_RETENTION = timedelta(days=90)
-WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
-BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
-# Beat ticks every few seconds and the health task runs every 10 s: a minute without either
-# means it is down.
-HEARTBEAT_FRESH_SECONDS = 60
 MAX_PARALLEL_CHECKS = 16
 # Grace on top of a check's own timeout before it is abandoned as hung.
 ABANDON_AFTER = 1.0
@@ -57,9 +55,6 @@ def service_spec(service: MonitoredService) -> CheckSpec:
 def digitalocean_client(*, timeout: float = 10.0):
     """pydo's client for DIGITALOCEAN_TOKEN at DIGITALOCEAN_API_URL. azure-core refuses a bearer
     token over plain http, so a local http endpoint (tests) gets the header set directly."""
-    from azure.core.pipeline.policies import HeadersPolicy
-    from pydo import Client
-
     token = settings.DIGITALOCEAN_TOKEN
     if not token:
         raise RuntimeError("DIGITALOCEAN_TOKEN is not set")
@@ -86,17 +81,8 @@ def _claim_due(now: datetime) -> list[MonitoredService]:
     return claimed
 
 
-def workers_seen_recently() -> int:
-    """1 when a worker ran the health task within a minute, else 0: how workers are counted
-    where the broker cannot broadcast a ping (the development file-system broker)."""
-    stamp = cache.get(WORKER_HEARTBEAT_KEY)
-    return int(stamp is not None and time.time() - float(stamp) <= HEARTBEAT_FRESH_SECONDS)
-
-
 def health_check_probe(spec: CheckSpec) -> Outcome:
     """Run one check with what it needs from the project (Celery app, DigitalOcean client)."""
-    from portal.celery import app, broker_can_broadcast
-
     return run_check(
         spec,
         celery_app=app,
@@ -193,7 +179,6 @@ def health_result_store(
 def health_checks_run_due(*, now: datetime | None = None) -> list[CheckResult]:
     """Claim the due services, check them in parallel, store what they answered."""
     now = now or timezone.now()
-    cache.set(WORKER_HEARTBEAT_KEY, now.timestamp(), timeout=None)
     results = []
     for service, outcome in run_checks(_claim_due(now)):
         try:
@@ -211,7 +196,3 @@ def health_results_prune(*, now: datetime | None = None) -> tuple[int, int]:
     raw, _ = CheckResult.objects.filter(checked_at__lt=now - RAW_RETENTION).delete()
     hourly, _ = CheckRollup.objects.filter(hour__lt=now - ROLLUP_RETENTION).delete()
     return raw, hourly
-
-
-def beat_heartbeat() -> None:
-    cache.set(BEAT_HEARTBEAT_KEY, timezone.now().timestamp(), timeout=None)

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 from http.client import HTTPResponse
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
-from urllib.request import HTTPRedirectHandler, Request, build_opener
+from urllib.request import HTTPRedirectHandler, HTTPSHandler, Request, build_opener
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError
+from kombu.exceptions import ChannelError
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 MAX_BODY = 256 * 1024
@@ -101,8 +104,6 @@ def _json_path(document, path: str):
 def check_http(spec: CheckSpec, *, context: ssl.SSLContext | None = None) -> Outcome:
     opener = build_opener(_NoRedirect)
     if context is not None:
-        from urllib.request import HTTPSHandler
-
         opener = build_opener(_NoRedirect, HTTPSHandler(context=context))
     request = Request(spec.target, headers={"User-Agent": "ops-portal-health/1"})  # noqa: S310
     started = time.perf_counter()
@@ -234,11 +235,11 @@ def check_celery(
 ) -> Outcome:
     """Workers answering a ping and the length of each queue (warn at 50, page at 100).
     ``count_workers`` replaces the ping where the broker cannot broadcast safely."""
-    from kombu.exceptions import ChannelError
-
     queues = [name.strip() for name in spec.target.split(",") if name.strip()] or [
         app.conf.task_default_queue
     ]
+    # Set before the ping: a broker that is down fails the ping itself, and that is critical.
+    started = time.perf_counter()
     try:
         # A ping waits its whole timeout for replies, so its duration says nothing: the
         # latency reported is the broker's, measuring the queues.
@@ -273,8 +274,6 @@ def check_celery(
 
 def check_do_app(spec: CheckSpec, *, client_factory: Callable) -> Outcome:
     """The app's active deployment and any deployment in progress, through pydo."""
-    from azure.core.exceptions import AzureError, ClientAuthenticationError
-
     started = time.perf_counter()
     try:
         answer = client_factory().apps.get(spec.target)

@@ -1,34 +1,27 @@
-"""Writes for incidents: open, update, acknowledge, change status, close, notes, the response
-checklist's ticks on the timeline, postmortems and their action items, overdue notifications.
+"""Writes for an incident's life: open, update, acknowledge, change status, close, notes, and
+the response checklist's ticks on its timeline (postmortems and notifications have their own
+modules).
 
 Every function checks its permission, validates everything before writing anything, runs in
 one transaction, adds timeline entries for what changed and records the change in the audit
 log. ``now`` is a parameter so the clocks can be tested with a controlled time."""
 
-import json
 import logging
-import urllib.error
-import urllib.request
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import URLValidator
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import transaction
 from django.utils import timezone
 
 from ops.models import (
-    ActionItem,
     ChecklistRun,
     ChecklistTemplate,
     Incident,
-    IncidentNotification,
     IncidentStatus,
-    NotificationStep,
+    MonitoredService,
     Postmortem,
     RunItem,
     Severity,
@@ -36,11 +29,11 @@ from ops.models import (
     TimelineKind,
 )
 from ops.models.incidents import OPEN_STATUSES
-from ops.services import checklists as checklist_services
+from ops.services.checklists import checklist_run_start
 from portal.errors import ActionRefused
+from portal.formatting import duration
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
-from portal.templatetags.portal_tags import duration
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +42,6 @@ MAX_TITLE = 200
 MAX_SERVICES = 300
 MAX_TEXT = 20_000
 MAX_NOTE = 5_000
-MAX_ACTION = 500
 # Times may be a little ahead of the server's clock (a laptop's clock); beyond that they are
 # typing mistakes.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -73,39 +65,14 @@ TEXT_FIELDS = {
 }
 URL_FIELDS = ("chat_url", "status_page_url")
 EDITABLE = (*TEXT_FIELDS, *TIME_FIELDS, "personal_data", "severity", "commander")
-POSTMORTEM_FIELDS = ("summary", "impact", "timeline", "root_cause", "went_well", "went_badly")
 
 
-def _name(user) -> str:
+def person_name(user) -> str:
     return user.get_username() if user is not None else "system"
 
 
-def _add_entry(
-    incident: Incident,
-    *,
-    kind: str,
-    text: str,
-    user=None,
-    now: datetime,
-    corrects: TimelineEntry | None = None,
-) -> TimelineEntry:
-    return TimelineEntry.objects.create(
-        incident=incident,
-        kind=kind,
-        text=text,
-        author=user,
-        author_name=_name(user),
-        created_at=now,
-        corrects=corrects,
-    )
-
-
-def _touch(incident: Incident, now: datetime) -> None:
-    incident.version += 1
-    incident.updated_at = now
-
-
-def _locked(incident: Incident) -> Incident:
+def incident_lock(incident: Incident) -> Incident:
+    """The incident row, locked for this transaction, with what its rules read."""
     return (
         # Lock the incident row only: the commander is the nullable side of an outer join.
         Incident.objects.select_for_update(of=("self",))
@@ -200,8 +167,6 @@ def _snapshot(incident: Incident) -> dict:
 
 def _monitored_services(slugs) -> list:
     """The monitored services named by slug; an unknown one is refused by name."""
-    from ops.models import MonitoredService
-
     wanted = list(dict.fromkeys(str(slug).strip() for slug in slugs if str(slug).strip()))
     found = {service.slug: service for service in MonitoredService.objects.filter(slug__in=wanted)}
     missing = [slug for slug in wanted if slug not in found]
@@ -212,8 +177,7 @@ def _monitored_services(slugs) -> list:
 
 def _services_entry(incident: Incident, services: list, *, user, now: datetime) -> None:
     names = ", ".join(service.name for service in services) or "none"
-    _add_entry(
-        incident,
+    incident.add_entry(
         kind=TimelineKind.EDIT,
         text=f"Affected monitored services: {names}.",
         user=user,
@@ -284,16 +248,14 @@ def incident_open(
     incident.stamp_clocks()
     incident.save()
     detected = timezone.localtime(detected_at)
-    _add_entry(
-        incident,
+    incident.add_entry(
         kind=TimelineKind.OPENED,
-        text=f"Opened as {level} by {_name(user)}; detected {detected:%Y-%m-%d %H:%M}.",
+        text=f"Opened as {level} by {person_name(user)}; detected {detected:%Y-%m-%d %H:%M}.",
         user=user,
         now=now,
     )
     if incident.commander:
-        _add_entry(
-            incident,
+        incident.add_entry(
             kind=TimelineKind.COMMANDER,
             text=f"Commander: {incident.commander.get_username()}.",
             user=user,
@@ -304,12 +266,9 @@ def incident_open(
         _services_entry(incident, monitored, user=user, now=now)
     template = _response_template(level)
     if template is not None:
-        run = checklist_services.checklist_run_start(
-            template=template, user=user, label=incident.reference
-        )
+        run = checklist_run_start(template=template, user=user, label=incident.reference)
         ChecklistRun.objects.filter(pk=run.pk).update(incident=incident)
-        _add_entry(
-            incident,
+        incident.add_entry(
             kind=TimelineKind.CHECKLIST,
             text=f"Response checklist started: {template.name} ({run.items_total} items).",
             user=user,
@@ -336,7 +295,7 @@ def incident_update(
     if unknown:
         raise ActionRefused(f"Unknown fields: {', '.join(sorted(unknown))}.")
     now = now or timezone.now()
-    incident = _locked(incident)
+    incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
     before = _snapshot(incident)
@@ -346,8 +305,6 @@ def incident_update(
             incident.services.set(monitored)
             _services_entry(incident, monitored, user=user, now=now)
             if not changes:
-                _touch(incident, now)
-                incident.save()
                 audit_record(
                     actor=user,
                     action="incident.update",
@@ -387,14 +344,12 @@ def incident_update(
         incident.acknowledged_by = user
     if "severity" in changed or "detected_at" in changed:
         incident.stamp_clocks()
-    _touch(incident, now)
     incident.save()
 
     details = []
     for field, value in changed.items():
         if field == "severity":
-            _add_entry(
-                incident,
+            incident.add_entry(
                 kind=TimelineKind.SEVERITY,
                 text=f"Severity changed from {before['severity']} to {value.code}.",
                 user=user,
@@ -402,10 +357,9 @@ def incident_update(
             )
         elif field == "commander":
             text = f"Commander: {value.get_username()}." if value else "No commander."
-            _add_entry(incident, kind=TimelineKind.COMMANDER, text=text, user=user, now=now)
+            incident.add_entry(kind=TimelineKind.COMMANDER, text=text, user=user, now=now)
         elif field == "acknowledged_at":
-            _add_entry(
-                incident,
+            incident.add_entry(
                 kind=TimelineKind.ACKNOWLEDGED,
                 text=f"Acknowledgement time set to {timezone.localtime(value):%Y-%m-%d %H:%M}.",
                 user=user,
@@ -419,8 +373,7 @@ def incident_update(
             details.append(f"{TEXT_FIELDS[field][0].lower()} edited")
     if details:
         text = "; ".join(details)
-        _add_entry(
-            incident,
+        incident.add_entry(
             kind=TimelineKind.EDIT,
             text=f"{text[0].upper()}{text[1:]}.",
             user=user,
@@ -440,7 +393,7 @@ def incident_update(
 def _stamp_acknowledgement(incident: Incident, *, user, at: datetime, now: datetime, text: str):
     incident.acknowledged_at = at
     incident.acknowledged_by = user
-    _add_entry(incident, kind=TimelineKind.ACKNOWLEDGED, text=text, user=user, now=now)
+    incident.add_entry(kind=TimelineKind.ACKNOWLEDGED, text=text, user=user, now=now)
 
 
 @transaction.atomic
@@ -451,12 +404,12 @@ def incident_acknowledge(
     require_perm(user, "ops.update_incident", "You may not acknowledge incidents.")
     now = now or timezone.now()
     at = at or now
-    incident = _locked(incident)
+    incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
     if incident.acknowledged_at is not None:
         raise ActionRefused(
-            f"Already acknowledged by {_name(incident.acknowledged_by)} at "
+            f"Already acknowledged by {person_name(incident.acknowledged_by)} at "
             f"{timezone.localtime(incident.acknowledged_at):%H:%M}.",
             status=409,
         )
@@ -474,10 +427,10 @@ def incident_acknowledge(
         user=user,
         at=at,
         now=now,
-        text=f"Acknowledged by {_name(user)}, {duration(at - incident.detected_at)} after detection"
+        text=f"Acknowledged by {person_name(user)}, "
+        f"{duration(at - incident.detected_at)} after detection"
         + (" (past the response time)." if late else " (within the response time)."),
     )
-    _touch(incident, now)
     incident.save()
     audit_record(
         actor=user, action="incident.acknowledge", target=incident, after=_snapshot(incident)
@@ -498,7 +451,7 @@ def incident_set_status(
     if status not in IncidentStatus.values:
         raise ActionRefused(f"Unknown status “{status}”.")
     now = now or timezone.now()
-    incident = _locked(incident)
+    incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
     if incident.status == status:
@@ -522,10 +475,8 @@ def incident_set_status(
             )
     elif incident.resolved_at is not None:
         incident.resolved_at = None  # reopened
-    _touch(incident, now)
     incident.save()
-    _add_entry(
-        incident,
+    incident.add_entry(
         kind=TimelineKind.STATUS,
         text=f"Status changed from {previous} to {incident.get_status_display()}.",
         user=user,
@@ -554,7 +505,7 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
     with its summary, impact and root cause written."""
     require_perm(user, "ops.close_incident", "You may not close incidents.")
     now = now or timezone.now()
-    incident = _locked(incident)
+    incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is already closed.", status=409)
     if incident.status != IncidentStatus.RESOLVED:
@@ -578,10 +529,9 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
     incident.status = IncidentStatus.CLOSED
     incident.closed_at = now
     incident.closed_by = user
-    _touch(incident, now)
     incident.save()
-    _add_entry(
-        incident, kind=TimelineKind.STATUS, text=f"Closed by {_name(user)}.", user=user, now=now
+    incident.add_entry(
+        kind=TimelineKind.STATUS, text=f"Closed by {person_name(user)}.", user=user, now=now
     )
     audit_record(
         actor=user,
@@ -611,7 +561,7 @@ def incident_note_add(
         raise ActionRefused("Write the note first.")
     if len(text) > MAX_NOTE:
         raise ActionRefused(f"The note is too long ({len(text)} characters; at most {MAX_NOTE}).")
-    incident = _locked(incident)
+    incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
     corrected = None
@@ -619,11 +569,9 @@ def incident_note_add(
         corrected = incident.timeline.filter(pk=corrects).first()
         if corrected is None:
             raise ActionRefused("The entry to correct is not on this incident's timeline.")
-    entry = _add_entry(
-        incident, kind=TimelineKind.NOTE, text=text, user=user, now=now, corrects=corrected
+    entry = incident.add_entry(
+        kind=TimelineKind.NOTE, text=text, user=user, now=now, corrects=corrected
     )
-    _touch(incident, now)
-    incident.save(update_fields=["version", "updated_at"])
     audit_record(
         actor=user,
         action="incident.note",
@@ -634,11 +582,12 @@ def incident_note_add(
     return entry
 
 
-def incident_timeline_add_checklist_tick(
+def incident_run_item_changed(
     *, run: ChecklistRun, item: RunItem, user, now: datetime | None = None
 ) -> TimelineEntry | None:
-    """Called by the checklist services after an item of an incident's response checklist
-    changed state, inside their transaction (so the permission was checked there)."""
+    """The checklist services call this (through the run owners registered in ops.apps)
+    after an item of an incident's response checklist changed state, inside their
+    transaction (so the permission was checked there)."""
     if run.incident_id is None:
         return None
     now = now or timezone.now()
@@ -649,235 +598,5 @@ def incident_timeline_add_checklist_tick(
         text += f" (reason: {item.skip_reason})"
     if run.is_complete:
         text += ". Response checklist complete."
-    entry = _add_entry(incident, kind=TimelineKind.CHECKLIST, text=text, user=user, now=now)
-    _touch(incident, now)
-    incident.save(update_fields=["version", "updated_at"])
+    entry = incident.add_entry(kind=TimelineKind.CHECKLIST, text=text, user=user, now=now)
     return entry
-
-
-def postmortem_draft_timeline(*, incident: Incident) -> str:
-    lines = []
-    for entry in incident.timeline.order_by("created_at", "id"):
-        when = timezone.localtime(entry.created_at)
-        lines.append(f"{when:%Y-%m-%d %H:%M} {entry.author_name}: {entry.text}")
-    return "\n".join(lines)
-
-
-@transaction.atomic
-def postmortem_save(
-    *, incident: Incident, user, now: datetime | None = None, **fields: str
-) -> Postmortem:
-    """Create or edit the postmortem. A new one's timeline is pre-filled from the entries
-    when it is not given."""
-    require_perm(user, "ops.edit_postmortem", "You may not write postmortems.")
-    unknown = set(fields) - set(POSTMORTEM_FIELDS)
-    if unknown:
-        raise ActionRefused(f"Unknown fields: {', '.join(sorted(unknown))}.")
-    now = now or timezone.now()
-    incident = _locked(incident)
-    if incident.is_open:
-        raise ActionRefused("Write the postmortem once the incident is resolved.", status=409)
-    cleaned = {}
-    for name, value in fields.items():
-        value = (value or "").strip()
-        if len(value) > MAX_TEXT:
-            label = Postmortem._meta.get_field(name).verbose_name
-            raise ActionRefused(
-                f"{label} is too long ({len(value)} characters; at most {MAX_TEXT})."
-            )
-        cleaned[name] = value
-    postmortem = Postmortem.objects.select_for_update().filter(incident=incident).first()
-    created = postmortem is None
-    if created:
-        postmortem = Postmortem(incident=incident, created_at=now)
-        if not cleaned.get("timeline"):
-            cleaned["timeline"] = postmortem_draft_timeline(incident=incident)
-    before = {name: getattr(postmortem, name) for name in POSTMORTEM_FIELDS}
-    for name, value in cleaned.items():
-        setattr(postmortem, name, value)
-    postmortem.updated_at = now
-    postmortem.updated_by = user
-    postmortem.save()
-    if not incident.is_closed:
-        _add_entry(
-            incident,
-            kind=TimelineKind.POSTMORTEM,
-            text="Postmortem started." if created else "Postmortem edited.",
-            user=user,
-            now=now,
-        )
-    _touch(incident, now)
-    incident.save(update_fields=["version", "updated_at"])
-    audit_record(
-        actor=user,
-        action="incident.postmortem." + ("create" if created else "edit"),
-        target=postmortem,
-        before=None if created else before,
-        after={name: getattr(postmortem, name)[:200] for name in POSTMORTEM_FIELDS},
-    )
-    return postmortem
-
-
-@transaction.atomic
-def action_item_add(
-    *, postmortem: Postmortem, user, text: str, owner, due_date: date | None
-) -> ActionItem:
-    require_perm(user, "ops.edit_postmortem", "You may not add action items.")
-    text = (text or "").strip()
-    if not text:
-        raise ActionRefused("Say what has to be done.")
-    if len(text) > MAX_ACTION:
-        raise ActionRefused(
-            f"The action is too long ({len(text)} characters; at most {MAX_ACTION})."
-        )
-    if owner in (None, ""):
-        raise ActionRefused("Every action item needs an owner.")
-    if not hasattr(owner, "pk"):
-        owner = get_user_model().objects.filter(username=owner, is_active=True).first()
-        if owner is None:
-            raise ActionRefused("The owner must be an active user.")
-    if due_date is None:
-        raise ActionRefused("Every action item needs a due date.")
-    item = ActionItem.objects.create(
-        postmortem=postmortem, text=text, owner=owner, due_date=due_date
-    )
-    audit_record(
-        actor=user,
-        action="incident.action.add",
-        target=item,
-        summary=f"{owner.get_username()} by {due_date:%Y-%m-%d}: {text}"[:500],
-    )
-    return item
-
-
-@transaction.atomic
-def action_item_set_done(
-    *, item: ActionItem, user, done: bool, now: datetime | None = None
-) -> ActionItem:
-    """Its owner, or anyone who may write postmortems, marks it done (or not done again)."""
-    if user is not None and item.owner_id == user.pk:
-        require_perm(user, "ops.update_incident", "You may not mark action items done.")
-    else:
-        require_perm(user, "ops.edit_postmortem", "Only its owner or a manager may mark this done.")
-    item = ActionItem.objects.select_for_update().select_related("owner").get(pk=item.pk)
-    if done == item.is_done:
-        raise ActionRefused("Already done." if done else "It is not done.", status=409)
-    item.done_at = (now or timezone.now()) if done else None
-    item.done_by = user if done else None
-    item.save(update_fields=["done_at", "done_by"])
-    audit_record(
-        actor=user, action="incident.action." + ("done" if done else "reopen"), target=item
-    )
-    return item
-
-
-# Notifications
-
-
-def _notification_text(incident: Incident, step: str, now: datetime) -> tuple[str, str]:
-    label = NotificationStep(step).label
-    due = (
-        incident.response_due_at
-        if step == NotificationStep.RESPONSE
-        else incident.escalation_due_at
-    )
-    subject = f"[{incident.severity.code}] {incident.reference} unacknowledged: {label.lower()}"
-    body = (
-        f"{incident.reference} {incident.title}\n"
-        f"Severity: {incident.severity}\n"
-        f"Status: {incident.get_status_display()}\n"
-        f"Detected: {timezone.localtime(incident.detected_at):%Y-%m-%d %H:%M %Z}\n"
-        f"{label} at {timezone.localtime(due):%Y-%m-%d %H:%M %Z}; nobody has acknowledged it "
-        f"{duration(now - incident.detected_at)} after detection.\n"
-        f"Commander: {_name(incident.commander) if incident.commander else 'none'}\n"
-        f"Affected services: {incident.affected_services or '—'}\n"
-    )
-    return subject, body
-
-
-def _post_webhook(url: str, payload: dict) -> str:
-    """POST JSON; returns a short outcome ("200", "error: ..."), never raises."""
-    data = json.dumps(payload).encode()
-    request = urllib.request.Request(  # noqa: S310 (scheme checked in settings)
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=settings.INCIDENT_WEBHOOK_TIMEOUT) as answer:  # noqa: S310
-            return str(answer.status)
-    except urllib.error.HTTPError as error:
-        return f"error: HTTP {error.code}"
-    except (OSError, ValueError) as error:
-        return f"error: {error}"[:200]
-
-
-def _send(notification: IncidentNotification, incident: Incident, now: datetime) -> None:
-    subject, body = _notification_text(incident, notification.step, now)
-    recipients = list(settings.INCIDENT_NOTIFY_EMAILS)
-    if recipients:
-        try:
-            send_mail(subject, body, None, recipients)
-            notification.emailed_to = ", ".join(recipients)
-        except Exception as error:  # a mail server down must not stop the webhook
-            logger.exception("Incident notification e-mail failed for %s", incident.reference)
-            notification.email_error = str(error)[:500]
-    if settings.INCIDENT_WEBHOOK_URL:
-        notification.webhook_status = _post_webhook(
-            settings.INCIDENT_WEBHOOK_URL,
-            {
-                "text": f"{subject}\n{body}",
-                "incident": {
-                    "id": incident.pk,
-                    "reference": incident.reference,
-                    "title": incident.title,
-                    "severity": incident.severity.code,
-                    "status": incident.status,
-                    "step": notification.step,
-                    "detected_at": incident.detected_at.isoformat(),
-                },
-            },
-        )
-    notification.save(update_fields=["emailed_to", "email_error", "webhook_status"])
-
-
-def incident_notifications_send(*, now: datetime | None = None) -> list[IncidentNotification]:
-    """Notify each step (response time, escalation time) an unacknowledged open incident has
-    passed, once: the unique (incident, step) row is claimed before anything is sent, so two
-    schedulers or a retry never send a step twice."""
-    now = now or timezone.now()
-    candidates = (
-        Incident.objects.filter(status__in=OPEN_STATUSES, acknowledged_at__isnull=True)
-        .filter(Q(response_due_at__lte=now) | Q(escalation_due_at__lte=now))
-        .select_related("severity", "commander")
-        .prefetch_related("notifications")
-        .order_by("response_due_at", "id")
-    )
-    sent = []
-    for incident in candidates:
-        done = {notification.step for notification in incident.notifications.all()}
-        steps = [
-            step
-            for step, due in (
-                (NotificationStep.RESPONSE, incident.response_due_at),
-                (NotificationStep.ESCALATION, incident.escalation_due_at),
-            )
-            if due <= now and step not in done
-        ]
-        for step in steps:
-            try:
-                with transaction.atomic():
-                    notification = IncidentNotification.objects.create(
-                        incident=incident, step=step, created_at=now
-                    )
-                    _add_entry(
-                        incident,
-                        kind=TimelineKind.NOTIFICATION,
-                        text=f"{NotificationStep(step).label} unacknowledged: notified.",
-                        now=now,
-                    )
-                    Incident.objects.filter(pk=incident.pk).update(version=F("version") + 1)
-                    audit_record(actor=None, action=f"incident.notify.{step}", target=incident)
-            except IntegrityError:
-                continue  # another scheduler claimed this step first
-            _send(notification, incident, now)
-            sent.append(notification)
-    return sent

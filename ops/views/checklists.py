@@ -10,72 +10,27 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling
 
 from ops.models import ChecklistRun, ChecklistTemplate, ItemState, RunItem
 from ops.selectors.checklists import (
-    active_templates,
     run_items,
     run_items_changed_since,
     run_kpi_evidence,
-    runs_current,
-    runs_needing_attention,
     template_histories,
     template_items_ordered,
 )
-from ops.selectors.health import health_summary, health_tiles
-from ops.selectors.incidents import incidents_open
 from ops.services.checklists import (
     checklist_item_note,
     checklist_item_set_state,
     checklist_run_start,
 )
-from portal.errors import ActionRefused
-from portal.htmx import render_fragments, wants_fragment
+from portal.htmx import attempt, back_to, render_fragments, wants_fragment
 
 RUN_PAGE = "ops/checklists/run_detail.html"
-TODAY_PAGE = "ops/checklists/today.html"
 RUNS_PER_PAGE = 25
 
 view_runs = permission_required("ops.view_checklistrun", raise_exception=True)
-
-
-def _today_context(request: HttpRequest) -> dict:
-    now = timezone.now()
-    current = runs_current(now=now)
-    templates = active_templates()
-    return {
-        "now": now,
-        "current_runs": [run for run in current if not run.is_overdue(now)],
-        "overdue_runs": [run for run in current if run.is_overdue(now)],
-        "attention_runs": runs_needing_attention(now=now),
-        "histories": template_histories(templates=templates, now=now),
-        "startable": templates,
-        "can_start": request.user.has_perm("ops.start_checklistrun"),
-        "open_incidents": incidents_open() if request.user.has_perm("ops.view_incident") else [],
-        **_health_block(request, now),
-    }
-
-
-def _health_block(request: HttpRequest, now) -> dict:
-    """The home page's health summary: counts by state and the tiles that are not ok."""
-    if not request.user.has_perm("ops.view_health"):
-        return {}
-    tiles = health_tiles(now=now)
-    return {
-        "health_summary": health_summary(tiles),
-        "health_problems": [tile for tile in tiles if tile.state != "ok"],
-        "health_count": len(tiles),
-    }
-
-
-@require_GET
-@view_runs
-def today(request: HttpRequest) -> HttpResponse:
-    context = _today_context(request)
-    if wants_fragment(request):
-        return render(request, f"{TODAY_PAGE}#today-runs", context)
-    return render(request, TODAY_PAGE, context)
 
 
 @require_GET
@@ -123,17 +78,14 @@ def template_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def run_start(request: HttpRequest) -> HttpResponse:
     template = get_object_or_404(ChecklistTemplate, slug=request.POST.get("template", ""))
-    try:
-        run = checklist_run_start(
+    run, refusal = attempt(
+        lambda: checklist_run_start(
             template=template, user=request.user, label=request.POST.get("label", "")
         )
-    except ActionRefused as refused:
-        messages.error(request, refused.message)
-        return redirect(template)
-    messages.success(request, f"Started “{run}”.")
-    if wants_fragment(request):
-        return HttpResponseClientRedirect(run.get_absolute_url())
-    return redirect(run)
+    )
+    if refusal is not None:
+        return back_to(request, template, refusal)
+    return back_to(request, run, None, done=f"Started “{run}”.")
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> ChecklistRun:
@@ -213,14 +165,11 @@ def _item_response(
 def _item_action(request: HttpRequest, pk: int, item_pk: int, action) -> HttpResponse:
     run = _get_run_for_user(request, pk)
     item = get_object_or_404(RunItem.objects.select_related("done_by"), pk=item_pk, run=run)
-    try:
-        item = action(item)
-    except PermissionDenied as denied:
-        return _item_response(request, run, item, error=str(denied), status=403)
-    except ActionRefused as refused:
+    changed, refusal = attempt(lambda: action(item))
+    if refusal is not None:
         run.refresh_from_db()
-        return _item_response(request, run, item, error=refused.message, status=refused.status)
-    return _item_response(request, item.run, item)
+        return _item_response(request, run, item, error=refusal.message, status=refusal.status)
+    return _item_response(request, changed.run, changed)
 
 
 @require_POST

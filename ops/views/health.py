@@ -2,7 +2,7 @@
 checks run in the background."""
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -20,7 +20,6 @@ from ops.selectors.health import (
 )
 from ops.services.health_checks import describe_target
 from portal.auth import login_or_token_required
-from portal.health import portal_health
 from portal.htmx import wants_fragment
 
 PANEL_PAGE = "ops/health/health_panel.html"
@@ -69,15 +68,6 @@ def service_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "now": now,
         },
     )
-
-
-@login_not_required
-@never_cache
-@require_GET
-def api_health(request: HttpRequest) -> JsonResponse:
-    """The portal's own health for `curl /api/health | jq .`: 200 healthy, 503 not."""
-    report = portal_health()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
 
 @login_or_token_required

@@ -1,53 +1,49 @@
 """Incident pages: the list, opening one, its live page and the htmx actions on it, editing,
-the postmortem and its action items, the printable report, the manager report and CSV."""
-
-import csv
-from datetime import date, timedelta
+the postmortem and its action items, the printable page (the manager report and the CSV are
+in incident_reports)."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling
 
-from ops import charts
 from ops.forms.incidents import (
     ActionItemForm,
     IncidentEditForm,
     IncidentOpenForm,
     PostmortemForm,
     StatusForm,
+    incident_filters_from,
 )
 from ops.models import ActionItem, Incident, IncidentStatus, Postmortem
 from ops.selectors.incidents import (
-    IncidentFilters,
-    incident_report,
     incident_responders,
     incident_timeline,
     incidents_filtered,
     severities_all,
 )
 from ops.services.incidents import (
-    action_item_add,
-    action_item_set_done,
     incident_acknowledge,
     incident_close,
     incident_note_add,
     incident_open,
     incident_set_status,
     incident_update,
+)
+from ops.services.postmortems import (
+    action_item_add,
+    action_item_set_done,
     postmortem_draft_timeline,
     postmortem_save,
 )
 from portal.errors import ActionRefused
-from portal.htmx import render_fragments, wants_fragment
-from portal.params import parse_day
+from portal.htmx import attempt, back_to, render_fragments, wants_fragment
 
 LIST_PAGE = "ops/incidents/incident_list.html"
 DETAIL_PAGE = "ops/incidents/incident_detail.html"
@@ -61,25 +57,6 @@ view_report = permission_required("ops.view_incident_report", raise_exception=Tr
 # The list and its filters
 
 
-def _filters_from(request: HttpRequest) -> tuple[IncidentFilters, list[str]]:
-    params, errors = request.GET, []
-    filters = IncidentFilters(
-        severity=params.get("severity", "").strip(),
-        status=params.get("status", "").strip(),
-        service=params.get("service", "").strip(),
-        commander=params.get("commander", "").strip(),
-        since=parse_day(params.get("since", "").strip(), "From", errors),
-        until=parse_day(params.get("until", "").strip(), "To", errors),
-        q=params.get("q", "").strip(),
-    )
-    if filters.status and filters.status not in {"open", *IncidentStatus.values}:
-        errors.append(f"Unknown status “{filters.status}”.")
-        filters.status = ""
-    if filters.since and filters.until and filters.since > filters.until:
-        errors.append("From must not be after To.")
-    return filters, errors
-
-
 def _querystring(request: HttpRequest) -> str:
     query = request.GET.copy()
     query.pop("page", None)
@@ -89,7 +66,7 @@ def _querystring(request: HttpRequest) -> str:
 @require_GET
 @view_incidents
 def incident_list(request: HttpRequest) -> HttpResponse:
-    filters, errors = _filters_from(request)
+    filters, errors = incident_filters_from(request.GET)
     page = Paginator(incidents_filtered(filters=filters), PER_PAGE).get_page(
         request.GET.get("page")
     )
@@ -111,65 +88,6 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     return render(request, LIST_PAGE, context, status=status)
 
 
-CSV_COLUMNS = [
-    ("reference", lambda i: i.reference),
-    ("title", lambda i: i.title),
-    ("severity", lambda i: i.severity.code),
-    ("status", lambda i: i.status),
-    ("commander", lambda i: i.commander.get_username() if i.commander else ""),
-    ("affected_services", lambda i: i.affected_services),
-    ("started_at", lambda i: i.started_at.isoformat()),
-    ("detected_at", lambda i: i.detected_at.isoformat()),
-    ("acknowledged_at", lambda i: i.acknowledged_at.isoformat() if i.acknowledged_at else ""),
-    ("mitigated_at", lambda i: i.mitigated_at.isoformat() if i.mitigated_at else ""),
-    ("resolved_at", lambda i: i.resolved_at.isoformat() if i.resolved_at else ""),
-    ("closed_at", lambda i: i.closed_at.isoformat() if i.closed_at else ""),
-    ("minutes_to_acknowledge", lambda i: _minutes(i.time_to_acknowledge)),
-    ("minutes_to_resolve", lambda i: _minutes(i.time_to_resolve)),
-    (
-        "acknowledged_in_time",
-        lambda i: "" if i.acknowledged_in_time is None else int(i.acknowledged_in_time),
-    ),
-    ("personal_data", lambda i: int(i.personal_data)),
-]
-
-
-def _minutes(value: timedelta | None) -> str:
-    return "" if value is None else f"{value.total_seconds() / 60:.1f}"
-
-
-def _csv_cell(value) -> str:
-    """Spreadsheets run cells that start with = + - @ as formulas: quote them."""
-    text = str(value)
-    return f"'{text}" if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-@require_GET
-@view_report
-def incident_export(request: HttpRequest) -> HttpResponse:
-    """The list as CSV, with the same filters; streamed, so its size does not matter."""
-    filters, errors = _filters_from(request)
-    if errors:
-        return HttpResponse(" ".join(errors), status=400, content_type="text/plain")
-    writer = csv.writer(_Echo())
-    incidents = incidents_filtered(filters=filters)
-
-    def rows():
-        yield writer.writerow([name for name, _ in CSV_COLUMNS])
-        for incident in incidents.iterator(chunk_size=1000):
-            yield writer.writerow([_csv_cell(get(incident)) for _, get in CSV_COLUMNS])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="incidents-{stamp}.csv"'
-    return response
-
-
 # Opening
 
 
@@ -188,8 +106,6 @@ def incident_new(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, refused.message)
             else:
                 messages.success(request, f"Opened {incident.reference}.")
-                if wants_fragment(request):
-                    return HttpResponseClientRedirect(incident.get_absolute_url())
                 return redirect(incident)
         status = 400
     return render(request, "ops/incidents/incident_new.html", {"form": form}, status=status)
@@ -282,14 +198,10 @@ def _after_action(
 
 def _incident_action(request: HttpRequest, pk: int, action) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
-    try:
-        incident = action(incident)
-    except PermissionDenied as denied:
-        return _after_action(request, incident, error=str(denied), status=403)
-    except ActionRefused as refused:
-        incident.refresh_from_db()
-        return _after_action(request, incident, error=refused.message, status=refused.status)
+    _, refusal = attempt(lambda: action(incident))
     incident = _get_incident_for_user(request, pk)
+    if refusal is not None:
+        return _after_action(request, incident, error=refusal.message, status=refusal.status)
     return _after_action(request, incident)
 
 
@@ -322,22 +234,17 @@ def incident_note(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
     text = request.POST.get("text", "")
     corrects = request.POST.get("corrects", "").strip()
-    error, status = "", 200
-    try:
-        incident_note_add(
+    _, refusal = attempt(
+        lambda: incident_note_add(
             incident=incident,
             user=request.user,
             text=text,
             corrects=int(corrects) if corrects.isdigit() else None,
         )
-    except PermissionDenied as denied:
-        error, status = str(denied), 403
-    except ActionRefused as refused:
-        error, status = refused.message, refused.status
+    )
     if not wants_fragment(request):
-        if error:
-            messages.error(request, error)
-        return redirect(incident)
+        return back_to(request, incident, refusal)
+    error, status = (refusal.message, refusal.status) if refusal else ("", 200)
     incident = _get_incident_for_user(request, pk)
     context = _detail_context(request, incident, note_error=error, note_text=text if error else "")
     oob = {**context, "oob": True}
@@ -369,8 +276,6 @@ def incident_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 form.add_error(None, refused.message)
             else:
                 messages.success(request, "Saved." if changes else "Nothing changed.")
-                if wants_fragment(request):
-                    return HttpResponseClientRedirect(incident.get_absolute_url())
                 return redirect(incident)
         status = 400
     return render(
@@ -427,14 +332,12 @@ def action_add(request: HttpRequest, pk: int) -> HttpResponse:
     form = ActionItemForm(request.POST)
     status = 200
     if form.is_valid():
-        try:
-            action_item_add(postmortem=postmortem, user=request.user, **form.cleaned_data)
-        except PermissionDenied as denied:
-            form.add_error(None, str(denied))
-            status = 403
-        except ActionRefused as refused:
-            form.add_error(None, refused.message)
-            status = refused.status
+        _, refusal = attempt(
+            lambda: action_item_add(postmortem=postmortem, user=request.user, **form.cleaned_data)
+        )
+        if refusal is not None:
+            form.add_error(None, refusal.message)
+            status = refusal.status
         else:
             form = ActionItemForm()
     else:
@@ -454,23 +357,16 @@ def action_done(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(ActionItem.objects.select_related("postmortem"), pk=pk)
     incident = _get_incident_for_user(request, item.postmortem.incident_id)
     done = request.POST.get("done") == "1"
-    error, status = "", 200
-    try:
-        item = action_item_set_done(item=item, user=request.user, done=done)
-    except PermissionDenied as denied:
-        error, status = str(denied), 403
-    except ActionRefused as refused:
-        error, status = refused.message, refused.status
+    _, refusal = attempt(lambda: action_item_set_done(item=item, user=request.user, done=done))
     if not wants_fragment(request):
-        if error:
-            messages.error(request, error)
-        return redirect(f"{incident.get_absolute_url()}#postmortem")
+        return back_to(request, f"{incident.get_absolute_url()}#postmortem", refusal)
+    error, status = (refusal.message, refusal.status) if refusal else ("", 200)
     item = ActionItem.objects.select_related("owner", "done_by").get(pk=item.pk)
     context = _detail_context(request, incident, action=item, action_error=error)
     return render(request, f"{DETAIL_PAGE}#action-row", context, status=status)
 
 
-# Reports
+# The printable page
 
 
 @require_GET
@@ -479,53 +375,3 @@ def incident_print(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
     context = _detail_context(request, incident)
     return render(request, "ops/incidents/incident_print.html", context)
-
-
-def _default_period(today: date) -> tuple[date, date]:
-    first = today.replace(day=1)
-    for _ in range(REPORT_MONTHS - 1):
-        first = (first - timedelta(days=1)).replace(day=1)
-    return first, today
-
-
-@require_GET
-@view_report
-def incident_report_view(request: HttpRequest) -> HttpResponse:
-    errors: list[str] = []
-    today = timezone.localdate()
-    default_since, default_until = _default_period(today)
-    since = parse_day(request.GET.get("since", "").strip(), "From", errors) or default_since
-    until = parse_day(request.GET.get("until", "").strip(), "To", errors) or default_until
-    if since > until:
-        errors.append("From must not be after To.")
-        since, until = default_since, default_until
-    if (until - since).days > 366 * 5:
-        errors.append("Choose a period of at most five years.")
-        since, until = default_since, default_until
-    report = incident_report(since=since, until=until, now=timezone.now())
-    names = [severity.code for severity in report.severities]
-    context = {
-        "report": report,
-        "errors": errors,
-        "legend": charts.legend(names),
-        "count_chart": charts.stacked_bars(
-            title="Incidents per month by severity",
-            months=report.months,
-            series=[(s.code, report.counts[s.pk]) for s in report.severities],
-        ),
-        "mtta_chart": charts.lines(
-            title="Median time to acknowledge per month",
-            months=report.months,
-            series=[(s.code, report.mtta_trend[s.pk]) for s in report.severities],
-        ),
-        "mttr_chart": charts.lines(
-            title="Median time to resolve per month",
-            months=report.months,
-            series=[(s.code, report.mttr_trend[s.pk]) for s in report.severities],
-        ),
-        "export_url": reverse("ops:incident_export")
-        + f"?since={since:%Y-%m-%d}&until={until:%Y-%m-%d}",
-    }
-    return render(
-        request, "ops/incidents/incident_report.html", context, status=400 if errors else 200
-    )

@@ -116,7 +116,7 @@ def test_health_answers_json_without_a_worker(token_client, monkeypatch):
             return None
 
     monkeypatch.setattr(app.control, "inspect", lambda timeout: NoReplies())
-    monkeypatch.setattr("portal.celery.broker_can_broadcast", lambda: True)
+    monkeypatch.setattr("images.selectors.broker_can_broadcast", lambda: True)
     data = token_client.get(HEALTH).json()
     assert data["workers"] == 0
     assert set(data) >= {"queue_length", "images_queued", "images_working", "last_hour"}

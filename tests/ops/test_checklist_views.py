@@ -33,7 +33,7 @@ def tick_url(run, item):
 
 
 def test_login_required_everywhere(client, run):
-    for url in [reverse("ops:today"), run.get_absolute_url(), reverse("ops:template_list")]:
+    for url in [reverse("today"), run.get_absolute_url(), reverse("ops:template_list")]:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     response = client.post(tick_url(run, run.items.first()), {"done": "1"}, **HTMX)
@@ -96,7 +96,10 @@ def test_image_staff_sees_runs_read_only(run, image_staff, outsider):
     assert "your role does not tick checklist items" in html
     assert html.count("disabled") >= 4
     assert client_for(outsider).get(run.get_absolute_url()).status_code == 403
-    assert client_for(outsider).get(reverse("ops:today")).status_code == 403
+    # Today is every signed-in user's home page, showing only what their role may see.
+    outsider_today = client_for(outsider).get(reverse("today")).content.decode()
+    assert "Nothing here is for your role yet" in outsider_today
+    assert run.title not in outsider_today
 
 
 def test_item_of_another_run_is_404(run, make_template, operator):
@@ -170,12 +173,16 @@ def test_start_on_demand_run(make_template, operator, image_staff):
     url = reverse("ops:run_start")
     response = client_for(operator).post(url, {"template": template.slug, "label": "v1.2.3"})
     run = ChecklistRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert response.status_code == 303 and response["Location"] == run.get_absolute_url()
     assert run.label == "v1.2.3"
     assert client_for(image_staff).post(url, {"template": template.slug}).status_code == 403
     assert client_for(operator).post(url, {"template": "nope"}).status_code == 404
-    response = client_for(operator).post(url, {"template": template.slug, "label": "v" * 300})
-    assert response.status_code == 302 and ChecklistRun.objects.count() == 1
+    response = client_for(operator).post(
+        url, {"template": template.slug, "label": "v" * 300}, follow=True
+    )
+    assert response.redirect_chain == [(template.get_absolute_url(), 303)]
+    assert "The label is too long (300 characters; at most 200)" in response.content.decode()
+    assert ChecklistRun.objects.count() == 1
 
 
 def _history(make_template, templates: int, days: int, operator):
@@ -212,7 +219,7 @@ def test_today_query_count_does_not_grow(
     _history(make_template, templates, days, operator)
     client = client_for(operator)
     with django_assert_max_num_queries(10):
-        response = client.get(reverse("ops:today"))
+        response = client.get(reverse("today"))
     html = response.content.decode()
     assert response.status_code == 200
     assert "Needs attention" in html and "Left incomplete" in html
@@ -240,8 +247,8 @@ def test_run_page_query_count_does_not_grow(
 
 
 def test_today_partial_for_htmx(run, operator):
-    html = client_for(operator).get(reverse("ops:today"), **HTMX).content.decode()
-    assert html.lstrip().startswith('<div id="today-runs"') and "<nav" not in html
+    html = client_for(operator).get(reverse("today"), **HTMX).content.decode()
+    assert html.lstrip().startswith('<div id="today-live"') and "<nav" not in html
 
 
 def test_template_search(make_template, operator):

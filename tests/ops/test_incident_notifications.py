@@ -7,12 +7,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from ops.models import IncidentNotification, TimelineEntry
-from ops.services.incidents import (
-    incident_acknowledge,
-    incident_notifications_send,
-    incident_resolve,
-    incident_update,
-)
+from ops.services.incident_notifications import incident_notifications_send
+from ops.services.incidents import incident_acknowledge, incident_resolve, incident_update
 from ops.tasks import incident_notifications_send_task
 from portal.celery import app
 from tests.local_servers import SMTPServer, WebhookReceiver, serving

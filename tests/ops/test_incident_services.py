@@ -16,8 +16,6 @@ from ops.models import (
 )
 from ops.services.checklists import checklist_item_note, checklist_item_set_state
 from ops.services.incidents import (
-    action_item_add,
-    action_item_set_done,
     incident_acknowledge,
     incident_close,
     incident_note_add,
@@ -25,8 +23,8 @@ from ops.services.incidents import (
     incident_resolve,
     incident_set_status,
     incident_update,
-    postmortem_save,
 )
+from ops.services.postmortems import action_item_add, action_item_set_done, postmortem_save
 from portal.errors import ActionRefused
 from portal.models import AuditEntry
 
@@ -224,6 +222,7 @@ def test_bad_statuses(make_incident, operator):
 
 def test_update_records_each_change_on_the_timeline(make_incident, operator, second_operator):
     incident = make_incident(operator, detected_at=T0, now=T0)
+    version_before = incident.version
     incident = incident_update(
         incident=incident,
         user=operator,
@@ -241,7 +240,9 @@ def test_update_records_each_change_on_the_timeline(make_incident, operator, sec
     assert entries["severity"] == "Severity changed from P1 to P0."
     assert entries["commander"] == "Commander: oscar."
     assert entries["edit"] == "Summary edited; personal data involved; Started 2026-03-02 09:40."
-    assert incident.version == 1
+    # Every entry moved the version the open pages poll, in the database as on the instance.
+    assert incident.version == version_before + 3
+    assert Incident.objects.get(pk=incident.pk).version == incident.version
     # No change: nothing written.
     before = counts()
     incident_update(incident=incident, user=operator, summary="Logins fail with 502")

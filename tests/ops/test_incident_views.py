@@ -9,13 +9,8 @@ from django.utils import timezone
 
 from ops.models import Incident, ItemState, TimelineEntry
 from ops.services.checklists import checklist_item_set_state
-from ops.services.incidents import (
-    action_item_add,
-    incident_acknowledge,
-    incident_note_add,
-    incident_resolve,
-    postmortem_save,
-)
+from ops.services.incidents import incident_acknowledge, incident_note_add, incident_resolve
+from ops.services.postmortems import action_item_add, postmortem_save
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -306,14 +301,14 @@ def test_overdue_incidents_are_flagged_in_the_list_and_on_the_home_page(make_inc
     client = client_for(operator)
     listing = client.get(url("incident_list")).content.decode()
     assert listing.count('class="badge bad">Overdue') == 1
-    home = client.get(reverse("ops:today")).content.decode()
+    home = client.get(reverse("today")).content.decode()
     assert "Open incidents" in home and "Nobody looked" in home and "Someone has it" in home
     assert "unacknowledged since" in home
 
 
 def test_home_page_without_incident_permission_shows_none(make_incident, operator, image_staff):
     make_incident(operator, title="Secret outage")
-    assert "Secret outage" not in client_for(image_staff).get(reverse("ops:today")).content.decode()
+    assert "Secret outage" not in client_for(image_staff).get(reverse("today")).content.decode()
 
 
 def test_csv_export_with_filters(make_incident, operator, manager):
@@ -452,7 +447,7 @@ def test_list_report_and_detail_query_counts_do_not_grow(
             client.get(url("incident_poll", incident.pk), {"since": 0}, **HTMX).status_code == 200
         )
     with django_assert_max_num_queries(10):
-        assert client.get(reverse("ops:today")).status_code == 200
+        assert client.get(reverse("today")).status_code == 200
 
 
 def test_admin_severities_editable_by_managers_history_read_only(incident, manager, operator):
@@ -471,7 +466,7 @@ def test_personal_data_deadline_flagged_as_it_nears(make_incident, operator):
     now = timezone.now()
     make_incident(operator, title="Leak", personal_data=True, detected_at=now - timedelta(hours=50))
     client = client_for(operator)
-    for page in [url("incident_list"), reverse("ops:today")]:
+    for page in [url("incident_list"), reverse("today")]:
         assert "Personal data: 72 h deadline near" in client.get(page).content.decode()
     incident = Incident.objects.get()
     html = client.get(incident.get_absolute_url()).content.decode()

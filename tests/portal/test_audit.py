@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from ops.services.checklists import checklist_runs_schedule
-from portal.models import AuditEntry
+from portal.models import AppendOnlyError, AuditEntry
 from portal.services.audit import audit_record
 from tests.conftest import client_for
 
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 def test_entries_cannot_be_changed_or_deleted(operator):
     entry = audit_record(actor=operator, action="test.thing", summary="once")
     entry.summary = "rewritten"
-    with pytest.raises(ValueError, match="append-only"):
+    with pytest.raises(AppendOnlyError, match="append-only"):
         entry.save()
-    with pytest.raises(ValueError, match="append-only"):
+    with pytest.raises(AppendOnlyError, match="append-only"):
         entry.delete()
     assert AuditEntry.objects.get().summary == "once"
 

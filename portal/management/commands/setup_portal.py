@@ -1,24 +1,18 @@
-"""First-run setup used by `make run`: migrate, load the default runbooks, create the admin (and
-with --demo one user per role), print generated passwords once, open the current runs."""
+"""First-run setup used by `make run`: migrate, create the admin (and with --demo one user per
+role), run the apps' setup steps (the default runbooks, the demo monitoring, this period's
+runs: portal.registry), print generated passwords once."""
 
 import secrets
-from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils.text import slugify
 
-from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, MonitoredService, ServiceKind
-from ops.services.checklists import checklist_runs_schedule
-from ops.services.runbooks import runbook_import
 from portal import roles
+from portal.registry import registry
 
-DEFAULT_RUNBOOKS = Path(settings.BASE_DIR) / "ops" / "runbooks" / "defaults"
 DEMO_USERS = [
     ("operator", roles.OPERATOR, False),
     ("manager", roles.MANAGER, True),
@@ -35,20 +29,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, demo: bool, admin: str, **options):
         call_command("migrate", interactive=False, verbosity=0)
-        runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
         with transaction.atomic():
-            for source, checklists in runbooks:
-                runbook_import(source_file=source, checklists=checklists)
             created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
             if demo:
                 created += [self._user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
-                monitored = self._monitor_the_portal()
-        count = sum(len(checklists) for _source, checklists in runbooks)
-        self.stdout.write(f"Default runbooks loaded: {count} checklists.")
-        if demo:
-            self.stdout.write(f"Monitored services of the portal itself: {monitored}.")
-        opened = checklist_runs_schedule()
-        self.stdout.write(f"Runs opened for the current period: {len(opened)}.")
+        for step in registry.setup_steps:
+            line = step.run(demo=demo)
+            if line:
+                self.stdout.write(line)
         new = [entry for entry in created if entry[1]]
         if new:
             self.stdout.write(self.style.WARNING("\nPasswords (shown this once; store them now):"))
@@ -61,32 +49,6 @@ class Command(BaseCommand):
                     f"User {username} exists; its password is unchanged "
                     f"(reset it: python manage.py changepassword {username})."
                 )
-
-    def _monitor_the_portal(self) -> int:
-        """Demo monitoring that is real: the portal's own web, workers, database and Redis."""
-        services = [
-            (
-                "Portal web",
-                ServiceKind.HTTP,
-                f"http://{settings.PORTAL_DEMO_HOST}/api/health",
-                {"json_field": "status", "json_value": "ok"},
-            ),
-            ("Celery workers", ServiceKind.CELERY, "", {}),
-        ]
-        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-            services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
-        if settings.REDIS_URL:
-            services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
-        for name, kind, target, extra in services:
-            MonitoredService.objects.get_or_create(
-                slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
-            )
-        web = MonitoredService.objects.get(slug="portal-web")
-        ChecklistItem.objects.filter(
-            text__startswith="Confirm that every component reports healthy",
-            evidence_service__isnull=True,
-        ).update(evidence_service=web)
-        return len(services)
 
     def _user(self, username: str, role: str, *, staff: bool, superuser: bool = False):
         User = get_user_model()

@@ -1,0 +1,231 @@
+"""What the operations domains give the portal (portal.registry), registered by
+OpsConfig.ready(): the Today blocks of incidents, checklists and health; the Prometheus gauges
+of the monitored services and KPIs; the incident as an owner of checklist runs; the first-run
+setup (default runbooks, demo monitoring of the portal itself, this period's runs)."""
+
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.text import slugify
+from prometheus_client.core import GaugeMetricFamily
+
+from ops.management.commands.import_runbook import read_runbooks
+from ops.models import ChecklistItem, Incident, MonitoredService, ServiceKind
+from ops.selectors.checklists import (
+    active_templates,
+    runs_current,
+    runs_needing_attention,
+    template_histories,
+)
+from ops.selectors.health import health_summary, health_tiles, kpi_values
+from ops.selectors.incidents import incidents_open
+from ops.services.checklists import checklist_runs_schedule
+from ops.services.incidents import incident_run_item_changed
+from ops.services.runbooks import runbook_import
+from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
+
+DEFAULT_RUNBOOKS = Path(__file__).resolve().parent / "runbooks" / "defaults"
+STATE_VALUES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
+# Today
+
+
+def _incidents_block(request: HttpRequest, now: datetime) -> dict | None:
+    if not request.user.has_perm("ops.view_incident"):
+        return None
+    incidents = incidents_open()
+    return {"open_incidents": incidents, "now": now} if incidents else None
+
+
+def _once(request: HttpRequest, name: str, read):
+    """What two blocks of one page both show (this period's runs, the active templates) is
+    read once per request."""
+    cache = request.__dict__.setdefault("_ops_today", {})
+    if name not in cache:
+        cache[name] = read()
+    return cache[name]
+
+
+def _runs_now(request: HttpRequest, now: datetime) -> list:
+    return _once(request, "runs", lambda: runs_current(now=now))
+
+
+def _templates(request: HttpRequest) -> list:
+    return _once(request, "templates", active_templates)
+
+
+def _attention_block(request: HttpRequest, now: datetime) -> dict | None:
+    if not request.user.has_perm("ops.view_checklistrun"):
+        return None
+    overdue = [run for run in _runs_now(request, now) if run.is_overdue(now)]
+    attention = runs_needing_attention(now=now)
+    if not overdue and not attention:
+        return None
+    return {"overdue_runs": overdue, "attention_runs": attention, "now": now}
+
+
+def _health_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Counts by state and the tiles that are not ok."""
+    if not request.user.has_perm("ops.view_health"):
+        return None
+    tiles = health_tiles(now=now)
+    return {
+        "health_summary": health_summary(tiles),
+        "health_problems": [tile for tile in tiles if tile.state != "ok"],
+        "health_count": len(tiles),
+        "now": now,
+    }
+
+
+def _current_block(request: HttpRequest, now: datetime) -> dict | None:
+    if not request.user.has_perm("ops.view_checklistrun"):
+        return None
+    current = [run for run in _runs_now(request, now) if not run.is_overdue(now)]
+    return {"current_runs": current, "now": now}
+
+
+def _start_block(request: HttpRequest, now: datetime) -> dict | None:
+    if not request.user.has_perm("ops.start_checklistrun"):
+        return None
+    return {"startable": _templates(request), "can_start": True}
+
+
+def _history_block(request: HttpRequest, now: datetime) -> dict | None:
+    if not request.user.has_perm("ops.view_checklistrun"):
+        return None
+    templates = _templates(request)
+    return {
+        "histories": template_histories(templates=templates, now=now),
+        "can_start": request.user.has_perm("ops.start_checklistrun"),
+    }
+
+
+# /metrics
+
+
+def _health_metrics():
+    """Service states, latencies, staleness, queue lengths and KPI values, from stored results."""
+    labels = ["service", "kind"]
+    state = GaugeMetricFamily(
+        "portal_service_state",
+        "Latest state of a monitored service: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        labels=labels,
+    )
+    latency = GaugeMetricFamily(
+        "portal_service_latency_ms", "Latency of the latest check.", labels=labels
+    )
+    stale = GaugeMetricFamily(
+        "portal_service_stale", "1 when no result came for three intervals.", labels=labels
+    )
+    queues = GaugeMetricFamily(
+        "portal_queue_length", "Tasks waiting in a Celery queue.", labels=["service", "queue"]
+    )
+    for service in MonitoredService.objects.filter(is_active=True):
+        values = [service.slug, service.kind]
+        state.add_metric(values, STATE_VALUES.get(service.state, 3))
+        stale.add_metric(values, int(service.is_stale()))
+        if service.last_latency_ms is not None:
+            latency.add_metric(values, service.last_latency_ms)
+        for queue, length in (service.last_metrics.get("queues") or {}).items():
+            queues.add_metric([service.slug, queue], length)
+    kpi = GaugeMetricFamily("portal_kpi_value", "Current KPI value.", labels=["kpi", "metric"])
+    kpi_state = GaugeMetricFamily(
+        "portal_kpi_state",
+        "KPI state: 0 ok, 1 warning, 2 critical, 3 no data.",
+        labels=["kpi", "metric"],
+    )
+    for value in kpi_values():
+        values = [value.kpi.name, value.kpi.metric]
+        if value.value is not None:
+            kpi.add_metric(values, value.value)
+        kpi_state.add_metric(values, STATE_VALUES.get(value.state, 3))
+    yield from (state, latency, stale, queues, kpi, kpi_state)
+
+
+# Runs owned by incidents
+
+
+def _may_view_incident(user, incident_id: int) -> bool:
+    return user.has_perm("ops.view_incident")
+
+
+def _describe_incident(run) -> tuple[str, str]:
+    incident = Incident.objects.only("pk", "title").get(pk=run.incident_id)
+    return f"response checklist of {incident}", incident.get_absolute_url()
+
+
+# First run (setup_portal)
+
+
+def _load_default_runbooks(*, demo: bool) -> str:
+    runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
+    with transaction.atomic():
+        for source, checklists in runbooks:
+            runbook_import(source_file=source, checklists=checklists)
+    count = sum(len(checklists) for _source, checklists in runbooks)
+    return f"Default runbooks loaded: {count} checklists."
+
+
+def _monitor_the_portal(*, demo: bool) -> str | None:
+    """Demo monitoring that is real: the portal's own web, workers, database and Redis."""
+    if not demo:
+        return None
+    services = [
+        (
+            "Portal web",
+            ServiceKind.HTTP,
+            f"http://{settings.PORTAL_DEMO_HOST}/api/health",
+            {"json_field": "status", "json_value": "ok"},
+        ),
+        ("Celery workers", ServiceKind.CELERY, "", {}),
+    ]
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
+    if settings.REDIS_URL:
+        services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
+    with transaction.atomic():
+        for name, kind, target, extra in services:
+            MonitoredService.objects.get_or_create(
+                slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
+            )
+        web = MonitoredService.objects.get(slug="portal-web")
+        ChecklistItem.objects.filter(
+            text__startswith="Confirm that every component reports healthy",
+            evidence_service__isnull=True,
+        ).update(evidence_service=web)
+    return f"Monitored services of the portal itself: {len(services)}."
+
+
+def _open_current_runs(*, demo: bool) -> str:
+    return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
+
+
+def register(registry: Registry) -> None:
+    for step in (
+        SetupStep("default-runbooks", _load_default_runbooks, 10),
+        SetupStep("demo-monitoring", _monitor_the_portal, 20),
+        SetupStep("current-runs", _open_current_runs, 30),
+    ):
+        registry.add_setup_step(step)
+    for block in (
+        TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
+        TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
+        TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
+        TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
+        TodayBlock("start-run", "ops/checklists/_today_start.html", _start_block, 60, live=False),
+        TodayBlock("history", "ops/checklists/_today_history.html", _history_block, 70, live=False),
+    ):
+        registry.add_today_block(block)
+    registry.add_metrics_collector(_health_metrics)
+    registry.add_run_owner(
+        RunOwner(
+            field="incident",
+            item_changed=incident_run_item_changed,
+            may_view=_may_view_incident,
+            describe=_describe_incident,
+        )
+    )

@@ -1,0 +1,113 @@
+"""What the portal shows of the apps above it, filled by each app in its AppConfig.ready().
+
+The portal imports nothing from its apps: an app registers its Today blocks, its Prometheus
+collectors, the KPI values it can compute, the owners a checklist run can belong to and its
+first-run setup here, and the portal's pages, `/metrics`, `setup_portal` and the checklist
+services read them. A new domain
+(maintenance windows, GDPR requests, deploys, backups) plugs in the same way.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+
+
+@dataclass(frozen=True)
+class TodayBlock:
+    """A part of the Today page. ``context(request, now)`` returns the template's context, or
+    None when the block has nothing for this user; ``live`` blocks are refreshed by polling
+    (a block with a form is not, so that nothing typed is lost)."""
+
+    name: str
+    template: str
+    context: Callable[[HttpRequest, datetime], dict | None]
+    order: int = 100
+    live: bool = True
+
+
+@dataclass(frozen=True)
+class KpiSource:
+    """A KPI value an app computes: ``value(since)`` returns (value or None, where it came
+    from) over the window starting at ``since``."""
+
+    metric: str
+    value: Callable[[datetime], tuple[float | None, str]]
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """Something a checklist run can belong to (an incident's response checklist, later a
+    maintenance window's or a request's). ``field`` is the run's foreign key to it.
+
+    ``item_changed(run=, item=, user=, now=)`` is called inside the transaction of a tick,
+    untick, skip or note; ``may_view(user, owner_id)`` says whether a user may see runs of
+    that owner; ``describe(run)`` gives (text, url) to show where the run is listed."""
+
+    field: str
+    item_changed: Callable[..., Any] | None = None
+    may_view: Callable[[Any, int], bool] | None = None
+    describe: Callable[[Any], tuple[str, str]] | None = None
+
+    def owner_id(self, run) -> int | None:
+        return getattr(run, f"{self.field}_id", None)
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """Part of `manage.py setup_portal` (run by `make run`, idempotent): ``run(demo=)`` does
+    it and returns a line to print, or None."""
+
+    name: str
+    run: Callable[..., str | None]
+    order: int = 100
+
+
+@dataclass
+class Registry:
+    today_blocks: list[TodayBlock] = field(default_factory=list)
+    metrics_collectors: list[Callable[[], Iterable]] = field(default_factory=list)
+    kpi_sources: dict[str, KpiSource] = field(default_factory=dict)
+    run_owners: list[RunOwner] = field(default_factory=list)
+    setup_steps: list[SetupStep] = field(default_factory=list)
+
+    def add_setup_step(self, step: SetupStep) -> None:
+        if any(known.name == step.name for known in self.setup_steps):
+            raise ImproperlyConfigured(f"Two setup steps are named {step.name!r}.")
+        self.setup_steps.append(step)
+        self.setup_steps.sort(key=lambda known: (known.order, known.name))
+
+    def add_today_block(self, block: TodayBlock) -> None:
+        if any(known.name == block.name for known in self.today_blocks):
+            raise ImproperlyConfigured(f"Two Today blocks are named {block.name!r}.")
+        self.today_blocks.append(block)
+        self.today_blocks.sort(key=lambda known: (known.order, known.name))
+
+    def add_metrics_collector(self, collect: Callable[[], Iterable]) -> None:
+        """``collect()`` yields prometheus_client metric families at scrape time."""
+        self.metrics_collectors.append(collect)
+
+    def add_kpi_source(self, source: KpiSource) -> None:
+        if source.metric in self.kpi_sources:
+            raise ImproperlyConfigured(f"Two KPI sources for {source.metric!r}.")
+        self.kpi_sources[source.metric] = source
+
+    def add_run_owner(self, owner: RunOwner) -> None:
+        if any(known.field == owner.field for known in self.run_owners):
+            raise ImproperlyConfigured(f"Two run owners use the field {owner.field!r}.")
+        self.run_owners.append(owner)
+
+    def owners_of(self, run) -> list[tuple[RunOwner, int]]:
+        """The registered owners this run belongs to, each with the owner's id."""
+        found = []
+        for owner in self.run_owners:
+            owner_id = owner.owner_id(run)
+            if owner_id is not None:
+                found.append((owner, owner_id))
+        return found
+
+
+registry = Registry()
