@@ -112,3 +112,13 @@ class BatchImageAdmin(HistoryAdmin):
     list_filter = ["status"]
     search_fields = ["original_name", "content_hash", "batch__name"]
     inlines = [VariantInline]
+
+
+@admin.register(Variant)
+class VariantAdmin(HistoryAdmin):
+    """Every variant made, searchable by its image (also shown inline on the image)."""
+
+    list_display = ["image", "size", "format", "width", "height", "bytes", "kept", "ssim"]
+    list_filter = ["format", "kept", "size"]
+    search_fields = ["image__original_name", "image__batch__name"]
+    list_select_related = ["image"]

@@ -21,6 +21,30 @@ PASSWORD = "correct-horse-battery-staple"
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 
 
+NEEDS_POSTGRES = (
+    "tests marked `postgres` need a PostgreSQL server and were deselected: DATABASE_URL is "
+    "unset (the embedded default). `.ci/run` runs them against PostgreSQL."
+)
+
+
+def _on_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if _on_postgres():
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgres")]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+        config.hook.pytest_deselected(items=deselected)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _on_postgres():
+        terminalreporter.write_line(NEEDS_POSTGRES)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_celery_queue():
     """Parallel test processes share one Redis: each gets its own queue, so a worker started by
@@ -113,6 +137,12 @@ def image_staff(make_user) -> User:
 def outsider(make_user) -> User:
     """Logged in, but in no role."""
     return make_user("nobody")
+
+
+@pytest.fixture
+def htmx() -> dict:
+    """The header htmx sends with each of its requests: ``client.get(url, **htmx)``."""
+    return {"HTTP_HX_REQUEST": "true"}
 
 
 def client_for(user: User) -> Client:

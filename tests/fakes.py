@@ -15,7 +15,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def closed_port():
+    """A port on 127.0.0.1 that refuses connections for as long as the block runs: bound by
+    this process (so nobody else can take it) and never listening."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
+
+
+def _unused_port() -> int:
+    """For a server in another process, which must bind the port itself; private_redis retries
+    when another process took it meanwhile."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -29,7 +40,7 @@ class ControlledServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self):
-        super().__init__(("127.0.0.1", free_port()), _Handler)
+        super().__init__(("127.0.0.1", 0), _Handler)
         self.mode = "ok"
         self.delay = 0.0
         self.body = {"status": "ok"}
@@ -173,17 +184,57 @@ def tls_server(*, days: int):
             thread.join(2)
 
 
+def _redis_pid(port: int) -> int | None:
+    """The process id of the redis-server answering on ``port``, or None if none answers."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as conn:
+        conn.sendall(b"INFO server\r\n")
+        conn.settimeout(2)
+        answer = b""
+        while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        for line in answer.decode(errors="replace").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+    return None
+
+
 @contextlib.contextmanager
 def private_redis():
     """A redis-server of the test's own on a free port (so stopping it harms nobody else);
-    yields an object with ``url`` and ``stop()``."""
+    yields an object with ``url`` and ``stop()``. The port is the server's own: it is chosen
+    again when another process took it between the choice and redis-server's bind."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for _attempt in range(5):
+        port = _unused_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            if _redis_pid(port) == process.pid:
+                break
+            time.sleep(0.05)
+        if process.poll() is None and _redis_pid(port) == process.pid:
+            break
+        process.kill()
+        process.wait(10)
+    else:
+        raise RuntimeError("could not start a private redis-server")
 
     class Handle:
         url = f"redis://127.0.0.1:{port}/0"
@@ -193,11 +244,6 @@ def private_redis():
             process.terminate()
             process.wait(10)
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            break
-        time.sleep(0.05)
     try:
         yield Handle
     finally:

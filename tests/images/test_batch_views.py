@@ -16,7 +16,6 @@ from tests.images import samples
 from tests.images.samples import upload
 
 pytestmark = pytest.mark.django_db
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def _process_all(batch: Batch) -> None:
@@ -104,12 +103,12 @@ def test_upload_page_has_labelled_fields_and_its_script(image_staff, preset):
     assert "<script>" not in html and "style=" not in html and "hx-on" not in html
 
 
-def test_upload_through_htmx_moves_the_browser_to_the_batch(image_staff, preset):
+def test_upload_through_htmx_moves_the_browser_to_the_batch(image_staff, preset, htmx):
     files = [upload("a.jpg", samples.jpeg()), upload("b.png", samples.png())]
     response = client_for(image_staff).post(
         reverse("images:batch_new"),
         {"name": "Team photos", "preset": preset.pk, "files": files},
-        **HTMX,
+        **htmx,
     )
     batch = Batch.objects.get()
     assert response.status_code == 200 and response["HX-Redirect"] == batch.get_absolute_url()
@@ -143,12 +142,12 @@ def test_upload_without_htmx_redirects(image_staff, preset):
     ],
     ids=["no-files", "too-many", "not-an-image", "over-the-limit"],
 )
-def test_upload_form_errors(image_staff, preset, settings, _media_root, files, message):
+def test_upload_form_errors(image_staff, preset, settings, _media_root, files, message, htmx):
     settings.IMAGE_MAX_FILES_PER_BATCH = 2
     settings.IMAGE_MAX_UPLOAD_BYTES = 20_000
     client = client_for(image_staff)
     data = {"name": "Team photos", "preset": preset.pk, "files": files}
-    response = client.post(reverse("images:batch_new"), data, **HTMX)
+    response = client.post(reverse("images:batch_new"), data, **htmx)
     html = response.content.decode()
     assert response.status_code == 400
     assert html.lstrip().startswith('<form id="upload-form"') and "<!doctype" not in html.lower()
@@ -163,11 +162,11 @@ def test_upload_form_errors(image_staff, preset, settings, _media_root, files, m
     assert "<!doctype" in response.content.decode().lower()
 
 
-def test_upload_form_needs_a_name_and_a_preset(image_staff, preset):
+def test_upload_form_needs_a_name_and_a_preset(image_staff, preset, htmx):
     response = client_for(image_staff).post(
         reverse("images:batch_new"),
         {"name": "", "preset": 999, "files": [upload("a.jpg", samples.jpeg())]},
-        **HTMX,
+        **htmx,
     )
     html = response.content.decode()
     assert response.status_code == 400 and "This field is required." in html
@@ -190,12 +189,12 @@ def test_running_batch_page_polls_one_partial(image_staff, batch):
 
 
 def test_partial_shows_progress_and_stops_polling_when_finished(
-    image_staff, batch, django_assert_num_queries
+    image_staff, batch, django_assert_num_queries, htmx
 ):
     client = client_for(image_staff)
     first = batch.images.get(position=0)
     image_process(image_id=first.pk, token=image_claim(image_id=first.pk))
-    response = client.get(batch.get_absolute_url(), **HTMX)  # warm the session and permissions
+    response = client.get(batch.get_absolute_url(), **htmx)  # warm the session and permissions
     html = response.content.decode()
     assert response.status_code == 200
     assert (
@@ -205,7 +204,7 @@ def test_partial_shows_progress_and_stops_polling_when_finished(
 
     _process_all_remaining(batch)
     with django_assert_num_queries(7):
-        response = client.get(batch.get_absolute_url(), **HTMX)
+        response = client.get(batch.get_absolute_url(), **htmx)
     html = response.content.decode()
     assert response.status_code == 286  # htmx stops polling
     assert "hx-trigger" not in html and "3 of 3" in html and "Finished with errors" in html
@@ -286,12 +285,12 @@ def test_zip_of_all_variants_is_streamed(image_staff, finished):
         assert archive.read("beach/beach-400.jpg") == stored.read()
 
 
-def test_retry_through_htmx_restarts_polling(image_staff, finished, monkeypatch):
+def test_retry_through_htmx_restarts_polling(image_staff, finished, monkeypatch, htmx):
     from images import services
 
     monkeypatch.setattr(services, "_enqueue", lambda ids: None)
     response = client_for(image_staff).post(
-        reverse("images:batch_retry", args=[finished.pk]), **HTMX
+        reverse("images:batch_retry", args=[finished.pk]), **htmx
     )
     html = response.content.decode()
     assert response.status_code == 200 and html.lstrip().startswith('<section id="batch-status"')
@@ -299,7 +298,7 @@ def test_retry_through_htmx_restarts_polling(image_staff, finished, monkeypatch)
     assert finished.images.get(original_name="broken.jpg").status == ImageStatus.QUEUED
     # Asked again while it runs: the refusal is shown in the partial.
     response = client_for(image_staff).post(
-        reverse("images:batch_retry", args=[finished.pk]), **HTMX
+        reverse("images:batch_retry", args=[finished.pk]), **htmx
     )
     assert "nothing to retry" in response.content.decode()
 

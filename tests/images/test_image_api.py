@@ -144,3 +144,24 @@ def test_success_rate_and_stats_for_the_health_panel(image_staff, preset):
     assert hour.seconds_per_image_median > 0 and hour.bytes_after < hour.bytes_before
     assert image_success_rate(since=now - timedelta(hours=3)) == 0.75
     assert client_for(image_staff).get(HEALTH).json()["last_hour"]["failed"] == 1
+
+
+def test_a_picture_that_only_shrinks_as_a_thumbnail_is_not_answered_with_the_thumbnail(
+    token_client,
+):
+    """A small, heavily compressed JPEG: its full-size variants come out larger and are not
+    kept, only the 400 px thumbnail is smaller. The batch says 0 % saved, and the API says
+    nothing smaller was made, rather than serving the thumbnail as the optimized picture."""
+    source = samples.jpeg(640, 480, quality=30)
+    response = token_client.post(
+        OPTIMIZE, {"image": upload("small.jpg", source)}, HTTP_ACCEPT="application/json"
+    )
+    image = BatchImage.objects.get()
+    kept = {(v.size, v.kept) for v in image.variants.all()}
+    assert (400, True) in kept and not any(keep for size, keep in kept if size > 400)
+    assert image.bytes_after == image.bytes == len(source)
+    data = response.json()
+    assert data["best"] is None and data["best_bytes"] == len(source)
+    response = token_client.post(OPTIMIZE, {"image": upload("small.jpg", source)})
+    assert response.status_code == 422
+    assert response.json()["error"] == "No variant came out smaller than the original."

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import io
 import struct
-import time
 import zipfile
 
 import numpy as np
@@ -236,12 +235,10 @@ def test_decompression_bomb_png_is_refused_from_its_header(monkeypatch):
     bomb = png_by_hand(30_000, 30_000, 1, 0, (bytes(3750) for _ in range(30_000)))
     assert len(bomb) < 200_000
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
-    started = time.perf_counter()
     with pytest.raises(ImageRejected, match="decompression bomb"):
         optimize(bomb)
     with pytest.raises(ImageRejected, match="decompression bomb"):
         probe(bomb)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_our_pixel_limit_applies_below_pillows(monkeypatch):

@@ -1,9 +1,11 @@
 """Each kind of check against a real peer on 127.0.0.1: what it reports, and its reasons."""
 
+import os
 import socket
 import ssl
 import time
 from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -14,7 +16,7 @@ from ops.services.health_checks import CheckSpec, check_http, check_tls, run_che
 from portal.celery import app
 from portal.health import WORKER_HEARTBEAT_KEY, workers_seen_recently
 from portal.tasks import worker_heartbeat_task
-from tests.fakes import controlled_server, free_port, private_redis, tls_server
+from tests.fakes import closed_port, controlled_server, private_redis, tls_server
 
 
 @pytest.fixture
@@ -56,9 +58,10 @@ def test_http_body_and_json_mismatch(server):
 
 
 def test_refused_and_dns_failures_are_critical_with_the_reason():
-    closed = free_port()
-    assert run_check(spec("http", f"http://127.0.0.1:{closed}/")).detail == "connection refused"
-    assert run_check(spec("tcp", f"127.0.0.1:{closed}")).detail == "connection refused"
+    with closed_port() as closed:
+        http = run_check(spec("http", f"http://127.0.0.1:{closed}/"))
+        tcp = run_check(spec("tcp", f"127.0.0.1:{closed}"))
+    assert http.detail == "connection refused" and tcp.detail == "connection refused"
     # No name is looked up for real: the resolver is made to fail as it does for a bad name.
     failure = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     with mock.patch("socket.getaddrinfo", side_effect=failure):
@@ -92,13 +95,18 @@ def test_https_url_on_a_plain_http_server_is_a_tls_error(server):
     assert outcome.state == "critical" and outcome.detail.startswith("TLS error")
 
 
+@pytest.mark.postgres
 def test_postgres_select_one_and_bad_credentials():
-    outcome = run_check(spec("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    """Against the PostgreSQL server the suite runs on (DATABASE_URL)."""
+    server = urlsplit(os.environ["DATABASE_URL"])
+    outcome = run_check(spec("postgres", server._replace(path="/postgres").geturl()))
     assert outcome.state == "ok" and outcome.detail == "SELECT 1 answered"
-    closed = free_port()
-    outcome = run_check(spec("postgres", f"postgresql://postgres@127.0.0.1:{closed}/postgres"))
+    with closed_port() as closed:
+        refused = f"postgresql://postgres@127.0.0.1:{closed}/postgres"
+        outcome = run_check(spec("postgres", refused))
     assert outcome.state == "critical" and "refused" in outcome.detail.lower()
-    outcome = run_check(spec("postgres", "postgresql://nobody-here@127.0.0.1:5432/nope"))
+    stranger = server._replace(netloc=f"nobody-here@{server.hostname}:{server.port or 5432}")
+    outcome = run_check(spec("postgres", stranger._replace(path="/nope").geturl()))
     assert outcome.state == "critical" and "nobody-here" in outcome.detail
 
 
@@ -179,3 +187,17 @@ def test_a_check_that_raises_becomes_unknown():
         outcome = run_check(spec("tcp", "127.0.0.1:1"))
     assert outcome.state == "unknown" and outcome.detail == "check failed: ZeroDivisionError: x"
     assert run_check(spec("ftp", "x")).state == "unknown"
+
+
+def test_celery_check_with_the_broker_stopped_is_critical_not_unknown():
+    """The ping is what fails first when the broker is down: that is critical, with why."""
+    from celery import Celery
+
+    with private_redis() as broker:
+        stopped = Celery("stopped-broker", broker=broker.url)
+        stopped.conf.broker_connection_retry = False
+        stopped.conf.broker_transport_options = {"max_retries": 0}
+        broker.stop()
+        outcome = run_check(spec("celery", "some-queue", timeout=1.0), celery_app=stopped)
+    assert outcome.state == "critical"
+    assert outcome.detail.startswith("broker: ")

@@ -1,7 +1,6 @@
 """Checks in the background: claiming, parallel runs with hung targets, storage, roll-ups,
 staleness and pruning."""
 
-import time
 from datetime import timedelta
 from unittest import mock
 
@@ -36,9 +35,7 @@ def test_a_hung_target_does_not_delay_the_other_checks():
         hung.mode = "hang"
         slow_one = make_service("Hung API", hung.url, timeout_seconds=1.5)
         fast = [make_service(f"Fast {n}", healthy.url) for n in range(3)]
-        started = time.monotonic()
         results = health_checks_run_due()
-        elapsed = time.monotonic() - started
     by_service = {result.service_id: result for result in results}
     assert len(results) == 4
     assert by_service[slow_one.pk].state == "critical"
@@ -48,7 +45,6 @@ def test_a_hung_target_does_not_delay_the_other_checks():
         assert result.state == "ok"
         # Stored as soon as it answered, not after the hung one gave up.
         assert (result.checked_at - by_service[slow_one.pk].checked_at).total_seconds() < -1
-    assert elapsed < 1.5 + 1.0 + 1.0  # one timeout (plus grace), not one per service
 
 
 def test_each_service_is_claimed_once_per_interval():

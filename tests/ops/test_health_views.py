@@ -23,7 +23,6 @@ from tests.conftest import client_for
 from tests.fakes import private_redis
 
 pytestmark = pytest.mark.django_db
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def make_services(count: int, results_each: int = 3) -> list[MonitoredService]:
@@ -48,11 +47,13 @@ def make_services(count: int, results_each: int = 3) -> list[MonitoredService]:
 
 
 @pytest.mark.parametrize(("count", "results"), [(3, 2), (20, 30)])
-def test_panel_query_count_does_not_grow(operator, count, results, django_assert_max_num_queries):
+def test_panel_query_count_does_not_grow(
+    operator, count, results, django_assert_max_num_queries, htmx
+):
     make_services(count, results)
     client = client_for(operator)
     with django_assert_max_num_queries(8):
-        html = client.get(reverse("ops:health_panel"), **HTMX).content.decode()
+        html = client.get(reverse("ops:health_panel"), **htmx).content.decode()
     assert html.lstrip().startswith('<div id="health-tiles"') and "<nav" not in html
     assert html.count('class="tile state-') == count
     assert 'hx-trigger="every 10s"' in html and "<polyline" in html
@@ -229,7 +230,7 @@ def test_admin_refuses_kpi_warning_beyond_critical(django_user_model):
     assert kpi.warning == 50
 
 
-def test_evidence_beside_the_box_and_stored_with_the_tick(make_template, operator):
+def test_evidence_beside_the_box_and_stored_with_the_tick(make_template, operator, htmx):
     (redis_service,) = make_services(1, results_each=1)  # its last result is critical
     template = make_template(items=["Redis answers", "Queue below 50"])
     ChecklistItem.objects.filter(template=template, text="Redis answers").update(
@@ -245,13 +246,13 @@ def test_evidence_beside_the_box_and_stored_with_the_tick(make_template, operato
 
     item = run.items.get(text="Redis answers")
     url = reverse("ops:item_tick", args=[run.pk, item.pk])
-    response = client.post(url, {"done": "1"}, **HTMX)
+    response = client.post(url, {"done": "1"}, **htmx)
     assert response.status_code == 409
     assert "Service 00 is critical" in response.content.decode()
     assert "Tick anyway" in response.content.decode()
     item.refresh_from_db()
     assert item.state == "open"
-    response = client.post(url, {"done": "1", "note": "Known: failover in progress"}, **HTMX)
+    response = client.post(url, {"done": "1", "note": "Known: failover in progress"}, **htmx)
     assert response.status_code == 200
     item.refresh_from_db()
     assert item.state == "done" and item.note == "Known: failover in progress"

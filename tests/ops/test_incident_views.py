@@ -14,7 +14,6 @@ from ops.services.postmortems import action_item_add, postmortem_save
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
@@ -101,8 +100,8 @@ def test_open_refused_for_roles_without_permission(severities, persona, request)
     assert response.status_code == 403 and not Incident.objects.exists()
 
 
-def test_acknowledge_via_htmx_returns_the_summary_and_oob_parts(incident, second_operator):
-    response = client_for(second_operator).post(url("incident_ack", incident.pk), **HTMX)
+def test_acknowledge_via_htmx_returns_the_summary_and_oob_parts(incident, second_operator, htmx):
+    response = client_for(second_operator).post(url("incident_ack", incident.pk), **htmx)
     html = response.content.decode()
     assert response.status_code == 200
     assert html.lstrip().startswith('<section id="incident-summary"')
@@ -115,11 +114,11 @@ def test_acknowledge_via_htmx_returns_the_summary_and_oob_parts(incident, second
     assert incident.acknowledged_by == second_operator
 
 
-def test_acknowledge_wrong_method_and_twice(incident, operator):
+def test_acknowledge_wrong_method_and_twice(incident, operator, htmx):
     client = client_for(operator)
     assert client.get(url("incident_ack", incident.pk)).status_code == 405
     assert client.post(url("incident_ack", incident.pk)).status_code == 303
-    response = client.post(url("incident_ack", incident.pk), **HTMX)
+    response = client.post(url("incident_ack", incident.pk), **htmx)
     assert (
         response.status_code == 409
         and "Already acknowledged by olivia" in response.content.decode()
@@ -127,7 +126,7 @@ def test_acknowledge_wrong_method_and_twice(incident, operator):
 
 
 @pytest.mark.parametrize("persona", ["image_staff", "outsider"])
-def test_actions_refused_for_roles_without_permission(incident, persona, request):
+def test_actions_refused_for_roles_without_permission(incident, persona, request, htmx):
     client = client_for(request.getfixturevalue(persona))
     entries = TimelineEntry.objects.count()
     for name, data in [
@@ -136,16 +135,16 @@ def test_actions_refused_for_roles_without_permission(incident, persona, request
         ("incident_note", {"text": "hi"}),
         ("incident_close", {}),
     ]:
-        assert client.post(url(name, incident.pk), data, **HTMX).status_code == 403
+        assert client.post(url(name, incident.pk), data, **htmx).status_code == 403
     assert TimelineEntry.objects.count() == entries
     incident.refresh_from_db()
     assert incident.status == "investigating" and incident.acknowledged_at is None
 
 
-def test_operator_may_not_close_nor_write_the_postmortem(incident, operator):
+def test_operator_may_not_close_nor_write_the_postmortem(incident, operator, htmx):
     incident_resolve(incident=incident, user=operator)
     client = client_for(operator)
-    response = client.post(url("incident_close", incident.pk), **HTMX)
+    response = client.post(url("incident_close", incident.pk), **htmx)
     assert (
         response.status_code == 403 and "You may not close incidents." in response.content.decode()
     )
@@ -154,14 +153,16 @@ def test_operator_may_not_close_nor_write_the_postmortem(incident, operator):
     assert ">Close<" not in html and "Write the postmortem" not in html
 
 
-def test_resolve_then_close_refused_without_postmortem_and_then_closed(incident, operator, manager):
+def test_resolve_then_close_refused_without_postmortem_and_then_closed(
+    incident, operator, manager, htmx
+):
     client = client_for(operator)
-    response = client.post(url("incident_status", incident.pk), {"status": "resolved"}, **HTMX)
+    response = client.post(url("incident_status", incident.pk), {"status": "resolved"}, **htmx)
     html = response.content.decode()
     assert response.status_code == 200 and "Resolved" in html
     assert "Acknowledged on resolution" in html
     boss = client_for(manager)
-    response = boss.post(url("incident_close", incident.pk), **HTMX)
+    response = boss.post(url("incident_close", incident.pk), **htmx)
     assert response.status_code == 409
     assert "P1 incidents need a postmortem before they close" in response.content.decode()
     page = boss.get(url("postmortem_edit", incident.pk)).content.decode()
@@ -171,45 +172,45 @@ def test_resolve_then_close_refused_without_postmortem_and_then_closed(incident,
         {"summary": "Bad deploy", "impact": "Logins failed", "root_cause": "Typo", "timeline": ""},
     )
     assert response.status_code == 302
-    response = boss.post(url("incident_close", incident.pk), **HTMX)
+    response = boss.post(url("incident_close", incident.pk), **htmx)
     assert response.status_code == 200 and "Closed by maria" in response.content.decode()
     # Closed: polling stops (286) and the page offers no actions.
-    poll = client.get(url("incident_poll", incident.pk), {"since": 0}, **HTMX)
+    poll = client.get(url("incident_poll", incident.pk), {"since": 0}, **htmx)
     assert poll.status_code == 286
     html = client.get(incident.get_absolute_url()).content.decode()
     assert 'hx-trigger="every' not in html and "Add a note" not in html
 
 
-def test_status_bad_value(incident, operator):
+def test_status_bad_value(incident, operator, htmx):
     response = client_for(operator).post(
-        url("incident_status", incident.pk), {"status": "on fire"}, **HTMX
+        url("incident_status", incident.pk), {"status": "on fire"}, **htmx
     )
     assert response.status_code == 400 and "Unknown status “on fire”." in response.content.decode()
 
 
-def test_note_via_htmx_clears_the_form_and_adds_to_the_timeline(incident, operator):
+def test_note_via_htmx_clears_the_form_and_adds_to_the_timeline(incident, operator, htmx):
     client = client_for(operator)
     response = client.post(
-        url("incident_note", incident.pk), {"text": "Rolled back to v1.3"}, **HTMX
+        url("incident_note", incident.pk), {"text": "Rolled back to v1.3"}, **htmx
     )
     html = response.content.decode()
     assert html.lstrip().startswith('<form id="incident-note-form"')
     assert "Rolled back to v1.3" in html  # in the out-of-band timeline
     assert '<textarea id="note-text" name="text" rows="3" maxlength="5000"></textarea>' in html
-    response = client.post(url("incident_note", incident.pk), {"text": "   "}, **HTMX)
+    response = client.post(url("incident_note", incident.pk), {"text": "   "}, **htmx)
     assert response.status_code == 400 and "Write the note first." in response.content.decode()
     assert 'id="incident-timeline"' not in response.content.decode()
 
 
-def test_poll_returns_clocks_only_when_nothing_changed(incident, operator):
+def test_poll_returns_clocks_only_when_nothing_changed(incident, operator, htmx):
     client = client_for(operator)
-    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **HTMX)
+    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **htmx)
     html = response.content.decode()
     assert response.status_code == 200
     assert html.lstrip().startswith('<div id="incident-poller"') and 'id="incident-clocks"' in html
     assert 'id="incident-timeline"' not in html
     incident_note_add(incident=incident, user=operator, text="Second opinion")
-    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **HTMX)
+    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **htmx)
     assert "Second opinion" in response.content.decode()
     assert client.get(url("incident_poll", incident.pk), {"since": "x"}).status_code == 400
 
@@ -241,7 +242,7 @@ def test_edit_page_records_only_changes(incident, operator):
     assert incident.summary == "Users cannot log in"
 
 
-def test_list_filters_search_and_htmx(make_incident, operator, second_operator, manager):
+def test_list_filters_search_and_htmx(make_incident, operator, second_operator, manager, htmx):
     now = timezone.now()
     make_incident(operator, title="Disk full on db-2", severity="P2", affected_services="db")
     make_incident(
@@ -285,7 +286,7 @@ def test_list_filters_search_and_htmx(make_incident, operator, second_operator, 
         "From must be a date like 2026-11-23, not “soon”." in html
         and "Unknown status “bogus”." in html
     )
-    fragment = client.get(url("incident_list"), {"severity": "P1"}, **HTMX).content.decode()
+    fragment = client.get(url("incident_list"), {"severity": "P1"}, **htmx).content.decode()
     assert fragment.lstrip().startswith('<div id="incident-table">') and "<nav" not in fragment
 
 
@@ -372,24 +373,24 @@ def test_printable_report_has_every_part(incident, operator, manager):
         assert text in html
 
 
-def test_action_items_from_the_page(incident, operator, second_operator, manager):
+def test_action_items_from_the_page(incident, operator, second_operator, manager, htmx):
     incident_resolve(incident=incident, user=operator)
     postmortem_save(incident=incident, user=manager, summary="S")
     boss = client_for(manager)
     response = boss.post(
         url("action_add", incident.pk),
         {"text": "Add alert", "owner": "olivia", "due_date": "2026-12-01"},
-        **HTMX,
+        **htmx,
     )
     assert response.status_code == 200 and "Add alert" in response.content.decode()
     response = boss.post(
-        url("action_add", incident.pk), {"text": "", "owner": "", "due_date": "soon"}, **HTMX
+        url("action_add", incident.pk), {"text": "", "owner": "", "due_date": "soon"}, **htmx
     )
     assert response.status_code == 400
     item = incident.postmortem.actions.get()
-    response = client_for(second_operator).post(url("action_done", item.pk), {"done": "1"}, **HTMX)
+    response = client_for(second_operator).post(url("action_done", item.pk), {"done": "1"}, **htmx)
     assert response.status_code == 403
-    response = client_for(operator).post(url("action_done", item.pk), {"done": "1"}, **HTMX)
+    response = client_for(operator).post(url("action_done", item.pk), {"done": "1"}, **htmx)
     assert response.status_code == 200 and "Done" in response.content.decode()
     assert response.content.decode().lstrip().startswith(f'<li id="action-{item.pk}"')
 
@@ -421,7 +422,7 @@ def _bulk(make_incident, operator, count):
 
 @pytest.mark.parametrize("count", [2, 12])
 def test_list_report_and_detail_query_counts_do_not_grow(
-    make_incident, operator, manager, count, django_assert_max_num_queries
+    make_incident, operator, manager, count, django_assert_max_num_queries, htmx
 ):
     _bulk(make_incident, operator, count)
     client = client_for(manager)
@@ -430,7 +431,7 @@ def test_list_report_and_detail_query_counts_do_not_grow(
     with django_assert_max_num_queries(9):
         assert (
             client.get(
-                url("incident_list"), {"q": "Incident", "severity": "P1"}, **HTMX
+                url("incident_list"), {"q": "Incident", "severity": "P1"}, **htmx
             ).status_code
             == 200
         )
@@ -444,7 +445,7 @@ def test_list_report_and_detail_query_counts_do_not_grow(
         assert client.get(incident.get_absolute_url()).status_code == 200
     with django_assert_max_num_queries(11):
         assert (
-            client.get(url("incident_poll", incident.pk), {"since": 0}, **HTMX).status_code == 200
+            client.get(url("incident_poll", incident.pk), {"since": 0}, **htmx).status_code == 200
         )
     with django_assert_max_num_queries(10):
         assert client.get(reverse("today")).status_code == 200
