@@ -18,9 +18,14 @@ def _batches_block(request: HttpRequest, now: datetime) -> dict | None:
     if not request.user.has_perm("images.view_batch"):
         return None
     batches = list(batches_recent()[:TODAY_BATCHES])
-    if not batches:
+    can_upload = request.user.has_perm("images.upload_batch")
+    if not batches and not can_upload:
         return None
-    return {"batches": batches, "image_stats": image_stats(since=now - timedelta(hours=1))}
+    return {
+        "batches": batches,
+        "can_upload": can_upload,
+        "image_stats": image_stats(since=now - timedelta(hours=1)),
+    }
 
 
 def _image_metrics():

@@ -78,3 +78,9 @@ def test_the_image_pipeline_imports_neither_django_nor_celery():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_today_shows_image_batches_to_image_staff_only(image_staff, operator):
+    html = client_for(image_staff).get(reverse("today")).content.decode()
+    assert "Image batches" in html and "Upload the first one" in html
+    assert "Image batches" not in client_for(operator).get(reverse("today")).content.decode()
