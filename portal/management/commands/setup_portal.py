@@ -2,6 +2,7 @@
 with --demo one user per role), print generated passwords once, open the current runs."""
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from ops.models import ChecklistItem, MonitoredService, ServiceKind
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.runbooks import runbook_import
 from portal import roles
+from portal.services.audit import audit_record
 
 DEFAULT_RUNBOOKS = Path(settings.BASE_DIR) / "ops" / "runbooks" / "defaults"
 DEMO_USERS = [
@@ -24,6 +26,43 @@ DEMO_USERS = [
     ("manager", roles.MANAGER, True),
     ("imagestaff", roles.IMAGE_STAFF, False),
 ]
+CHANGEPASSWORD_COMMAND = ".venv/bin/python manage.py changepassword"
+
+
+@dataclass(frozen=True)
+class SetupUser:
+    username: str
+    role: str
+    password: str | None  # None: the user existed, its password is unchanged
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    checklists: int
+    monitored: int
+    runs_opened: int
+    users: list[SetupUser]
+
+
+def portal_setup(*, demo: bool, admin: str = "admin") -> SetupResult:
+    """Idempotent: migrate, load the default runbooks, create the missing users (new ones get
+    a generated password, returned once) and, for the demo, monitor the portal itself."""
+    call_command("migrate", interactive=False, verbosity=0)
+    runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
+    monitored = 0
+    with transaction.atomic():
+        for source, checklists in runbooks:
+            runbook_import(source_file=source, checklists=checklists)
+        users = [_user(admin, roles.ADMIN, staff=True, superuser=True)]
+        if demo:
+            users += [_user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
+            monitored = _monitor_the_portal()
+    return SetupResult(
+        checklists=sum(len(checklists) for _source, checklists in runbooks),
+        monitored=monitored,
+        runs_opened=len(checklist_runs_schedule()),
+        users=users,
+    )
 
 
 class Command(BaseCommand):
@@ -34,68 +73,70 @@ class Command(BaseCommand):
         parser.add_argument("--admin", default="admin", help="Username of the admin to create.")
 
     def handle(self, *args, demo: bool, admin: str, **options):
-        call_command("migrate", interactive=False, verbosity=0)
-        runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
-        with transaction.atomic():
-            for source, checklists in runbooks:
-                runbook_import(source_file=source, checklists=checklists)
-            created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
-            if demo:
-                created += [self._user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
-                monitored = self._monitor_the_portal()
-        count = sum(len(checklists) for _source, checklists in runbooks)
-        self.stdout.write(f"Default runbooks loaded: {count} checklists.")
+        result = portal_setup(demo=demo, admin=admin)
+        self.stdout.write(f"Default runbooks loaded: {result.checklists} checklists.")
         if demo:
-            self.stdout.write(f"Monitored services of the portal itself: {monitored}.")
-        opened = checklist_runs_schedule()
-        self.stdout.write(f"Runs opened for the current period: {len(opened)}.")
-        new = [entry for entry in created if entry[1]]
+            self.stdout.write(f"Monitored services of the portal itself: {result.monitored}.")
+        self.stdout.write(f"Runs opened for the current period: {result.runs_opened}.")
+        new = [user for user in result.users if user.password]
         if new:
             self.stdout.write(self.style.WARNING("\nPasswords (shown this once; store them now):"))
-            for username, password, role in new:
-                self.stdout.write(f"  {role:<12} {username:<12} {password}")
+            for user in new:
+                self.stdout.write(f"  {user.role:<12} {user.username:<12} {user.password}")
             self.stdout.write("")
-        for username, password, _role in created:
-            if not password:
+        for user in result.users:
+            if not user.password:
                 self.stdout.write(
-                    f"User {username} exists; its password is unchanged "
-                    f"(reset it: python manage.py changepassword {username})."
+                    f"User {user.username} exists; its password is unchanged "
+                    f"(reset it: {CHANGEPASSWORD_COMMAND} {user.username})."
                 )
 
-    def _monitor_the_portal(self) -> int:
-        """Demo monitoring that is real: the portal's own web, workers, database and Redis."""
-        services = [
-            (
-                "Portal web",
-                ServiceKind.HTTP,
-                f"http://{settings.PORTAL_DEMO_HOST}/api/health",
-                {"json_field": "status", "json_value": "ok"},
-            ),
-            ("Celery workers", ServiceKind.CELERY, "", {}),
-        ]
-        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-            services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
-        if settings.REDIS_URL:
-            services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
-        for name, kind, target, extra in services:
-            MonitoredService.objects.get_or_create(
-                slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
-            )
-        web = MonitoredService.objects.get(slug="portal-web")
-        ChecklistItem.objects.filter(
-            text__startswith="Confirm that every component reports healthy",
-            evidence_service__isnull=True,
-        ).update(evidence_service=web)
-        return len(services)
 
-    def _user(self, username: str, role: str, *, staff: bool, superuser: bool = False):
-        User = get_user_model()
-        user = User.objects.filter(username=username).first()
-        if user is not None:
-            return username, None, role
-        password = secrets.token_urlsafe(12)
-        user = User.objects.create_user(
-            username=username, password=password, is_staff=staff, is_superuser=superuser
+def _monitor_the_portal() -> int:
+    """Demo monitoring that is real: the portal's own web, workers, database and Redis. The
+    web check follows HOST and PORT, so a portal started on another port checks itself and not
+    whatever answers on the old one."""
+    web_target = f"http://{settings.PORTAL_DEMO_HOST}/api/health"
+    services = [
+        ("Portal web", ServiceKind.HTTP, web_target, {"json_field": "status", "json_value": "ok"}),
+        ("Celery workers", ServiceKind.CELERY, "", {}),
+    ]
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
+    if settings.REDIS_URL:
+        services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
+    for name, kind, target, extra in services:
+        MonitoredService.objects.get_or_create(
+            slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
         )
-        user.groups.add(Group.objects.get(name=role))
-        return username, password, role
+    web = MonitoredService.objects.get(slug="portal-web")
+    if web.target != web_target:
+        before = {"target": web.target}
+        web.target = web_target
+        web.next_check_at = None
+        web.save(update_fields=["target", "next_check_at"])
+        audit_record(
+            actor=None,
+            action="service.update",
+            target=web,
+            summary="target follows HOST and PORT",
+            before=before,
+            after={"target": web_target},
+        )
+    ChecklistItem.objects.filter(
+        text__startswith="Confirm that every component reports healthy",
+        evidence_service__isnull=True,
+    ).update(evidence_service=web)
+    return len(services)
+
+
+def _user(username: str, role: str, *, staff: bool, superuser: bool = False) -> SetupUser:
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        return SetupUser(username=username, role=role, password=None)
+    password = secrets.token_urlsafe(12)
+    user = User.objects.create_user(
+        username=username, password=password, is_staff=staff, is_superuser=superuser
+    )
+    user.groups.add(Group.objects.get(name=role))
+    return SetupUser(username=username, role=role, password=password)
