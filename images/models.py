@@ -174,6 +174,11 @@ class Batch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True, help_text="First image claimed.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="Last image settled.")
+    refused = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Files of the upload that were left out: [{name, reason}].",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

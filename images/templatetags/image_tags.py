@@ -22,3 +22,9 @@ def seconds(value: float | None) -> str:
         return f"{value:.0f} s"
     minutes, rest = divmod(round(value), 60)
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+@register.filter
+def any_ssim(variants) -> bool:
+    """Whether any variant had its SSIM measured (the column is shown only then)."""
+    return any(variant.ssim is not None for variant in variants)
