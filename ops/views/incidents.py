@@ -185,7 +185,7 @@ def incident_new(request: HttpRequest) -> HttpResponse:
             try:
                 incident = incident_open(user=request.user, **form.cleaned_data)
             except ActionRefused as refused:
-                form.add_error(None, refused.message)
+                form.add_refusal(refused)
             else:
                 messages.success(request, f"Opened {incident.reference}.")
                 if wants_fragment(request):
@@ -366,7 +366,7 @@ def incident_edit(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 incident_update(incident=incident, user=request.user, **changes)
             except ActionRefused as refused:
-                form.add_error(None, refused.message)
+                form.add_refusal(refused)
             else:
                 messages.success(request, "Saved." if changes else "Nothing changed.")
                 if wants_fragment(request):

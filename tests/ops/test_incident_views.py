@@ -233,14 +233,21 @@ def test_edit_page_records_only_changes(incident, operator):
     entries = TimelineEntry.objects.count()
     assert client.post(url("incident_edit", incident.pk), data).status_code == 302
     assert TimelineEntry.objects.count() == entries  # nothing changed, nothing written
+    assert "resolved_at" not in form.fields  # open: resolving is a status change
     data["summary"] = "Users cannot log in"
-    data["resolved_at"] = "2020-01-01T00:00"
+    data["acknowledged_at"] = "2020-01-01T00:00"
     response = client.post(url("incident_edit", incident.pk), data)
+    html = response.content.decode()
     assert response.status_code == 400
-    assert "Resolved cannot be before started." in response.content.decode()
+    # Once, beside its field, which has the focus; the banner only points at it.
+    assert html.count("Acknowledged cannot be before detected.") == 1
+    field = html[html.index('<label for="id_acknowledged_at"') :]
+    field = field[: field.index("<label", 10)]
+    assert "Acknowledged cannot be before detected." in field and "autofocus" in field
+    assert "Please correct the field marked below." in html
     incident.refresh_from_db()
     assert incident.summary == ""
-    data["resolved_at"] = ""
+    data["acknowledged_at"] = ""
     assert client.post(url("incident_edit", incident.pk), data).status_code == 302
     incident.refresh_from_db()
     assert incident.summary == "Users cannot log in"
