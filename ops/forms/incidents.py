@@ -85,7 +85,6 @@ class _IncidentFields(forms.Form):
             (user.username, user.get_username()) for user in incident_responders()
         ]
 
-
     def add_error(self, field, error) -> None:
         super().add_error(field, error)
         first = next((name for name in self.fields if name in self.errors), None)

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ops', '0004_incident_services'),
+        ("ops", "0004_incident_services"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='incident',
-            name='acknowledged_recorded_at',
-            field=models.DateTimeField(blank=True, help_text='Set when the acknowledgement time was corrected: the time first recorded.', null=True),
+            model_name="incident",
+            name="acknowledged_recorded_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Set when the acknowledgement time was corrected: the time first recorded.",
+                null=True,
+            ),
         ),
     ]
