@@ -138,3 +138,22 @@ def test_printable_report_names_the_monitored_services(make_incident, operator):
     )
     html = client_for(operator).get(reverse("ops:incident_print", args=[incident.pk]))
     assert "Portal web; checkout, payments" in html.content.decode()
+
+
+def test_the_response_checklist_is_ticked_on_the_incident_page(make_incident, operator):
+    incident = make_incident(operator)
+    run = incident.checklist_runs.get()
+    item = run.items.order_by("position").first()
+    client = client_for(operator)
+    html = client.get(incident.get_absolute_url()).content.decode()
+    box = f'id="tick-{item.pk}"'
+    assert box in html and f'<label for="tick-{item.pk}">{item.text}</label>' in html
+    assert f'hx-post="{reverse("ops:item_tick", args=[run.pk, item.pk])}"' in html
+    assert 'id="run-progress"' in html  # the tick's answer updates it out of band
+    response = client.post(
+        reverse("ops:item_tick", args=[run.pk, item.pk]), {"done": "1"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200 and "✓ olivia" in response.content.decode()
+    html = client.get(incident.get_absolute_url()).content.decode()
+    assert f"<strong>1 of {run.items.count()}</strong> done" in html
+    assert "Checklist" in html or item.text in html
