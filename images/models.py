@@ -258,6 +258,9 @@ class BatchImage(models.Model):
     def __str__(self) -> str:
         return self.original_name
 
+    def get_absolute_url(self) -> str:
+        return reverse("images:batch_detail", args=[self.batch_id]) + f"#image-{self.pk}"
+
     def claim_is_stale(self, now) -> bool:
         return self.claimed_at is not None and self.claimed_at < now - claim_stale_after()
 
