@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 from portal.charts import duration_axis, nice_ticks, tick_label
 
 WIDTH, HEIGHT = 640, 260
-RIGHT, TOP, BOTTOM = 12, 28, 40
+RIGHT, TOP, BOTTOM = 12, 40, 40
 FONT = 13  # user units; portal.css enlarges it on narrow screens, where the chart shrinks
 CHAR = 0.62 * FONT  # an average character's width, to size the left margin
 
@@ -33,7 +33,7 @@ def _frame(
     plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
         format_html('<title id="{}">{}</title><desc>{}</desc>', _slug(title), title, description),
-        format_html('<text class="axis unit" x="{}" y="{}">{}</text>', 4, TOP - 12, unit),
+        format_html('<text class="axis unit" x="{}" y="{}">{}</text>', 4, TOP - 18, unit),
     ]
     top = ticks[-1]
     for tick in ticks:

@@ -34,6 +34,8 @@ def duration_axis(top_minutes: float, *, most: int = 6) -> tuple[str, float, lis
     """One unit for a whole axis of durations given in minutes: (unit, minutes per unit,
     ticks in that unit). 0-0.4 h is drawn in minutes, 0-37 min in minutes, 0-3 days in days."""
     unit, per = "min", 1.0
+    if not top_minutes > 0:
+        return unit, per, nice_ticks(0)
     for name, minutes in DURATION_UNITS:
         if top_minutes >= 2 * minutes or name == "s":
             unit, per = name, minutes
