@@ -229,9 +229,11 @@ def lines_table(
         ),
     )
     return format_html(
-        '<details class="chart-table"><summary>{} as a table</summary><div class="table-wrap">'
+        '<details class="chart-table"><summary>{} as a table</summary>'
+        '<div class="table-wrap" tabindex="0" role="region" aria-label="{} as a table">'
         '<table class="report"><thead><tr><th scope="col">Severity</th>{}</tr></thead>'
         "<tbody>{}</tbody></table></div></details>",
+        title,
         title,
         head,
         rows,
