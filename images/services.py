@@ -208,7 +208,8 @@ def batch_create(
                 actor=user,
                 action="images.batch.create",
                 target=batch,
-                summary=f"{len(images)} images, {human_bytes(total)}, preset {preset}"
+                summary=f"{len(images)} image{'s' if len(images) != 1 else ''}, "
+                f"{human_bytes(total)}, preset {preset}"
                 + (f", {len(refused)} refused" if refused else ""),
                 after={
                     "preset": preset.name,
