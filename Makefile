@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+LOG_LEVEL ?= INFO
+export HOST PORT LOG_LEVEL
+# When make started, so `make run` can say how long it took to the first page.
+STARTED := $(shell date +%s.%N)
 
 .PHONY: run test lint check-python browser bench clean
 
@@ -13,20 +17,23 @@ check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "The portal needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version)."; exit 1; }
 
+# The runtime only (what `make run` and production need) ...
 $(BIN)/.installed: requirements.txt | check-python
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
-	touch $@
+	@echo "Installing the runtime into $(VENV) …"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
 
-# Migrate, load the default runbooks and the demo users, print new passwords once, then start
-# web + worker + beat on http://$(HOST):$(PORT).
+# ... and the test and hygiene tools on top of it for `make test`.
+$(BIN)/.installed-dev: requirements-dev.txt $(BIN)/.installed
+	@$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+# Migrate, load the default runbooks and the demo users, start web + worker + beat on
+# http://$(HOST):$(PORT), then print the address, the users and new passwords and the time taken.
 run: $(BIN)/.installed
-	$(PY) manage.py setup_portal --demo
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo "Starting the portal on http://$(HOST):$(PORT)/ (Ctrl-C stops web, worker and beat)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" \
-	  $(BIN)/honcho --procfile Procfile start web worker beat
+	@$(PY) manage.py run_portal --started-at $(STARTED)
 
 # The browser tests drive Debian's Chromium; install it when it is missing and we may.
 browser:
@@ -34,7 +41,7 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Chromium first: sudo apt-get install chromium"; exit 1; fi; }
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
@@ -47,7 +54,7 @@ test: lint browser
 
 # Benchmarks print figures against references measured in the same run (see bench/README.md).
 # The image corpus is built from the sample photos scikit-image ships (files only, no import).
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-dev
 	$(BIN)/pip install --quiet --no-deps scikit-image==0.26.0
 	$(PY) bench/checklists.py
 	$(PY) bench/health.py

@@ -174,6 +174,11 @@ class Batch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True, help_text="First image claimed.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="Last image settled.")
+    refused = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Files of the upload that were left out: [{name, reason}].",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -252,6 +257,9 @@ class BatchImage(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+    def get_absolute_url(self) -> str:
+        return reverse("images:batch_detail", args=[self.batch_id]) + f"#image-{self.pk}"
 
     def claim_is_stale(self, now) -> bool:
         return self.claimed_at is not None and self.claimed_at < now - claim_stale_after()

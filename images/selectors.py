@@ -29,6 +29,7 @@ def batches_recent() -> QuerySet[Batch]:
         .annotate(
             done=Count("images", filter=Q(images__status=ImageStatus.DONE)),
             failed=Count("images", filter=Q(images__status=ImageStatus.FAILED)),
+            bytes_uploaded=Sum("images__bytes"),
             bytes_before=Sum("images__bytes", filter=Q(images__status=ImageStatus.DONE)),
             bytes_after=Sum("images__bytes_after", filter=Q(images__status=ImageStatus.DONE)),
         )
@@ -43,7 +44,8 @@ class BatchTotals:
     working: int
     done: int
     failed: int
-    bytes_before: int
+    bytes_uploaded: int  # every image of the batch, whatever its status
+    bytes_before: int  # the images done, which bytes_after compares with
     bytes_after: int
     seconds: float | None
 
@@ -77,6 +79,7 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         working=Count("pk", filter=Q(status=ImageStatus.WORKING)),
         done=Count("pk", filter=Q(status=ImageStatus.DONE)),
         failed=Count("pk", filter=Q(status=ImageStatus.FAILED)),
+        bytes_uploaded=Sum("bytes"),
         bytes_before=Sum("bytes", filter=Q(status=ImageStatus.DONE)),
         bytes_after=Sum("bytes_after", filter=Q(status=ImageStatus.DONE)),
     )
@@ -90,6 +93,7 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         working=counts["working"],
         done=counts["done"],
         failed=counts["failed"],
+        bytes_uploaded=counts["bytes_uploaded"] or 0,
         bytes_before=counts["bytes_before"] or 0,
         bytes_after=counts["bytes_after"] or 0,
         seconds=seconds,

@@ -100,33 +100,39 @@ def _file_name(upload: File) -> str:
     return os.path.basename(upload.name or "unnamed")[:255] or "unnamed"
 
 
-def _check_uploads(uploads: Sequence[File], preset: pipeline.Preset) -> list[_Checked]:
-    """Read each file's header (no pixels decoded); every problem, named by file, in one
-    refusal."""
-    problems: list[str] = []
+def _check_uploads(
+    uploads: Sequence[File], preset: pipeline.Preset
+) -> tuple[list[_Checked], list[dict[str, str]]]:
+    """Read each file's header (no pixels decoded): the usable files, and each refused one
+    with its reason ({"name", "reason"})."""
+    problems: list[dict[str, str]] = []
     checked: list[_Checked] = []
     for upload in uploads:
         name = _file_name(upload)
         if upload.size is not None and upload.size > preset.max_bytes:
-            problems.append(
-                f"{name}: the file is {human_bytes(upload.size)}; the limit is "
+            reason = (
+                f"the file is {human_bytes(upload.size)}; the limit is "
                 f"{human_bytes(preset.max_bytes)}."
             )
+            problems.append({"name": name, "reason": reason})
             continue
         upload.seek(0)
         data = upload.read()
         try:
             info = pipeline.probe(data, preset)
         except pipeline.ImageRejected as rejected:
-            problems.append(f"{name}: {rejected.reason}")
+            problems.append({"name": name, "reason": rejected.reason})
             continue
         checked.append(_Checked(upload, name, pipeline.content_hash(data), info))
         del data
-    if problems:
-        count = len(problems)
-        head = "This file cannot be used" if count == 1 else f"{count} files cannot be used"
-        raise ActionRefused(f"{head}; nothing was uploaded. " + " ".join(problems))
-    return checked
+    return checked, problems
+
+
+def _refusal(problems: list[dict[str, str]], *, nothing_kept: bool) -> ActionRefused:
+    count = len(problems)
+    head = "This file cannot be used" if count == 1 else f"{count} files cannot be used"
+    tail = "; nothing was uploaded. " if nothing_kept else ". "
+    return ActionRefused(head + tail + " ".join(f"{p['name']}: {p['reason']}" for p in problems))
 
 
 def batch_create(
@@ -137,9 +143,12 @@ def batch_create(
     files: Sequence[File],
     source: str = BatchSource.UPLOAD,
     enqueue: bool = True,
+    keep_usable: bool = False,
 ) -> Batch:
-    """Store the uploads and queue one task per image. Everything is checked first: a batch
-    with one unusable file is refused whole, with every problem named, and nothing is kept."""
+    """Store the uploads and queue one task per image. Everything is checked first. With
+    ``keep_usable`` (the upload page) the usable files make the batch and each refused one is
+    listed on it with its reason; without (the API) one unusable file refuses the whole batch,
+    with every problem named, and nothing is kept. No usable file refuses it either way."""
     require_perm(user, "images.upload_batch", "You may not upload images.")
     name = name.strip()
     if not name:
@@ -154,7 +163,9 @@ def batch_create(
     if not preset.is_active:
         raise ActionRefused(f"The preset “{preset}” is not in use any more; choose another.")
     pipeline_preset = preset.to_pipeline()
-    checked = _check_uploads(files, pipeline_preset)
+    checked, refused = _check_uploads(files, pipeline_preset)
+    if refused and (not keep_usable or not checked):
+        raise _refusal(refused, nothing_kept=True)
     total = sum(item.info.bytes for item in checked)
 
     written: list[str] = []
@@ -175,6 +186,7 @@ def batch_create(
                 source=source,
                 images_total=len(checked),
                 created_by=user,
+                refused=refused,
             )
             images = BatchImage.objects.bulk_create(
                 BatchImage(
@@ -194,8 +206,15 @@ def batch_create(
                 actor=user,
                 action="images.batch.create",
                 target=batch,
-                summary=f"{len(images)} images, {human_bytes(total)}, preset {preset}",
-                after={"preset": preset.name, "images": len(images), "source": source},
+                summary=f"{len(images)} image{'s' if len(images) != 1 else ''}, "
+                f"{human_bytes(total)}, preset {preset}"
+                + (f", {len(refused)} refused" if refused else ""),
+                after={
+                    "preset": preset.name,
+                    "images": len(images),
+                    "source": source,
+                    "refused": refused,
+                },
             )
             if enqueue:
                 ids = [image.pk for image in BatchImage.objects.filter(batch=batch)]

@@ -20,6 +20,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -88,11 +89,16 @@ def batch_new(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 preset=form.cleaned_data["preset"],
                 files=form.cleaned_data["files"],
+                keep_usable=True,
             )
         except ActionRefused as refused:
             form.add_error(None, refused.message)
         else:
-            messages.success(request, f"“{batch}”: {batch.images_total} images queued.")
+            count, left_out = batch.images_total, len(batch.refused)
+            text = f"“{batch}”: {count} image{pluralize(count)} queued."
+            if left_out:
+                text += f" {left_out} file{pluralize(left_out)} left out, listed below."
+            messages.success(request, text)
             if wants_fragment(request):
                 return HttpResponseClientRedirect(batch.get_absolute_url())
             return redirect(batch)

@@ -1,57 +1,69 @@
 """Server-rendered SVG charts for the incident report: no script, no style attribute (the CSP
-forbids inline styles); colours come from CSS classes in portal.css (`series-N`)."""
+forbids inline styles); colours come from CSS classes in portal.css (`series-N`).
 
-import math
+Each axis has one unit and ticks at round values (portal.charts.nice_ticks); the left margin
+fits the longest tick label, so labels are never clipped; every bar and point has a <title>
+(its value on hover) and each chart comes with a table of the same numbers."""
+
 from datetime import date, timedelta
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 40
+from portal.charts import duration_axis, nice_ticks, tick_label
+
+WIDTH, HEIGHT = 640, 260
+RIGHT, TOP, BOTTOM = 12, 40, 40
+FONT = 13  # user units; portal.css enlarges it on narrow screens, where the chart shrinks
+CHAR = 0.62 * FONT  # an average character's width, to size the left margin
 
 
-def _nice_max(value: float) -> float:
-    """A round top for the axis: 1, 2, 5 x 10^n at or above ``value``."""
-    if value <= 0:
-        return 1
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude
+def _left(labels: list[str]) -> float:
+    return 16 + CHAR * max((len(label) for label in labels), default=1)
 
 
-def _frame(title: str, description: str, top: float, axis_label, months: list[date]) -> list:
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+def _frame(
+    title: str,
+    description: str,
+    ticks: list[float],
+    unit: str,
+    months: list[date],
+    left: float,
+) -> list:
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
-        format_html('<title id="{}">{}</title><desc>{}</desc>', _slug(title), title, description)
+        format_html('<title id="{}">{}</title><desc>{}</desc>', _slug(title), title, description),
+        format_html('<text class="axis unit" x="{}" y="{}">{}</text>', 4, TOP - 18, unit),
     ]
-    for tick in range(5):
-        value = top * tick / 4
-        y = TOP + plot_h - plot_h * tick / 4
+    top = ticks[-1]
+    for tick in ticks:
+        y = TOP + plot_h - plot_h * tick / top
         parts.append(
             format_html(
-                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}" stroke="#d9dee7"/>'
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
                 '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT,
-                LEFT + plot_w,
+                f"{left:.1f}",
+                f"{left + plot_w:.1f}",
                 f"{y:.1f}",
                 f"{y:.1f}",
-                LEFT - 6,
-                f"{y + 4:.1f}",
-                axis_label(value),
+                f"{left - 6:.1f}",
+                f"{y + FONT / 3:.1f}",
+                tick_label(tick),
             )
         )
     step = plot_w / max(len(months), 1)
     every = max(1, len(months) // 8)
     for position, month in enumerate(months):
         if position % every == 0:
+            # Every other label is left out on narrow screens (class "minor"), where the
+            # larger font would make neighbours touch.
+            minor = (position // every) % 2 == 1
             parts.append(
                 format_html(
-                    '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
-                    f"{LEFT + step * (position + 0.5):.1f}",
-                    HEIGHT - BOTTOM + 16,
+                    '<text class="axis{}" x="{}" y="{}" text-anchor="middle">{}</text>',
+                    " minor" if minor else "",
+                    f"{left + step * (position + 0.5):.1f}",
+                    HEIGHT - BOTTOM + 20,
                     month.strftime("%b %y"),
                 )
             )
@@ -74,14 +86,23 @@ def _svg(title: str, parts: list) -> SafeString:
     )
 
 
+def count_ticks(top: int) -> list[float]:
+    """Round ticks for counts, never a fraction of an incident."""
+    ticks = nice_ticks(max(top, 1))
+    if ticks[1] < 1:
+        return [float(i) for i in range(int(ticks[-1] + 0.999) + 1)]
+    return ticks
+
+
 def stacked_bars(
     *, title: str, months: list[date], series: list[tuple[str, list[int]]]
 ) -> SafeString:
     """One bar a month, one colour a series (severity), stacked; a tooltip per segment."""
     totals = [sum(values) for values in zip(*(values for _, values in series), strict=True)]
-    # Counts: a top divisible by the four grid steps keeps every tick a whole number.
-    top = max(4, math.ceil(max(totals, default=0) / 4) * 4)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    ticks = count_ticks(max(totals, default=0))
+    top = ticks[-1]
+    left = _left([tick_label(t) for t in ticks])
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(months), 1)
     description = "; ".join(
         f"{month:%b %Y}: "
@@ -89,7 +110,7 @@ def stacked_bars(
         for i, month in enumerate(months)
         if totals[i]
     )
-    parts = _frame(title, description or "No incidents.", top, lambda v: f"{v:g}", months)
+    parts = _frame(title, description or "No incidents.", ticks, "incidents", months, left)
     for i, month in enumerate(months):
         base = 0
         for number, (name, values) in enumerate(series):
@@ -102,7 +123,7 @@ def stacked_bars(
                     '<rect class="series-{}" x="{}" y="{}" width="{}" height="{}">'
                     "<title>{} {}: {}</title></rect>",
                     number,
-                    f"{LEFT + step * i + step * 0.15:.1f}",
+                    f"{left + step * i + step * 0.15:.1f}",
                     f"{y:.1f}",
                     f"{step * 0.7:.1f}",
                     f"{height:.1f}",
@@ -115,48 +136,65 @@ def stacked_bars(
     return _svg(title, parts)
 
 
-def _minutes_label(value: float) -> str:
-    if value >= 120:
-        return f"{value / 60:g} h"
-    return f"{value:g} min"
+def _duration_label(minutes: float) -> str:
+    """A point's value for its tooltip and table: 42 s, 37 min, 2 h 5 min, 3 d 4 h."""
+    seconds = round(minutes * 60)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    if seconds < 86400:
+        hours, rest = divmod(round(seconds / 60), 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    days, rest = divmod(round(seconds / 3600), 24)
+    return f"{days} d {rest} h" if rest else f"{days} d"
+
+
+def _minutes(series: list[tuple[str, list[timedelta | None]]]):
+    return [
+        (name, [None if v is None else v.total_seconds() / 60 for v in values])
+        for name, values in series
+    ]
 
 
 def lines(
     *, title: str, months: list[date], series: list[tuple[str, list[timedelta | None]]]
 ) -> SafeString:
     """A line a series (severity) through its monthly values; gaps where a month has none."""
-    minutes = [
-        (name, [None if v is None else v.total_seconds() / 60 for v in values])
-        for name, values in series
-    ]
-    top = _nice_max(max((v for _, vs in minutes for v in vs if v is not None), default=0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    minutes = _minutes(series)
+    highest = max((v for _, vs in minutes for v in vs if v is not None), default=0)
+    unit, per, ticks = duration_axis(highest)
+    top = ticks[-1] * per
+    left = _left([tick_label(t) for t in ticks])
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(months), 1)
     description = "; ".join(
         f"{name}: "
-        + ", ".join(f"{months[i]:%b %Y} {_minutes_label(round(v))}" for i, v in enumerate(vs) if v)
+        + ", ".join(
+            f"{months[i]:%b %Y} {_duration_label(v)}" for i, v in enumerate(vs) if v is not None
+        )
         for name, vs in minutes
         if any(v is not None for v in vs)
     )
-    parts = _frame(title, description or "No data.", top, _minutes_label, months)
+    parts = _frame(title, description or "No data.", ticks, unit, months, left)
     for number, (name, values) in enumerate(minutes):
         points = []
         for i, value in enumerate(values):
             if value is None:
                 continue
-            x = LEFT + step * (i + 0.5)
+            x = left + step * (i + 0.5)
             y = TOP + plot_h - plot_h * value / top
             points.append((x, y))
             parts.append(
                 format_html(
-                    '<circle class="series-{}" cx="{}" cy="{}" r="3"><title>{} {}: {}</title>'
+                    '<circle class="series-{}" cx="{}" cy="{}" r="4"><title>{} {}: {}</title>'
                     "</circle>",
                     number,
                     f"{x:.1f}",
                     f"{y:.1f}",
                     name,
                     f"{months[i]:%b %Y}",
-                    _minutes_label(round(value, 1)),
+                    _duration_label(value),
                 )
             )
         if len(points) > 1:
@@ -167,7 +205,39 @@ def lines(
                     " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
                 )
             )
-    return _svg(title, parts)
+    return _svg(title, parts) + lines_table(title=title, months=months, series=series)
+
+
+def lines_table(
+    *, title: str, months: list[date], series: list[tuple[str, list[timedelta | None]]]
+) -> SafeString:
+    """The numbers of a `lines` chart as a table (for screen readers and exact values)."""
+    head = format_html_join("", '<th scope="col">{}</th>', ((f"{m:%b %y}",) for m in months))
+    rows = format_html_join(
+        "",
+        '<tr><th scope="row">{}</th>{}</tr>',
+        (
+            (
+                name,
+                format_html_join(
+                    "",
+                    '<td class="num">{}</td>',
+                    (("—" if v is None else _duration_label(v),) for v in values),
+                ),
+            )
+            for name, values in _minutes(series)
+        ),
+    )
+    return format_html(
+        '<details class="chart-table"><summary>{} as a table</summary>'
+        '<div class="table-wrap" tabindex="0" role="region" aria-label="{} as a table">'
+        '<table class="report"><thead><tr><th scope="col">Severity</th>{}</tr></thead>'
+        "<tbody>{}</tbody></table></div></details>",
+        title,
+        title,
+        head,
+        rows,
+    )
 
 
 def legend(names: list[str]) -> SafeString:

@@ -26,6 +26,7 @@ from ops.services.checklists import checklist_runs_schedule
 from ops.services.incidents import incident_run_item_changed
 from ops.services.runbooks import runbook_import
 from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
+from portal.services.audit import audit_record
 
 DEFAULT_RUNBOOKS = Path(__file__).resolve().parent / "runbooks" / "defaults"
 STATE_VALUES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
@@ -171,16 +172,14 @@ def _load_default_runbooks(*, demo: bool) -> str:
 
 
 def _monitor_the_portal(*, demo: bool) -> str | None:
-    """Demo monitoring that is real: the portal's own web, workers, database and Redis."""
+    """Demo monitoring that is real: the portal's own web, workers, database and Redis. The
+    web check follows HOST and PORT, so a portal started on another port checks itself and not
+    whatever answers on the old one."""
     if not demo:
         return None
+    web_target = f"http://{settings.PORTAL_DEMO_HOST}/api/health"
     services = [
-        (
-            "Portal web",
-            ServiceKind.HTTP,
-            f"http://{settings.PORTAL_DEMO_HOST}/api/health",
-            {"json_field": "status", "json_value": "ok"},
-        ),
+        ("Portal web", ServiceKind.HTTP, web_target, {"json_field": "status", "json_value": "ok"}),
         ("Celery workers", ServiceKind.CELERY, "", {}),
     ]
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
@@ -193,6 +192,19 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
                 slug=slugify(name), defaults={"name": name, "kind": kind, "target": target, **extra}
             )
         web = MonitoredService.objects.get(slug="portal-web")
+        if web.target != web_target:
+            before = {"target": web.target}
+            web.target = web_target
+            web.next_check_at = None
+            web.save(update_fields=["target", "next_check_at"])
+            audit_record(
+                actor=None,
+                action="service.update",
+                target=web,
+                summary="target follows HOST and PORT",
+                before=before,
+                after={"target": web_target},
+            )
         ChecklistItem.objects.filter(
             text__startswith="Confirm that every component reports healthy",
             evidence_service__isnull=True,

@@ -264,14 +264,26 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The portal's own events at LOG_LEVEL (INFO); the libraries' chatter (Celery's task lines,
+# kombu, Django's requests) at WARNING unless LOG_LEVEL asks for DEBUG.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+LIBRARY_LOG_LEVEL = LOG_LEVELS[max(LOG_LEVELS.index(LOG_LEVEL), 2) if LOG_LEVEL != "DEBUG" else 0]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "root": {"handlers": ["console"], "level": LIBRARY_LOG_LEVEL},
+    "loggers": {
+        **{app: {"level": LOG_LEVEL} for app in ("portal", "ops", "images")},
+        "django.db.backends": {"level": "INFO"},
+    },
 }
+# Celery keeps Django's logging above instead of replacing the root logger with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Health monitoring
 DIGITALOCEAN_TOKEN = env_str("DIGITALOCEAN_TOKEN", "")
@@ -279,8 +291,17 @@ DIGITALOCEAN_API_URL = env_str("DIGITALOCEAN_API_URL", "https://api.digitalocean
 # Bearer token that /metrics asks for; unset, /metrics answers 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 HEALTH_POLL_SECONDS = env_int("HEALTH_POLL_SECONDS", 10, minimum=2)
-# Where `setup_portal --demo` points the "Portal web" check (make run serves here).
-PORTAL_DEMO_HOST = env_str("PORTAL_DEMO_HOST", "127.0.0.1:8000")
+# Where `make run` serves (HOST, PORT) and so where `setup_portal --demo` points the "Portal web"
+# check; a wildcard address is checked on the loopback.
+PORTAL_HOST = env_str("HOST", "127.0.0.1") or "127.0.0.1"
+PORTAL_PORT = env_int("PORT", 8000, minimum=1)
+if PORTAL_PORT > 65535:
+    raise ImproperlyConfigured(f"PORT must be at most 65535, not {PORTAL_PORT}")
+_demo_host = "127.0.0.1" if PORTAL_HOST in {"0.0.0.0", "", "*"} else PORTAL_HOST  # noqa: S104
+_demo_host = "[::1]" if _demo_host in {"::", "[::]"} else _demo_host
+if ":" in _demo_host and not _demo_host.startswith("["):
+    _demo_host = f"[{_demo_host}]"
+PORTAL_DEMO_HOST = env_str("PORTAL_DEMO_HOST") or f"{_demo_host}:{PORTAL_PORT}"
 
 # Checklists
 PORTAL_NAME = env_str("PORTAL_NAME", "Ops portal")

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from ops.models import IncidentStatus, MonitoredService
 from ops.selectors.incidents import IncidentFilters, incident_responders, severities_all
+from portal.errors import ActionRefused
 from portal.params import parse_day
 
 LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
@@ -40,6 +41,9 @@ def _time_field(label: str, required: bool = False) -> forms.DateTimeField:
 
 
 class _IncidentFields(forms.Form):
+    """Errors show once, beside their field (the template renders field groups, and the
+    non-field errors once above them); the first field with an error gets the focus."""
+
     template_name_div = "django/forms/div.html"
 
     title = forms.CharField(max_length=200)
@@ -74,12 +78,27 @@ class _IncidentFields(forms.Form):
             (slug, name)
             for slug, name in MonitoredService.objects.order_by("name").values_list("slug", "name")
         ]
-        self.fields["severity"].widget.choices = [
+        # No default: the person opening an incident chooses its severity.
+        self.fields["severity"].widget.choices = [("", "Choose a severity")] + [
             (s.code, f"{s.code} – {s.name}") for s in severities_all() if s.is_active
         ]
+        self.fields["severity"].error_messages["required"] = "Choose a severity."
         self.fields["commander"].widget.choices = [("", "Nobody yet")] + [
             (user.username, user.get_username()) for user in incident_responders()
         ]
+
+    def add_error(self, field, error) -> None:
+        super().add_error(field, error)
+        first = next((name for name in self.fields if name in self.errors), None)
+        for name, form_field in self.fields.items():
+            form_field.widget.attrs.pop("autofocus", None)
+            if name == first:
+                form_field.widget.attrs["autofocus"] = True
+
+    def add_refusal(self, refused: ActionRefused) -> None:
+        """A service's refusal beside the field it is about, or above the form."""
+        field = refused.field if refused.field in self.fields else None
+        self.add_error(field, refused.message)
 
 
 class IncidentOpenForm(_IncidentFields):
@@ -102,6 +121,26 @@ class IncidentEditForm(_IncidentFields):
     resolved_at = _time_field("Resolved")
 
     field_order = ["title", "severity", "commander"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offer only what can be saved: an acknowledgement can be corrected, not removed, and
+        # the resolution time exists once the status (set on the incident's page) is resolved.
+        if self.initial.get("acknowledged_at"):
+            field = self.fields["acknowledged_at"]
+            field.required = True
+            field.error_messages["required"] = (
+                "An acknowledgement cannot be removed; correct its time instead."
+            )
+            field.help_text += " A correction keeps the time first recorded."
+        if self.initial.get("resolved_at"):
+            self.fields["resolved_at"].required = True
+            self.fields["resolved_at"].error_messages["required"] = (
+                "A resolved incident keeps its resolution time; reopen it instead."
+            )
+            self.fields["resolved_at"].help_text += " An earlier Mitigated moves back with it."
+        else:
+            del self.fields["resolved_at"]
 
     @classmethod
     def initial_for(cls, incident) -> dict:

@@ -350,6 +350,9 @@ class RunItem(models.Model):
     def __str__(self) -> str:
         return self.text
 
+    def get_absolute_url(self) -> str:
+        return reverse("ops:run_detail", args=[self.run_id]) + f"#item-{self.pk}"
+
     @property
     def is_settled(self) -> bool:
         return self.state != ItemState.OPEN

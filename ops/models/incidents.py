@@ -82,6 +82,13 @@ class Incident(models.Model):
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the clocks said before the acknowledgement time was first corrected (the time it
+    # was recorded, or when it was entered by hand): a correction keeps the record.
+    acknowledged_recorded_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when the acknowledgement time was corrected: the time first recorded.",
+    )
     mitigated_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -176,6 +183,17 @@ class Incident(models.Model):
         if self.acknowledged_at is None:
             return None
         return self.acknowledged_at <= self.response_due_at
+
+    @property
+    def acknowledgement_corrected(self) -> bool:
+        return self.acknowledged_recorded_at is not None
+
+    @property
+    def acknowledged_in_time_as_recorded(self) -> bool | None:
+        """What the clocks said before any correction (None while unacknowledged)."""
+        if self.acknowledged_recorded_at is None:
+            return self.acknowledged_in_time
+        return self.acknowledged_recorded_at <= self.response_due_at
 
     @property
     def personal_data_deadline(self) -> datetime | None:

@@ -267,7 +267,14 @@ def service_history(*, service: MonitoredService, range_key: str, now=None) -> H
         ]
         series = [(at.timestamp(), latency, state) for at, latency, state, _detail in rows]
     chart = (
-        plot(series, width=600, height=160, x_range=(since.timestamp(), now.timestamp()), pad=6)
+        plot(
+            series,
+            width=600,
+            height=160,
+            x_range=(since.timestamp(), now.timestamp()),
+            pad=6,
+            axis=True,
+        )
         if series
         else None
     )

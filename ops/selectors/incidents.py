@@ -131,6 +131,7 @@ class SeverityStats:
     to_resolve: list[timedelta] = field(default_factory=list)
     in_time: int = 0
     timed: int = 0  # acknowledged, or still unacknowledged past the response time
+    corrected: int = 0  # acknowledgement times corrected after the fact (the report says so)
 
     @property
     def mtta_median(self):
@@ -211,11 +212,12 @@ def incident_report(*, since: date, until: date, now: datetime) -> IncidentRepor
             "acknowledged_at",
             "resolved_at",
             "response_due_at",
+            "acknowledged_recorded_at",
         )
         .iterator(chunk_size=5000)
     )
     zone = timezone.get_current_timezone()
-    for severity_id, started, detected, acknowledged, resolved, due in rows:
+    for severity_id, started, detected, acknowledged, resolved, due, recorded in rows:
         month = index[started.astimezone(zone).date().replace(day=1)]
         counts[severity_id][month] += 1
         for bucket in (stats[severity_id], total):
@@ -224,6 +226,7 @@ def incident_report(*, since: date, until: date, now: datetime) -> IncidentRepor
                 bucket.to_acknowledge.append(acknowledged - detected)
                 bucket.timed += 1
                 bucket.in_time += acknowledged <= due
+                bucket.corrected += recorded is not None
             elif now > due:
                 bucket.timed += 1
             if resolved is not None:

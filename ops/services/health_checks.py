@@ -262,7 +262,9 @@ def check_celery(
     latency = _elapsed_ms(started)
     longest = max(lengths.values(), default=0)
     metrics = {"workers": workers, "queues": lengths, "queue_max": longest}
-    summary = f"{workers} workers, " + ", ".join(f"{q}: {n}" for q, n in lengths.items())
+    summary = f"{workers} worker{'s' if workers != 1 else ''}, " + ", ".join(
+        f"{q}: {n}" for q, n in lengths.items()
+    )
     if not workers:
         return Outcome(CRITICAL, "no worker answered; " + summary, latency, metrics)
     if longest >= spec.queue_critical:

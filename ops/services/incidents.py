@@ -84,11 +84,13 @@ def incident_lock(incident: Incident) -> Incident:
 def _severity(code: str) -> Severity:
     code = (code or "").strip()
     if not code:
-        raise ActionRefused("Choose a severity.")
+        raise ActionRefused("Choose a severity.", field="severity")
     severity = Severity.objects.filter(code__iexact=code).first()
     if severity is None:
         known = ", ".join(Severity.objects.filter(is_active=True).values_list("code", flat=True))
-        raise ActionRefused(f"There is no severity “{code}”; choose one of {known}.")
+        raise ActionRefused(
+            f"There is no severity “{code}”; choose one of {known}.", field="severity"
+        )
     return severity
 
 
@@ -112,23 +114,26 @@ def _clean_text(field: str, value: str | None) -> str:
     label, limit = TEXT_FIELDS[field]
     value = (value or "").strip()
     if field == "title" and not value:
-        raise ActionRefused("Give the incident a title.")
+        raise ActionRefused("Give the incident a title.", field="title")
     if len(value) > limit:
-        raise ActionRefused(f"{label} is too long ({len(value)} characters; at most {limit}).")
+        raise ActionRefused(
+            f"{label} is too long ({len(value)} characters; at most {limit}).", field=field
+        )
     if field in URL_FIELDS and value:
-        _check_url(label, value)
+        _check_url(label, value, field)
     if field == "ticket_urls":
         for line in value.splitlines():
             if line.strip():
-                _check_url(label, line.strip())
+                _check_url(label, line.strip(), field)
     return value
 
 
-def _check_url(label: str, value: str) -> None:
+def _check_url(label: str, value: str, field: str) -> None:
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:
-        raise ActionRefused(f"{label}: “{value}” is not an http(s) link.") from None
+        message = f"{label}: “{value}” is not an http(s) link."
+        raise ActionRefused(message, field=field) from None
 
 
 def _check_times(values: dict[str, datetime | None], now: datetime) -> None:
@@ -136,9 +141,9 @@ def _check_times(values: dict[str, datetime | None], now: datetime) -> None:
     for field in TIME_FIELDS:
         moment = values.get(field)
         if moment is not None and timezone.is_naive(moment):
-            raise ActionRefused(f"{TIME_LABELS[field]} needs a time zone.")
+            raise ActionRefused(f"{TIME_LABELS[field]} needs a time zone.", field=field)
         if moment is not None and moment > now + CLOCK_SKEW:
-            raise ActionRefused(f"{TIME_LABELS[field]} is in the future.")
+            raise ActionRefused(f"{TIME_LABELS[field]} is in the future.", field=field)
     if values.get("started_at") is None or values.get("detected_at") is None:
         raise ActionRefused("Say when the incident started and when it was detected.")
     rules = [
@@ -150,7 +155,7 @@ def _check_times(values: dict[str, datetime | None], now: datetime) -> None:
     ]
     for later, earlier, message in rules:
         if values.get(later) and values.get(earlier) and values[later] < values[earlier]:
-            raise ActionRefused(message)
+            raise ActionRefused(message, field=later)
 
 
 def _snapshot(incident: Incident) -> dict:
@@ -326,20 +331,38 @@ def incident_update(
             new[field] = bool(value)
         else:
             new[field] = value
+    # A back-dated resolution moves a later mitigation back with it (never after resolution).
+    resolved = new.get("resolved_at")
+    mitigated, started = incident.mitigated_at, new.get("started_at", incident.started_at)
+    if resolved and "mitigated_at" not in new and mitigated and started <= resolved < mitigated:
+        new["mitigated_at"] = resolved
     times = {field: new.get(field, getattr(incident, field)) for field in TIME_FIELDS}
     _check_times(times, now)
     if times["acknowledged_at"] is None and incident.acknowledged_at is not None:
-        raise ActionRefused("An acknowledgement cannot be removed; correct its time instead.")
+        raise ActionRefused(
+            "An acknowledgement cannot be removed; correct its time instead.",
+            field="acknowledged_at",
+        )
     if times["resolved_at"] is not None and incident.status in OPEN_STATUSES:
-        raise ActionRefused("Set the status to resolved to resolve the incident.")
+        raise ActionRefused(
+            "Set the status to resolved to resolve the incident.", field="resolved_at"
+        )
     if times["resolved_at"] is None and incident.status == IncidentStatus.RESOLVED:
-        raise ActionRefused("A resolved incident keeps its resolution time; reopen it instead.")
+        raise ActionRefused(
+            "A resolved incident keeps its resolution time; reopen it instead.",
+            field="resolved_at",
+        )
 
     changed = {field: value for field, value in new.items() if getattr(incident, field) != value}
     if not changed:
         return incident
+    before_acknowledged = incident.acknowledged_at
     for field, value in changed.items():
         setattr(incident, field, value)
+    if "acknowledged_at" in changed and incident.acknowledged_recorded_at is None:
+        # A correction keeps what the clocks said: the time first recorded, or (for a time
+        # entered by hand) that nobody had acknowledged it until now.
+        incident.acknowledged_recorded_at = before_acknowledged or now
     if "acknowledged_at" in changed and incident.acknowledged_by is None:
         incident.acknowledged_by = user
     if "severity" in changed or "detected_at" in changed:
@@ -359,12 +382,13 @@ def incident_update(
             text = f"Commander: {value.get_username()}." if value else "No commander."
             incident.add_entry(kind=TimelineKind.COMMANDER, text=text, user=user, now=now)
         elif field == "acknowledged_at":
-            incident.add_entry(
-                kind=TimelineKind.ACKNOWLEDGED,
-                text=f"Acknowledgement time set to {timezone.localtime(value):%Y-%m-%d %H:%M}.",
-                user=user,
-                now=now,
-            )
+            at = f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
+            recorded = f"{timezone.localtime(incident.acknowledged_recorded_at):%Y-%m-%d %H:%M}"
+            if before_acknowledged:
+                text = f"Acknowledgement time corrected to {at} (recorded {recorded})."
+            else:
+                text = f"Acknowledgement time set to {at} (entered {recorded})."
+            incident.add_entry(kind=TimelineKind.ACKNOWLEDGED, text=text, user=user, now=now)
         elif field in TIME_FIELDS:
             details.append(f"{TIME_LABELS[field]} {timezone.localtime(value):%Y-%m-%d %H:%M}")
         elif field == "personal_data":

@@ -1,11 +1,10 @@
 """The manager's incident report (counts, MTTA and MTTR per month and severity, as SVG
 charts) and the incident list as CSV with the list's filters."""
 
-import csv
 from datetime import date, timedelta
 
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_GET
 from ops import charts
 from ops.forms.incidents import incident_filters_from
 from ops.selectors.incidents import incident_report, incidents_filtered
+from portal.exports import csv_response
 from portal.params import parse_day
 
 REPORT_MONTHS = 12
@@ -48,17 +48,6 @@ def _minutes(value: timedelta | None) -> str:
     return "" if value is None else f"{value.total_seconds() / 60:.1f}"
 
 
-def _csv_cell(value) -> str:
-    """Spreadsheets run cells that start with = + - @ as formulas: quote them."""
-    text = str(value)
-    return f"'{text}" if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @require_GET
 @view_report
 def incident_export(request: HttpRequest) -> HttpResponse:
@@ -66,18 +55,8 @@ def incident_export(request: HttpRequest) -> HttpResponse:
     filters, errors = incident_filters_from(request.GET)
     if errors:
         return HttpResponse(" ".join(errors), status=400, content_type="text/plain")
-    writer = csv.writer(_Echo())
-    incidents = incidents_filtered(filters=filters)
-
-    def rows():
-        yield writer.writerow([name for name, _ in CSV_COLUMNS])
-        for incident in incidents.iterator(chunk_size=1000):
-            yield writer.writerow([_csv_cell(get(incident)) for _, get in CSV_COLUMNS])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="incidents-{stamp}.csv"'
-    return response
+    incidents = incidents_filtered(filters=filters).iterator(chunk_size=1000)
+    return csv_response(incidents, CSV_COLUMNS, name="incidents")
 
 
 def _default_period(today: date) -> tuple[date, date]:

@@ -22,6 +22,7 @@ from ops.forms.incidents import (
     incident_filters_from,
 )
 from ops.models import ActionItem, Incident, IncidentStatus, Postmortem
+from ops.selectors.checklists import run_items, run_kpi_evidence
 from ops.selectors.incidents import (
     incident_responders,
     incident_timeline,
@@ -103,7 +104,7 @@ def incident_new(request: HttpRequest) -> HttpResponse:
             try:
                 incident = incident_open(user=request.user, **form.cleaned_data)
             except ActionRefused as refused:
-                form.add_error(None, refused.message)
+                form.add_refusal(refused)
             else:
                 messages.success(request, f"Opened {incident.reference}.")
                 return redirect(incident)
@@ -129,11 +130,16 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
     user = request.user
     postmortem = Postmortem.objects.filter(incident=incident).first()
     actions = list(postmortem.actions.select_related("owner", "done_by")) if postmortem else []
+    run, now = incident.checklist_runs.order_by("created_at").first(), timezone.now()
     return {
         "incident": incident,
-        "now": timezone.now(),
+        "now": now,
         "timeline": incident_timeline(incident=incident),
-        "run": incident.checklist_runs.order_by("created_at").first(),
+        "run": run,
+        # The response checklist is ticked on the incident's page too.
+        "run_items": run_items(run=run) if run else [],
+        "kpi_evidence": run_kpi_evidence(run=run, now=now) if run else {},
+        "can_tick": user.has_perm("ops.tick_checklistrun"),
         "postmortem": postmortem,
         "actions": actions,
         "can_update": user.has_perm("ops.update_incident") and not incident.is_closed,
@@ -273,7 +279,7 @@ def incident_edit(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 incident_update(incident=incident, user=request.user, **changes)
             except ActionRefused as refused:
-                form.add_error(None, refused.message)
+                form.add_refusal(refused)
             else:
                 messages.success(request, "Saved." if changes else "Nothing changed.")
                 return redirect(incident)

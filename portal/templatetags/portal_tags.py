@@ -24,3 +24,9 @@ def ago(moment) -> str:
     if moment is None:
         return "never"
     return f"{formatting.duration(timezone.now() - moment)} ago"
+
+
+@register.filter
+def any_ssim(variants) -> bool:
+    """Whether any image variant had its SSIM measured (the column is shown only then)."""
+    return any(variant.ssim is not None for variant in variants)

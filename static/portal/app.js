@@ -2,6 +2,17 @@
 (function () {
   "use strict";
 
+  // The navigation folds behind its Menu button on small screens (CSS), only with this
+  // script running: without it, it stays open.
+  document.documentElement.classList.add("js");
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-menu-button]");
+    if (!button) return;
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    button.closest(".nav").classList.toggle("is-open", open);
+  });
+
   // Copy a command to the clipboard: <button data-copy="id-of-code-element">.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");

@@ -115,6 +115,15 @@ def test_upload_three_files_and_watch_the_batch_finish(new_page, image_staff, pr
         page.wait_for_timeout(100)
     assert page.evaluate("Array.from(document.images).every((img) => img.naturalWidth > 0)")
     page.screenshot(path="var/test-image-compare.png", full_page=True)
+    # The before/after slider cuts the variant at its position; 1:1 shows actual pixels.
+    split = page.get_by_label(re.compile("Before / after"))
+    expect(split).to_be_visible()
+    split.fill("20")
+    cut = page.locator("[data-before-after]").evaluate("f => f.style.getPropertyValue('--split')")
+    assert cut == "20%"
+    page.get_by_role("link", name="Actual size (1:1)").click()
+    expect(page.get_by_role("link", name="Fit to the page")).to_be_visible()
+    expect(page.get_by_label(re.compile("Before / after"))).to_have_count(0)
     batch = Batch.objects.get()
     assert batch.is_finished and batch.images.filter(status="done").count() == 2
     assert blocked == []

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from images.models import Batch, ImageStatus, Variant
 from images.services import batch_create, image_claim, image_process
+from portal.formatting import human_bytes
 from portal.models import AuditEntry
 from portal.services.tokens import api_token_create
 from tests.conftest import client_for
@@ -320,3 +321,47 @@ def test_delete_of_a_running_batch_is_refused(image_staff, batch):
     response = client_for(image_staff).post(reverse("images:batch_delete", args=[batch.pk]))
     assert response.status_code == 409 and "still being processed" in response.content.decode()
     assert Batch.objects.filter(pk=batch.pk).exists()
+
+
+def test_upload_keeps_the_good_files_and_lists_each_refused_one(image_staff, preset):
+    files = [
+        upload("beach.jpg", samples.jpeg()),
+        upload("notes.jpg", samples.text()),
+        upload("logo.png", samples.png()),
+    ]
+    client = client_for(image_staff)
+    response = client.post(
+        reverse("images:batch_new"), {"name": "Mixed", "preset": preset.pk, "files": files}
+    )
+    batch = Batch.objects.get()
+    assert response.status_code == 302 and batch.images_total == 2
+    assert sorted(batch.images.values_list("original_name", flat=True)) == ["beach.jpg", "logo.png"]
+    assert [file["name"] for file in batch.refused] == ["notes.jpg"]
+    assert AuditEntry.objects.get(action="images.batch.create").summary.endswith("1 refused")
+    html = client.get(batch.get_absolute_url()).content.decode()
+    assert "2 images queued. 1 file left out, listed below." in html
+    assert "1 file left out of this batch" in html
+    assert "<strong>notes.jpg</strong>: This is not an image in a supported format" in html
+    # Queued, nothing done yet: "Before" is what was uploaded, not 0 bytes.
+    uploaded = sum(batch.images.values_list("bytes", flat=True))
+    assert f"<dt>Before</dt><dd>{human_bytes(uploaded)}</dd>" in html
+    assert "<dt>After</dt><dd>—</dd>" in html
+
+
+def test_compare_view_offers_actual_size_a_slider_and_ssim_only_when_measured(
+    image_staff, finished
+):
+    image = finished.images.get(original_name="beach.jpg")
+    url = reverse("images:image_compare", args=[finished.pk, image.pk])
+    client = client_for(image_staff)
+    html = client.get(url).content.decode()
+    assert ">Actual size (1:1)</a>" in html and "zoom=1" in html
+    assert 'type="range"' in html and "Before / after" in html
+    assert '<script src="/static/images/compare.js" defer></script>' in html
+    assert ">SSIM</th>" not in html  # the default preset does not measure it
+    html = client.get(f"{url}?zoom=1").content.decode()
+    assert (
+        "is-actual-size" in html and ">Fit to the page</a>" in html and 'type="range"' not in html
+    )
+    image.variants.filter(kept=True).update(ssim=0.987)
+    assert ">SSIM</th>" in client.get(url).content.decode()

@@ -150,7 +150,7 @@ def test_operator_may_not_close_nor_write_the_postmortem(incident, operator, htm
     )
     assert client.get(url("postmortem_edit", incident.pk)).status_code == 403
     html = client.get(incident.get_absolute_url()).content.decode()
-    assert ">Close<" not in html and "Write the postmortem" not in html
+    assert ">Close<" not in html and url("postmortem_edit", incident.pk) not in html
 
 
 def test_resolve_then_close_refused_without_postmortem_and_then_closed(
@@ -229,14 +229,21 @@ def test_edit_page_records_only_changes(incident, operator):
     entries = TimelineEntry.objects.count()
     assert client.post(url("incident_edit", incident.pk), data).status_code == 302
     assert TimelineEntry.objects.count() == entries  # nothing changed, nothing written
+    assert "resolved_at" not in form.fields  # open: resolving is a status change
     data["summary"] = "Users cannot log in"
-    data["resolved_at"] = "2020-01-01T00:00"
+    data["acknowledged_at"] = "2020-01-01T00:00"
     response = client.post(url("incident_edit", incident.pk), data)
+    html = response.content.decode()
     assert response.status_code == 400
-    assert "Resolved cannot be before started." in response.content.decode()
+    # Once, beside its field, which has the focus; the banner only points at it.
+    assert html.count("Acknowledged cannot be before detected.") == 1
+    field = html[html.index('<label for="id_acknowledged_at"') :]
+    field = field[: field.index("<label", 10)]
+    assert "Acknowledged cannot be before detected." in field and "autofocus" in field
+    assert "Please correct the field marked below." in html
     incident.refresh_from_db()
     assert incident.summary == ""
-    data["resolved_at"] = ""
+    data["acknowledged_at"] = ""
     assert client.post(url("incident_edit", incident.pk), data).status_code == 302
     incident.refresh_from_db()
     assert incident.summary == "Users cannot log in"
@@ -401,7 +408,7 @@ def test_run_page_links_back_to_its_incident(incident, operator):
     assert f'href="{incident.get_absolute_url()}"' in html
     checklist_item_set_state(item=run.items.first(), user=operator, state=ItemState.DONE)
     html = client_for(operator).get(incident.get_absolute_url()).content.decode()
-    assert "Ticked: Acknowledge the alert" in html and "1 of 8 done" in html
+    assert "Ticked: Acknowledge the alert" in html and "<strong>1 of 8</strong> done" in html
 
 
 def _bulk(make_incident, operator, count):
@@ -441,9 +448,10 @@ def test_list_report_and_detail_query_counts_do_not_grow(
         )
     assert response.status_code == 200 and response.context["report"].total.count == count
     incident = Incident.objects.first()
-    with django_assert_max_num_queries(11):
+    # The page and the poll also read the response checklist's items and their KPI evidence.
+    with django_assert_max_num_queries(13):
         assert client.get(incident.get_absolute_url()).status_code == 200
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(13):
         assert (
             client.get(url("incident_poll", incident.pk), {"since": 0}, **htmx).status_code == 200
         )

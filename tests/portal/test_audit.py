@@ -1,5 +1,8 @@
 """The audit log: append-only, written with who/what/where, readable by managers only."""
 
+import csv
+import io
+
 import pytest
 from django.urls import reverse
 
@@ -133,3 +136,44 @@ def test_operator_cannot_edit_templates_in_admin(make_template, operator):
         reverse("admin:ops_checklisttemplate_change", args=[template.pk])
     )
     assert response.status_code == 302  # not staff: sent to the admin login
+
+
+def test_entries_link_to_their_object(make_incident, make_template, manager, operator):
+    incident = make_incident(operator)
+    run = incident.checklist_runs.get()
+    item = run.items.first()
+    client_for(operator).post(
+        reverse("ops:item_tick", args=[run.pk, item.pk]), {"done": "1"}, HTTP_HX_REQUEST="true"
+    )
+    gone = make_template("Gone soon")
+    audit_record(actor=manager, action="test.gone", target=gone, summary="about to go")
+    gone.runs.all().delete()
+    gone.items.all().delete()
+    gone.delete()
+    html = client_for(manager).get(reverse("audit_log")).content.decode()
+    assert f'<a href="{incident.get_absolute_url()}">{incident}</a>' in html
+    assert f'<a href="/runs/{run.pk}/#item-{item.pk}">{item.text}</a>' in html
+    assert "Gone soon<br>" in html  # no page any more: plain text
+
+
+def test_audit_csv_export_has_the_page_filters(entries, manager, operator):
+    client = client_for(manager)
+    html = client.get(reverse("audit_log"), {"actor": "maria"}).content.decode()
+    assert 'href="/audit/export.csv?actor=maria" download' in html
+    response = client.get(reverse("audit_export"), {"actor": "maria"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-')
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:3] == ["created_at", "actor", "action"]
+    assert [row[1] for row in rows[1:]] == ["maria"] and rows[1][6] == "Imported daily.md"
+    everything = client.get(reverse("audit_export"))
+    assert len(b"".join(everything.streaming_content).decode().splitlines()) == 63
+    bad = client.get(reverse("audit_export"), {"since": "yesterday"})
+    assert bad.status_code == 400 and "From must be a date" in bad.content.decode()
+    assert client_for(operator).get(reverse("audit_export")).status_code == 403
+
+
+def test_audit_csv_quotes_formulas(manager):
+    audit_record(actor=manager, action="test.formula", summary="=HYPERLINK(1)")
+    response = client_for(manager).get(reverse("audit_export"))
+    assert "'=HYPERLINK(1)" in b"".join(response.streaming_content).decode()

@@ -124,3 +124,8 @@ def test_env_reads_files_and_urls(monkeypatch, tmp_path):
     sqlite = env.database_from_url("sqlite:////tmp/x.sqlite3")
     assert sqlite["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in sqlite["OPTIONS"]["init_command"]
+
+
+def test_favicon_ico_leads_to_the_icon_without_a_login(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("portal/favicon.svg")

@@ -1,6 +1,9 @@
 """`manage.py setup_portal`, the first step of `make run`."""
 
+import os
 import re
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -9,6 +12,9 @@ from django.core.management import call_command
 
 from ops.models import ChecklistRun, ChecklistTemplate, MonitoredService
 from portal import roles
+from portal.management.commands.run_portal import banner
+from portal.management.commands.setup_portal import SetupUser
+from portal.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +50,39 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
     assert ChecklistTemplate.objects.count() == len(
         set(ChecklistTemplate.objects.values_list("source_key", flat=True))
     )
+
+
+def test_the_demo_web_check_follows_host_and_port(settings):
+    setup("--demo")
+    settings.PORTAL_DEMO_HOST = "127.0.0.1:8101"
+    setup("--demo")
+    web = MonitoredService.objects.get(slug="portal-web")
+    assert web.target == "http://127.0.0.1:8101/api/health"
+    entry = AuditEntry.objects.get(action="service.update", object_id=str(web.pk))
+    assert entry.before == {"target": "http://127.0.0.1:8000/api/health"}
+
+
+def test_banner_names_the_address_the_users_and_the_reset():
+    users = [
+        SetupUser(username="admin", role=roles.ADMIN, password="s3cret-admin"),
+        SetupUser(username="operator", role=roles.OPERATOR, password=None),
+    ]
+    text = banner(url="http://127.0.0.1:8101/", users=users, seconds=12.34)
+    assert "http://127.0.0.1:8101/" in text and "Started in 12.3 s" in text
+    assert "s3cret-admin" in text and "(unchanged)" in text
+    assert "manage.py changepassword NAME" in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [("LOG_LEVEL", "loud", "LOG_LEVEL must be one of"), ("PORT", "80000", "PORT must be at most")],
+)
+def test_malformed_run_settings_stop_the_start(variable, value, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", variable: value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0 and message in result.stderr
