@@ -28,8 +28,9 @@ from ops.models import (
     TimelineEntry,
     TimelineKind,
 )
+from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
-from ops.services.checklists import checklist_run_start
+from ops.services.checklists import checklist_run_cancel, checklist_run_start
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
@@ -526,17 +527,70 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
                 status=409,
             )
     before = _snapshot(incident)
+    # Its response checklist closes with it: a run nobody will finish must not stay open.
+    cancelled = [
+        checklist_run_cancel(
+            run=run,
+            user=user,
+            reason=f"{incident.reference} was closed.",
+            owner="incident",
+            now=now,
+        )
+        for run in incident.checklist_runs.filter(status=RunStatus.OPEN).order_by("pk")
+    ]
     incident.status = IncidentStatus.CLOSED
     incident.closed_at = now
     incident.closed_by = user
     incident.save()
-    incident.add_entry(
-        kind=TimelineKind.STATUS, text=f"Closed by {person_name(user)}.", user=user, now=now
-    )
+    text = f"Closed by {person_name(user)}."
+    for run in cancelled:
+        text += (
+            f" Response checklist cancelled with {run.open_count} of {run.items_total} "
+            f"item{'s' if run.items_total != 1 else ''} open."
+        )
+    incident.add_entry(kind=TimelineKind.STATUS, text=text, user=user, now=now)
     audit_record(
         actor=user,
         action="incident.close",
         target=incident,
+        before=before,
+        after={**_snapshot(incident), "runs_cancelled": [run.pk for run in cancelled]},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_reopen(
+    *, incident: Incident, user, reason: str, now: datetime | None = None
+) -> Incident:
+    """A closed incident is frozen; a manager reopens it (as resolved) to correct it, saying
+    why. Its response checklist stays as it was when the incident closed."""
+    require_perm(user, "ops.close_incident", "Only a manager may reopen a closed incident.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ActionRefused("Say why you reopen the incident.")
+    if len(reason) > MAX_NOTE:
+        raise ActionRefused(f"The reason is too long ({len(reason)} characters; at most 5000).")
+    now = now or timezone.now()
+    incident = incident_lock(incident)
+    if not incident.is_closed:
+        raise ActionRefused("The incident is not closed.", status=409)
+    before = _snapshot(incident)
+    incident.status = IncidentStatus.RESOLVED
+    incident.closed_at = None
+    incident.closed_by = None
+    incident.save()
+    incident.add_entry(
+        kind=TimelineKind.STATUS,
+        text=f"Reopened by {person_name(user)} to correct it: {reason}",
+        user=user,
+        now=now,
+    )
+    audit_record(
+        actor=user,
+        action="incident.reopen",
+        target=incident,
+        summary=reason[:500],
         before=before,
         after=_snapshot(incident),
     )
@@ -592,6 +646,8 @@ def incident_run_item_changed(
         return None
     now = now or timezone.now()
     incident = Incident.objects.select_for_update().get(pk=run.incident_id)
+    if incident.is_closed:
+        return None  # frozen: incident_run_frozen refused the change before it was made
     verb = {"done": "Ticked", "open": "Unticked", "skipped": "Skipped"}[item.state]
     text = f"{verb}: {item.text}"
     if item.state == "skipped" and item.skip_reason:
@@ -600,3 +656,16 @@ def incident_run_item_changed(
         text += ". Response checklist complete."
     entry = incident.add_entry(kind=TimelineKind.CHECKLIST, text=text, user=user, now=now)
     return entry
+
+
+def incident_run_frozen(incident_id: int) -> str | None:
+    """Asked by the checklist services before a response checklist changes: a closed
+    incident's checklist is frozen. Locks the incident first (then the run is locked), the
+    order incident_close keeps too."""
+    incident = Incident.objects.select_for_update().only("pk", "status").get(pk=incident_id)
+    if incident.is_closed:
+        return (
+            f"{incident.reference} is closed: its response checklist is frozen. "
+            "A manager can reopen the incident to correct it."
+        )
+    return None
