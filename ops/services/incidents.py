@@ -285,12 +285,110 @@ def incident_open(
     return incident
 
 
+def _comparable(field: str, value) -> Any:
+    """A field's value in one form whatever gave it (the incident, a form, a caller): text
+    stripped, severity and commander by name, times to the minute (as a form shows them)."""
+    if field in TEXT_FIELDS:
+        return (value or "").strip()
+    if field == "severity":
+        code = value.code if hasattr(value, "code") else (value or "")
+        return code.strip().upper()
+    if field == "commander":
+        return value.get_username() if hasattr(value, "get_username") else (value or "")
+    if field == "personal_data":
+        return bool(value)
+    if field == "services":
+        return sorted({str(slug).strip() for slug in value or () if str(slug).strip()})
+    if field in TIME_FIELDS:
+        if value is None:
+            return None
+        return timezone.localtime(value).replace(second=0, microsecond=0)
+    return value
+
+
+def _shown(field: str, value) -> str:
+    """A value as the conflict message shows it."""
+    if value in (None, "", []):
+        return "empty"
+    if field in TIME_FIELDS:
+        return f"{value:%Y-%m-%d %H:%M}"
+    if field == "personal_data":
+        return "yes" if value else "no"
+    if field == "services":
+        return ", ".join(value)
+    text = str(value)
+    return f"“{text[:80]}{'…' if len(text) > 80 else ''}”"
+
+
+FIELD_LABELS = {
+    **{field: label for field, (label, _limit) in TEXT_FIELDS.items()},
+    **TIME_LABELS,
+    "severity": "Severity",
+    "commander": "Commander",
+    "personal_data": "Personal data",
+    "services": "Affected monitored services",
+}
+
+
+class EditConflict(ActionRefused):
+    """The incident changed since the form was opened, in a field the user changed too."""
+
+    def __init__(self, message: str, *, changed: dict[str, str]):
+        super().__init__(message, status=409)
+        self.changed = changed
+
+
+def _check_conflicts(
+    incident: Incident, *, version: int | None, opened: dict | None, changes: dict
+) -> None:
+    """Optimistic concurrency: a form carries the version it was opened at and the values it
+    showed. When the incident moved on since, a field the user changed that somebody else
+    changed too (to something else) refuses the whole save, saying what changed meanwhile."""
+    if version is None or version == incident.version:
+        return
+    current = {field: getattr(incident, field) for field in EDITABLE}
+    current["services"] = list(incident.services.values_list("slug", flat=True))
+    meanwhile = {
+        field: _comparable(field, value)
+        for field, value in current.items()
+        if opened is not None
+        and field in opened
+        and _comparable(field, value) != _comparable(field, opened[field])
+    }
+    conflicts = [
+        field
+        for field, new in changes.items()
+        if (opened is None or field in meanwhile)
+        and _comparable(field, current[field]) != _comparable(field, new)
+    ]
+    if not conflicts:
+        return
+    if opened is None:
+        meanwhile = {field: _comparable(field, current[field]) for field in conflicts}
+    said = "; ".join(
+        f"{FIELD_LABELS[field]} is now {_shown(field, value)}" for field, value in meanwhile.items()
+    )
+    raise EditConflict(
+        f"Somebody changed this incident while you were editing it: {said}. "
+        "Your changes are still in the form: check them against these and save again.",
+        changed={field: _shown(field, value) for field, value in meanwhile.items()},
+    )
+
+
 @transaction.atomic
 def incident_update(
-    *, incident: Incident, user, now: datetime | None = None, **changes: Any
+    *,
+    incident: Incident,
+    user,
+    now: datetime | None = None,
+    version: int | None = None,
+    opened: dict | None = None,
+    **changes: Any,
 ) -> Incident:
-    """Change details, times, severity or commander. Validates the whole result first; each
-    change becomes a timeline entry. Changing severity or detection moves the clocks."""
+    """Change details, times, severity or commander: only the fields in ``changes``. Validates
+    the whole result first; each change becomes a timeline entry. Changing severity or
+    detection moves the clocks. ``version`` (and ``opened``, the values the form showed) is
+    what the form was opened at: see _check_conflicts."""
     require_perm(user, "ops.update_incident", "You may not update incidents.")
     unknown = set(changes) - {*EDITABLE, "services"}
     if unknown:
@@ -299,6 +397,7 @@ def incident_update(
     incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
+    _check_conflicts(incident, version=version, opened=opened, changes=changes)
     before = _snapshot(incident)
     if "services" in changes:
         monitored = _monitored_services(changes.pop("services"))
@@ -366,10 +465,14 @@ def incident_update(
                 user=user,
                 now=now,
             )
+        elif field in TIME_FIELDS and value is None:
+            details.append(f"{TIME_LABELS[field]} cleared")
         elif field in TIME_FIELDS:
             details.append(f"{TIME_LABELS[field]} {timezone.localtime(value):%Y-%m-%d %H:%M}")
         elif field == "personal_data":
             details.append("personal data involved" if value else "no personal data involved")
+        elif not value:
+            details.append(f"{TEXT_FIELDS[field][0].lower()} cleared")
         else:
             details.append(f"{TEXT_FIELDS[field][0].lower()} edited")
     if details:

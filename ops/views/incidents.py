@@ -29,6 +29,7 @@ from ops.selectors.incidents import (
     severities_all,
 )
 from ops.services.incidents import (
+    EditConflict,
     incident_acknowledge,
     incident_close,
     incident_note_add,
@@ -264,20 +265,31 @@ def incident_edit(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
     if not request.user.has_perm("ops.update_incident"):
         raise PermissionDenied("You may not update incidents.")
-    initial = IncidentEditForm.initial_for(incident)
-    form = IncidentEditForm(request.POST or None, initial=initial)
+    form = IncidentEditForm.for_incident(incident, request.POST or None)
     status = 200
     if request.method == "POST":
+        status = 400
         if form.is_valid():
-            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            changes = form.changes()
             try:
-                incident_update(incident=incident, user=request.user, **changes)
+                incident_update(
+                    incident=incident,
+                    user=request.user,
+                    version=form.cleaned_data["version"],
+                    opened=form.opened(),
+                    **changes,
+                )
+            except EditConflict as conflict:
+                # Keep what the user typed, now checked against the incident as it is.
+                form = IncidentEditForm.rebased(request.POST, _get_incident_for_user(request, pk))
+                form.is_valid()
+                form.add_error(None, conflict.message)
+                status = conflict.status
             except ActionRefused as refused:
                 form.add_error(None, refused.message)
             else:
                 messages.success(request, "Saved." if changes else "Nothing changed.")
                 return redirect(incident)
-        status = 400
     return render(
         request,
         "ops/incidents/incident_edit.html",
