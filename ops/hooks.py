@@ -24,6 +24,7 @@ from ops.selectors.checklists import (
 from ops.selectors.health import health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.runbooks import runbook_import
 from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
@@ -39,7 +40,9 @@ def _incidents_block(request: HttpRequest, now: datetime) -> dict | None:
     if not request.user.has_perm("ops.view_incident"):
         return None
     incidents = incidents_open()
-    return {"open_incidents": incidents, "now": now} if incidents else None
+    if not incidents:
+        return None
+    return {"open_incidents": incidents, "now": now, "notify_channels": notification_channels()}
 
 
 def _once(request: HttpRequest, name: str, read):

@@ -27,6 +27,7 @@ urlpatterns = [
     path("incidents/<int:pk>/acknowledge/", incidents.incident_ack, name="incident_ack"),
     path("incidents/<int:pk>/status/", incidents.incident_status, name="incident_status"),
     path("incidents/<int:pk>/close/", incidents.incident_close_view, name="incident_close"),
+    path("incidents/<int:pk>/reopen/", incidents.incident_reopen_view, name="incident_reopen"),
     path("incidents/<int:pk>/notes/", incidents.incident_note, name="incident_note"),
     path("incidents/<int:pk>/edit/", incidents.incident_edit, name="incident_edit"),
     path("incidents/<int:pk>/print/", incidents.incident_print, name="incident_print"),

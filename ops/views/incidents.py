@@ -28,12 +28,14 @@ from ops.selectors.incidents import (
     incidents_filtered,
     severities_all,
 )
+from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import (
     EditConflict,
     incident_acknowledge,
     incident_close,
     incident_note_add,
     incident_open,
+    incident_reopen,
     incident_set_status,
     incident_update,
 )
@@ -143,6 +145,7 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "status_form": StatusForm(initial={"status": incident.status}, auto_id="status_%s"),
         "action_form": extra.pop("action_form", None) or ActionItemForm(),
         "poll_seconds": settings.INCIDENT_POLL_SECONDS,
+        "notify_channels": notification_channels(),
         **extra,
     }
 
@@ -227,6 +230,16 @@ def incident_status(request: HttpRequest, pk: int) -> HttpResponse:
 def incident_close_view(request: HttpRequest, pk: int) -> HttpResponse:
     return _incident_action(
         request, pk, lambda incident: incident_close(incident=incident, user=request.user)
+    )
+
+
+@require_POST
+def incident_reopen_view(request: HttpRequest, pk: int) -> HttpResponse:
+    reason = request.POST.get("reason", "")
+    return _incident_action(
+        request,
+        pk,
+        lambda incident: incident_reopen(incident=incident, user=request.user, reason=reason),
     )
 
 
