@@ -371,7 +371,9 @@ def checklist_run_undo(*, run: ChecklistRun, user, now: datetime | None = None) 
         raise ActionRefused("There is no tick or skip to undo.", status=409)
     if run.completed_by_id != user.pk or item.done_by_id != user.pk:
         who = run.completed_by.get_username() if run.completed_by else "whoever completed it"
-        raise ActionRefused(f"Only {who}, who completed the run, can undo its last tick.", 403)
+        raise ActionRefused(
+            f"Only {who}, who completed the run, can undo its last tick.", status=403
+        )
     before = _item_snapshot(item)
     undone = "skip" if item.state == ItemState.SKIPPED else "tick"
     item.state = ItemState.OPEN
