@@ -105,7 +105,7 @@ def _history_block(request: HttpRequest, now: datetime) -> dict | None:
         return None
     templates = _templates(request)
     return {
-        "histories": template_histories(templates=templates, now=now),
+        "histories": template_histories(templates=templates, now=now, user=request.user),
         "can_start": request.user.has_perm("ops.start_checklistrun"),
     }
 

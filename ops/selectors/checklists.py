@@ -103,12 +103,14 @@ class TemplateHistory:
 
 
 def template_histories(
-    *, templates: list[ChecklistTemplate], now: datetime, days: int = HISTORY_DAYS
+    *, templates: list[ChecklistTemplate], now: datetime, days: int = HISTORY_DAYS, user=None
 ) -> list[TemplateHistory]:
     """For each template, its last ``days`` days: completion rate of runs that had to be done
     (complete, or past their period), median time from first tick to completion, who completed
     them, and a strip of the latest runs."""
     histories = {template.pk: TemplateHistory(template=template) for template in templates}
+    owners = [owner for owner in registry.run_owners if owner.may_view is not None]
+    owner_fields = [f"{owner.field}_id" for owner in owners]
     rows = (
         ChecklistRun.objects.filter(template__in=templates, created_at__gte=now - timedelta(days))
         .order_by("-created_at", "-id")
@@ -121,9 +123,13 @@ def template_histories(
             "completed_at",
             "period_end",
             "completed_by__username",
+            *owner_fields,
         )
     )
-    for pk, template_id, status, created, started, completed, period_end, who in rows:
+    seen: dict[tuple[str, int], bool] = {}
+    for pk, template_id, status, created, started, completed, period_end, who, *owned in rows:
+        if user is not None and not _may_view_owners(user, owners, owned, seen):
+            continue  # a run of something the user may not see is not in their strip either
         history = histories[template_id]
         done = status == RunStatus.COMPLETED
         cancelled = status == RunStatus.CANCELLED
@@ -145,6 +151,18 @@ def template_histories(
     for history in histories.values():
         history.strip.reverse()
     return list(histories.values())
+
+
+def _may_view_owners(user, owners, owner_ids, seen: dict) -> bool:
+    for owner, owner_id in zip(owners, owner_ids, strict=True):
+        if owner_id is None:
+            continue
+        key = (owner.field, owner_id)
+        if key not in seen:
+            seen[key] = owner.may_view(user, owner_id)
+        if not seen[key]:
+            return False
+    return True
 
 
 def active_templates() -> list[ChecklistTemplate]:

@@ -54,7 +54,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
         request,
         "ops/checklists/template_list.html",
         {
-            "histories": template_histories(templates=templates, now=now),
+            "histories": template_histories(templates=templates, now=now, user=request.user),
             "query": query,
             "can_start": request.user.has_perm("ops.start_checklistrun"),
         },
@@ -72,7 +72,7 @@ def template_detail(request: HttpRequest, slug: str) -> HttpResponse:
         user=request.user,
     )
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    history = template_histories(templates=[template], now=timezone.now())[0]
+    history = template_histories(templates=[template], now=timezone.now(), user=request.user)[0]
     return render(
         request,
         "ops/checklists/template_detail.html",
