@@ -247,3 +247,41 @@ def test_image_staff_do_not_see_an_incidents_response_checklist(
     page = client_for(operator).get(run.get_absolute_url()).content.decode()
     assert f"response checklist of {incident.reference} Customer export bucket was public" in page
     assert f'href="{run.template.get_absolute_url()}"' in page
+
+
+# Closing and reopening an incident
+
+
+def test_closing_an_incident_cancels_its_checklist_and_a_manager_reopens_it(
+    make_incident, operator, manager
+):
+    incident = make_incident(operator, severity="P3")
+    run = incident.checklist_runs.get()
+    client = client_for(manager)
+    client.post(reverse("ops:incident_status", args=[incident.pk]), {"status": "resolved"})
+    html = client.post(reverse("ops:incident_close", args=[incident.pk]), **HTMX).content.decode()
+    assert "Response checklist cancelled with 8 of 8 items open." in html
+    assert "Cancelled" in html and "Reopen to correct it" in html
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    # The frozen checklist refuses a tick in its row and writes nothing.
+    item = run.items.first()
+    response = client_for(operator).post(tick_url(run, item), {"done": "1"}, **HTMX)
+    assert response.status_code == 409
+    assert "is closed: its response checklist is frozen" in response.content.decode()
+    # Operators may not reopen; a manager must say why.
+    reopen = reverse("ops:incident_reopen", args=[incident.pk])
+    assert client_for(operator).post(reopen, {"reason": "typo"}, **HTMX).status_code == 403
+    response = client.post(reopen, {"reason": ""}, **HTMX)
+    assert response.status_code == 400 and "Say why you reopen the incident." in (
+        response.content.decode()
+    )
+    response = client.post(reopen, {"reason": "Wrong root cause"}, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200 and html.lstrip().startswith(
+        '<section id="incident-summary"'
+    )
+    assert "Reopened by maria to correct it: Wrong root cause" in html
+    incident.refresh_from_db()
+    assert incident.status == "resolved"
+    assert client.get(reopen).status_code == 405
