@@ -42,6 +42,7 @@ def test_undo_a_mistaken_last_tick_then_cancel_a_stray_run(new_page, pre_deploym
     progress = page.locator("#run-progress")
     expect(progress).to_contain_text("Complete")
     expect(page.get_by_role("checkbox", name="Tests green")).to_be_disabled()
+    page.screenshot(path="var/test-run-undo.png", full_page=True)
 
     # The tag was not pushed after all: take the tick back.
     page.get_by_role("button", name="Undo the last tick").click()
@@ -63,6 +64,7 @@ def test_undo_a_mistaken_last_tick_then_cancel_a_stray_run(new_page, pre_deploym
     expect(progress).to_contain_text("Started by mistake")
     expect(page.get_by_role("checkbox", name="Tests green")).to_be_disabled()
     assert ChecklistRun.objects.get(label="oops").status == RunStatus.CANCELLED
+    page.screenshot(path="var/test-run-cancelled.png", full_page=True)
 
     page.goto("/")
     current = page.get_by_role("region", name="This period's checklists")

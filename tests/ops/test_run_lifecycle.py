@@ -2,9 +2,11 @@
 their owner, frozen when their incident is closed, undone within a grace period, annotated
 after completion, and parents that are not ticked over open sub-items."""
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
@@ -281,3 +283,15 @@ def test_a_parent_is_not_ticked_while_sub_items_are_open(make_template, operator
     checklist_item_set_state(item=parent, user=operator, state=ItemState.DONE)
     run.refresh_from_db()
     assert run.is_complete
+
+
+def test_the_migration_cancels_runs_left_open_on_closed_incidents(make_incident, operator):
+    closed, still_open = make_incident(operator, title="Old"), make_incident(operator)
+    Incident.objects.filter(pk=closed.pk).update(status="closed", closed_at=timezone.now())
+    migration = importlib.import_module("ops.migrations.0006_run_cancel")
+    migration.cancel_runs_of_closed_incidents(apps, None)
+    run = closed.checklist_runs.get()
+    assert (
+        run.status == RunStatus.CANCELLED and run.cancel_reason == f"{closed.reference} was closed."
+    )
+    assert still_open.checklist_runs.get().status == RunStatus.OPEN
