@@ -18,12 +18,14 @@ from ops.selectors.checklists import (
     active_templates,
     runs_current,
     runs_needing_attention,
+    runs_visible,
     template_histories,
 )
 from ops.selectors.health import health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
 from ops.services.checklists import checklist_runs_schedule
-from ops.services.incidents import incident_run_item_changed
+from ops.services.incident_notifications import notification_channels
+from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.runbooks import runbook_import
 from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
 from portal.services.audit import audit_record
@@ -39,7 +41,9 @@ def _incidents_block(request: HttpRequest, now: datetime) -> dict | None:
     if not request.user.has_perm("ops.view_incident"):
         return None
     incidents = incidents_open()
-    return {"open_incidents": incidents, "now": now} if incidents else None
+    if not incidents:
+        return None
+    return {"open_incidents": incidents, "now": now, "notify_channels": notification_channels()}
 
 
 def _once(request: HttpRequest, name: str, read):
@@ -52,7 +56,9 @@ def _once(request: HttpRequest, name: str, read):
 
 
 def _runs_now(request: HttpRequest, now: datetime) -> list:
-    return _once(request, "runs", lambda: runs_current(now=now))
+    return _once(
+        request, "runs", lambda: runs_visible(runs=runs_current(now=now), user=request.user)
+    )
 
 
 def _templates(request: HttpRequest) -> list:
@@ -63,7 +69,7 @@ def _attention_block(request: HttpRequest, now: datetime) -> dict | None:
     if not request.user.has_perm("ops.view_checklistrun"):
         return None
     overdue = [run for run in _runs_now(request, now) if run.is_overdue(now)]
-    attention = runs_needing_attention(now=now)
+    attention = runs_visible(runs=runs_needing_attention(now=now), user=request.user)
     if not overdue and not attention:
         return None
     return {"overdue_runs": overdue, "attention_runs": attention, "now": now}
@@ -100,7 +106,7 @@ def _history_block(request: HttpRequest, now: datetime) -> dict | None:
         return None
     templates = _templates(request)
     return {
-        "histories": template_histories(templates=templates, now=now),
+        "histories": template_histories(templates=templates, now=now, user=request.user),
         "can_start": request.user.has_perm("ops.start_checklistrun"),
     }
 
@@ -239,5 +245,6 @@ def register(registry: Registry) -> None:
             item_changed=incident_run_item_changed,
             may_view=_may_view_incident,
             describe=_describe_incident,
+            frozen=incident_run_frozen,
         )
     )

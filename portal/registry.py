@@ -44,13 +44,21 @@ class RunOwner:
     maintenance window's or a request's). ``field`` is the run's foreign key to it.
 
     ``item_changed(run=, item=, user=, now=)`` is called inside the transaction of a tick,
-    untick, skip or note; ``may_view(user, owner_id)`` says whether a user may see runs of
-    that owner; ``describe(run)`` gives (text, url) to show where the run is listed."""
+    untick, skip or undo; ``may_view(user, owner_id)`` says whether a user may see runs of
+    that owner (a run of an owner you may not see is not shown to you at all);
+    ``describe(run)`` gives (text, url) to show where the run is listed; ``frozen(owner_id)``
+    is called before any change to one of its runs, before the run is locked (so it may lock
+    the owner's row: owner first, then run), and returns why the run may not change now (the
+    incident is closed) or None.
+
+    A run that has an owner is cancelled by its owner only (``checklist_run_cancel(owner=)``,
+    e.g. when the incident closes), never directly by a user."""
 
     field: str
     item_changed: Callable[..., Any] | None = None
     may_view: Callable[[Any, int], bool] | None = None
     describe: Callable[[Any], tuple[str, str]] | None = None
+    frozen: Callable[[int], str | None] | None = None
 
     def owner_id(self, run) -> int | None:
         return getattr(run, f"{self.field}_id", None)
@@ -108,6 +116,12 @@ class Registry:
             if owner_id is not None:
                 found.append((owner, owner_id))
         return found
+
+    def run_owner(self, field: str) -> RunOwner:
+        for owner in self.run_owners:
+            if owner.field == field:
+                return owner
+        raise ImproperlyConfigured(f"No run owner uses the field {field!r}.")
 
 
 registry = Registry()

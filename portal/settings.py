@@ -307,6 +307,8 @@ PORTAL_DEMO_HOST = env_str("PORTAL_DEMO_HOST") or f"{_demo_host}:{PORTAL_PORT}"
 PORTAL_NAME = env_str("PORTAL_NAME", "Ops portal")
 # How often an open run page asks for other operators' ticks (seconds).
 CHECKLIST_POLL_SECONDS = env_int("CHECKLIST_POLL_SECONDS", 3, minimum=1)
+# How long after a run completes its last actor may undo the last tick or skip (minutes).
+CHECKLIST_UNDO_MINUTES = env_int("CHECKLIST_UNDO_MINUTES", 10, minimum=0)
 
 # Incidents
 # Who is e-mailed when an incident passes its response or escalation time unacknowledged.

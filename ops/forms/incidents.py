@@ -114,11 +114,16 @@ class IncidentOpenForm(_IncidentFields):
 
 
 class IncidentEditForm(_IncidentFields):
+    """Carries the version it was opened at and, hidden beside each field, the value it showed
+    (Django's show_hidden_initial): a save sends only what the user changed, and the service
+    refuses it when somebody else changed the same field meanwhile."""
+
     started_at = _time_field("Started", required=True)
     detected_at = _time_field("Detected", required=True)
     acknowledged_at = _time_field("Acknowledged")
     mitigated_at = _time_field("Mitigated")
     resolved_at = _time_field("Resolved")
+    version = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
 
     field_order = ["title", "severity", "commander"]
 
@@ -141,6 +146,48 @@ class IncidentEditForm(_IncidentFields):
             self.fields["resolved_at"].help_text += " An earlier Mitigated moves back with it."
         else:
             del self.fields["resolved_at"]
+        for name, field in self.fields.items():
+            field.show_hidden_initial = name != "version"
+
+    @classmethod
+    def for_incident(cls, incident, data=None) -> "IncidentEditForm":
+        return cls(data, initial=cls.initial_for(incident))
+
+    @classmethod
+    def rebased(cls, data: QueryDict, incident) -> "IncidentEditForm":
+        """The user's values kept, on top of the incident as it is now: the next save is
+        checked against this version (after a conflict the user has seen what changed)."""
+        fresh = cls.initial_for(incident)
+        data = data.copy()
+        probe = cls(initial=fresh)
+        for name, field in probe.fields.items():
+            if name == "version":
+                continue
+            key = probe.add_initial_prefix(name)
+            if isinstance(field, forms.MultipleChoiceField):
+                data.setlist(key, list(fresh[name]))
+            else:
+                data[key] = field.hidden_widget().format_value(fresh[name]) or ""
+        data["version"] = str(incident.version)
+        return cls(data, initial=fresh)
+
+    def changes(self) -> dict:
+        """What the user changed in this form (compared with what it showed, not with what
+        the incident holds now)."""
+        return {name: self.cleaned_data[name] for name in self.changed_data if name != "version"}
+
+    def opened(self) -> dict:
+        """The values the form showed when it was opened, for the fields the user changed."""
+        values = {}
+        for name in self.changes():
+            field = self.fields[name]
+            widget = field.hidden_widget()
+            raw = widget.value_from_datadict(self.data, self.files, self.add_initial_prefix(name))
+            try:
+                values[name] = field.to_python(raw)
+            except forms.ValidationError:
+                values[name] = None
+        return values
 
     @classmethod
     def initial_for(cls, incident) -> dict:
@@ -161,6 +208,7 @@ class IncidentEditForm(_IncidentFields):
             "acknowledged_at": _local_minute(incident.acknowledged_at),
             "mitigated_at": _local_minute(incident.mitigated_at),
             "resolved_at": _local_minute(incident.resolved_at),
+            "version": incident.version,
         }
 
 

@@ -218,6 +218,7 @@ class ChecklistItem(models.Model):
 class RunStatus(models.TextChoices):
     OPEN = "open", "Open"
     COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class ChecklistRun(models.Model):
@@ -237,6 +238,11 @@ class ChecklistRun(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancel_reason = models.CharField(max_length=500, blank=True)
     # An incident's response checklist: its ticks go to the incident's timeline.
     incident = models.ForeignKey(
         "ops.Incident",
@@ -265,7 +271,8 @@ class ChecklistRun(models.Model):
         ]
         permissions = [
             ("tick_checklistrun", "Can tick, skip and annotate items of checklist runs"),
-            ("start_checklistrun", "Can start on-demand checklist runs"),
+            ("start_checklistrun", "Can start and cancel on-demand checklist runs"),
+            ("cancel_checklistrun", "Can cancel scheduled checklist runs"),
         ]
 
     def __str__(self) -> str:
@@ -279,6 +286,18 @@ class ChecklistRun(models.Model):
         return self.status == RunStatus.COMPLETED
 
     @property
+    def is_cancelled(self) -> bool:
+        return self.status == RunStatus.CANCELLED
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == RunStatus.OPEN
+
+    @property
+    def open_count(self) -> int:
+        return self.items_total - self.items_done
+
+    @property
     def percent(self) -> int:
         return round(100 * self.items_done / self.items_total) if self.items_total else 100
 
@@ -288,16 +307,18 @@ class ChecklistRun(models.Model):
             return None
         return self.completed_at - (self.started_at or self.created_at)
 
+    def undo_until(self, grace: timedelta) -> datetime | None:
+        """Until when the last tick or skip that completed the run can be undone."""
+        if not self.is_complete or self.completed_at is None:
+            return None
+        return self.completed_at + grace
+
     def is_overdue(self, now: datetime | None = None) -> bool:
-        return (
-            not self.is_complete
-            and self.due_at is not None
-            and (now or timezone.now()) > self.due_at
-        )
+        return self.is_open and self.due_at is not None and (now or timezone.now()) > self.due_at
 
     def is_left_incomplete(self, now: datetime | None = None) -> bool:
         return (
-            not self.is_complete
+            self.is_open
             and self.period_end is not None
             and (now or timezone.now()) >= self.period_end
         )

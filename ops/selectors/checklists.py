@@ -12,6 +12,7 @@ from django.utils import timezone
 from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, Kpi, RunItem
 from ops.models.checklists import RunStatus
 from ops.selectors.health import kpi_values
+from portal.registry import registry
 
 HISTORY_DAYS = 30
 ATTENTION_DAYS = 14
@@ -29,7 +30,41 @@ def runs_current(*, now: datetime) -> list[ChecklistRun]:
     on_demand = Q(period_start__isnull=True) & (
         Q(status=RunStatus.OPEN) | Q(created_at__gte=local_midnight)
     )
-    return list(_runs().filter(in_period | on_demand).order_by("due_at", "created_at", "id"))
+    return list(
+        _runs()
+        .filter(in_period | on_demand)
+        .exclude(status=RunStatus.CANCELLED)
+        .order_by("due_at", "created_at", "id")
+    )
+
+
+def run_visible(*, run: ChecklistRun, user) -> bool:
+    """A run that belongs to something (an incident) is visible only to who may see that."""
+    return all(
+        owner.may_view is None or owner.may_view(user, owner_id)
+        for owner, owner_id in registry.owners_of(run)
+    )
+
+
+def runs_visible(*, runs: list[ChecklistRun], user) -> list[ChecklistRun]:
+    return [run for run in runs if run_visible(run=run, user=user)]
+
+
+def runs_visible_queryset(*, runs: QuerySet[ChecklistRun], user) -> QuerySet[ChecklistRun]:
+    """The same rule for a paginated list: one query per registered owner."""
+    for owner in registry.run_owners:
+        if owner.may_view is None:
+            continue
+        owned = (
+            runs.filter(**{f"{owner.field}__isnull": False})
+            .order_by()
+            .values_list(f"{owner.field}_id", flat=True)
+            .distinct()
+        )
+        hidden = [owner_id for owner_id in owned if not owner.may_view(user, owner_id)]
+        if hidden:
+            runs = runs.exclude(**{f"{owner.field}_id__in": hidden})
+    return runs
 
 
 def runs_needing_attention(*, now: datetime) -> list[ChecklistRun]:
@@ -68,12 +103,14 @@ class TemplateHistory:
 
 
 def template_histories(
-    *, templates: list[ChecklistTemplate], now: datetime, days: int = HISTORY_DAYS
+    *, templates: list[ChecklistTemplate], now: datetime, days: int = HISTORY_DAYS, user=None
 ) -> list[TemplateHistory]:
     """For each template, its last ``days`` days: completion rate of runs that had to be done
     (complete, or past their period), median time from first tick to completion, who completed
     them, and a strip of the latest runs."""
     histories = {template.pk: TemplateHistory(template=template) for template in templates}
+    owners = [owner for owner in registry.run_owners if owner.may_view is not None]
+    owner_fields = [f"{owner.field}_id" for owner in owners]
     rows = (
         ChecklistRun.objects.filter(template__in=templates, created_at__gte=now - timedelta(days))
         .order_by("-created_at", "-id")
@@ -86,12 +123,21 @@ def template_histories(
             "completed_at",
             "period_end",
             "completed_by__username",
+            *owner_fields,
         )
     )
-    for pk, template_id, status, created, started, completed, period_end, who in rows:
+    seen: dict[tuple[str, int], bool] = {}
+    for pk, template_id, status, created, started, completed, period_end, who, *owned in rows:
+        if user is not None and not _may_view_owners(user, owners, owned, seen):
+            continue  # a run of something the user may not see is not in their strip either
         history = histories[template_id]
         done = status == RunStatus.COMPLETED
+        cancelled = status == RunStatus.CANCELLED
         past = period_end is not None and period_end <= now
+        if cancelled:
+            if len(history.strip) < STRIP_LENGTH:
+                history.strip.append({"pk": pk, "state": "cancelled", "created_at": created})
+            continue
         if done or past:
             history.finished += 1
         if done:
@@ -105,6 +151,18 @@ def template_histories(
     for history in histories.values():
         history.strip.reverse()
     return list(histories.values())
+
+
+def _may_view_owners(user, owners, owner_ids, seen: dict) -> bool:
+    for owner, owner_id in zip(owners, owner_ids, strict=True):
+        if owner_id is None:
+            continue
+        key = (owner.field, owner_id)
+        if key not in seen:
+            seen[key] = owner.may_view(user, owner_id)
+        if not seen[key]:
+            return False
+    return True
 
 
 def active_templates() -> list[ChecklistTemplate]:

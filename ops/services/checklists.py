@@ -1,8 +1,9 @@
 """Writes for checklists: opening runs (scheduled or on demand) and ticking their items."""
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -123,6 +124,10 @@ def checklist_run_start(*, template: ChecklistTemplate, user, label: str = "") -
     """An operator starts a run now, e.g. "pre-deployment v1.2.3"."""
     require_perm(user, "ops.start_checklistrun", "You may not start checklist runs.")
     label = label.strip()
+    if not label:
+        raise ActionRefused(
+            "Give the run a label that says what it is for, e.g. “pre-deployment v1.2.3”."
+        )
     if len(label) > MAX_LABEL:
         raise ActionRefused(f"The label is too long ({len(label)} characters; at most 200).")
     if not template.is_active:
@@ -132,11 +137,40 @@ def checklist_run_start(*, template: ChecklistTemplate, user, label: str = "") -
     return run
 
 
-def _locked_run_for(item: RunItem) -> ChecklistRun:
-    run = ChecklistRun.objects.select_for_update().get(pk=item.run_id)
-    if run.is_complete:
+def _refuse_if_frozen(run: ChecklistRun) -> None:
+    """An owner may freeze its runs (a closed incident): asked before the run is locked, as
+    the owner may lock its own row first."""
+    for owner, owner_id in registry.owners_of(run):
+        if owner.frozen is not None:
+            reason = owner.frozen(owner_id)
+            if reason:
+                raise ActionRefused(reason, status=409)
+
+
+def _refuse_if_cancelled(run: ChecklistRun) -> None:
+    if run.is_cancelled:
+        raise ActionRefused(
+            f"This run was cancelled ({run.cancel_reason}): its items can no longer be changed.",
+            status=409,
+        )
+
+
+def _locked_run(run_id: int, *, completed_ok: bool = False) -> ChecklistRun:
+    """The run, locked for this transaction, once its owners allow a change."""
+    _refuse_if_frozen(ChecklistRun.objects.only(*_owner_fields()).get(pk=run_id))
+    run = ChecklistRun.objects.select_for_update().get(pk=run_id)
+    _refuse_if_cancelled(run)
+    if run.is_complete and not completed_ok:
         raise ActionRefused("This run is complete: its items can no longer be changed.", status=409)
     return run
+
+
+def _owner_fields() -> list[str]:
+    return ["pk", *(owner.field for owner in registry.run_owners)]
+
+
+def undo_grace() -> timedelta:
+    return timedelta(minutes=settings.CHECKLIST_UNDO_MINUTES)
 
 
 def _item_snapshot(item: RunItem) -> dict:
@@ -157,7 +191,13 @@ def _settle(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
     if run.started_at is None and item.state != ItemState.OPEN:
         run.started_at = now
     fields = ["version", "items_done", "started_at"]
-    if run.items_done == run.items_total:
+    if run.is_complete and run.items_done < run.items_total:
+        # An undo within the grace period: the run is open again.
+        run.status = RunStatus.OPEN
+        run.completed_at = None
+        run.completed_by = None
+        fields += ["status", "completed_at", "completed_by"]
+    elif not run.is_complete and run.items_done == run.items_total:
         run.status = RunStatus.COMPLETED
         run.completed_at = now
         run.completed_by = user
@@ -238,8 +278,10 @@ def checklist_item_set_state(
     note = note.strip()
     if len(note) > MAX_NOTE:
         raise ActionRefused(f"The note is too long ({len(note)} characters; at most 2000).")
-    run = _locked_run_for(item)
+    run = _locked_run(item.run_id)
     item = RunItem.objects.select_related("done_by").get(pk=item.pk)
+    if state == ItemState.DONE:
+        _refuse_if_children_open(item)
     before = _item_snapshot(item)
     now = timezone.now()
     evidence = item_evidence(item, now=now) if state == ItemState.DONE else None
@@ -264,17 +306,144 @@ def checklist_item_set_state(
     return item
 
 
+def _refuse_if_children_open(item: RunItem) -> None:
+    """Ticking a parent says its sub-items are done: it ticks nothing else, so they must be."""
+    still_open = list(
+        RunItem.objects.filter(parent_id=item.pk, state=ItemState.OPEN)
+        .order_by("position")
+        .values_list("text", flat=True)
+    )
+    if still_open:
+        names = ", ".join(f"“{text}”" for text in still_open[:3])
+        more = f" and {len(still_open) - 3} more" if len(still_open) > 3 else ""
+        raise ActionRefused(
+            f"Tick or skip its sub-items first: {names}{more} "
+            f"{'is' if len(still_open) == 1 else 'are'} still open.",
+            status=409,
+        )
+
+
 @transaction.atomic
 def checklist_item_note(*, item: RunItem, user, note: str) -> RunItem:
+    """On an open run the note is the item's note (replaced); on a completed run a note is
+    appended, signed and dated, after what is there: history is never edited."""
     require_perm(user, "ops.tick_checklistrun", "You may not annotate checklist items.")
     note = note.strip()
     if len(note) > MAX_NOTE:
         raise ActionRefused(f"The note is too long ({len(note)} characters; at most 2000).")
-    run = _locked_run_for(item)
+    run = _locked_run(item.run_id, completed_ok=True)
     item = RunItem.objects.select_related("done_by").get(pk=item.pk)
     before = _item_snapshot(item)
-    item.note = note
-    _settle(run, item, user=user, now=timezone.now())
-    _audit_item_change(run, item, user=user, action="note", before=before)
+    now = timezone.now()
+    if run.is_complete:
+        if not note:
+            raise ActionRefused("Write the note first.")
+        signed = f"{user.get_username()}, {timezone.localtime(now):%Y-%m-%d %H:%M}: {note}"
+        item.note = f"{item.note}\n\n{signed}" if item.note else signed
+        action = "note.append"
+    else:
+        item.note = note
+        action = "note"
+    _settle(run, item, user=user, now=now)
+    _audit_item_change(run, item, user=user, action=action, before=before)
     item.run = run
     return item
+
+
+@transaction.atomic
+def checklist_run_undo(*, run: ChecklistRun, user, now: datetime | None = None) -> RunItem:
+    """Within CHECKLIST_UNDO_MINUTES of completing a run, whoever completed it may undo the
+    last tick or skip: the item is open again, and so is the run."""
+    require_perm(user, "ops.tick_checklistrun", "You may not tick checklist items.")
+    now = now or timezone.now()
+    run = _locked_run(run.pk, completed_ok=True)
+    if not run.is_complete:
+        raise ActionRefused("The run is still open: untick the item instead.", status=409)
+    until = run.undo_until(undo_grace())
+    if until is None or now > until:
+        raise ActionRefused(
+            f"The run was completed more than {settings.CHECKLIST_UNDO_MINUTES} minutes ago: "
+            "its last tick can no longer be undone (notes can still be added).",
+            status=409,
+        )
+    item = run.items.select_related("done_by").order_by("-rev", "-position").first()
+    if item is None or item.state == ItemState.OPEN:
+        raise ActionRefused("There is no tick or skip to undo.", status=409)
+    if run.completed_by_id != user.pk or item.done_by_id != user.pk:
+        who = run.completed_by.get_username() if run.completed_by else "whoever completed it"
+        raise ActionRefused(
+            f"Only {who}, who completed the run, can undo its last tick.", status=403
+        )
+    before = _item_snapshot(item)
+    undone = "skip" if item.state == ItemState.SKIPPED else "tick"
+    item.state = ItemState.OPEN
+    item.skip_reason = ""
+    item.evidence = None
+    item.done_by = None
+    item.done_at = None
+    _settle(run, item, user=user, now=now)
+    _tell_owners(run, item, user=user, now=now)
+    audit_record(
+        actor=user,
+        action="checklist.run.undo",
+        target=run,
+        summary=f"Undid the last {undone}: {item.text}"[:500],
+        before=before,
+        after=_item_snapshot(item),
+    )
+    item.run = run
+    return item
+
+
+@transaction.atomic
+def checklist_run_cancel(
+    *,
+    run: ChecklistRun,
+    user,
+    reason: str,
+    owner: str | None = None,
+    now: datetime | None = None,
+) -> ChecklistRun:
+    """Close a run that will not be finished, with the reason. Operators cancel on-demand runs,
+    managers scheduled ones. A run that belongs to something (an incident's response checklist)
+    is cancelled by its owner only: ``owner`` names that owner's field (registered in
+    portal.registry), and the owner's service has checked its own permission."""
+    reason = (reason or "").strip()
+    if owner is None:
+        if run.period_start is None:
+            require_perm(user, "ops.start_checklistrun", "You may not cancel checklist runs.")
+        else:
+            require_perm(
+                user, "ops.cancel_checklistrun", "Only a manager may cancel a scheduled run."
+            )
+        for known, _owner_id in registry.owners_of(run):
+            text = known.describe(run)[0] if known.describe else "something else"
+            raise ActionRefused(
+                f"This run is the {text}: it is cancelled with it, not on its own.", status=409
+            )
+    elif registry.run_owner(owner).owner_id(run) is None:
+        raise ActionRefused(f"This run does not belong to a {owner}.")
+    if not reason:
+        raise ActionRefused("Say why you cancel this run.")
+    if len(reason) > MAX_REASON:
+        raise ActionRefused(f"The reason is too long ({len(reason)} characters; at most 500).")
+    now = now or timezone.now()
+    run = ChecklistRun.objects.select_for_update().get(pk=run.pk)
+    if not run.is_open:
+        raise ActionRefused(f"This run is already {run.get_status_display().lower()}.", status=409)
+    before = {"status": run.status}
+    run.status = RunStatus.CANCELLED
+    run.cancelled_at = now
+    run.cancelled_by = user
+    run.cancel_reason = reason
+    run.version += 1
+    run.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "version"])
+    audit_record(
+        actor=user,
+        action="checklist.run.cancel",
+        target=run,
+        summary=f"{run}: {reason}"[:500],
+        before=before,
+        after={"status": run.status, "reason": reason, "items_open": run.open_count},
+    )
+    return run

@@ -87,6 +87,36 @@ def _send(notification: IncidentNotification, incident: Incident, now: datetime)
     notification.save(update_fields=["emailed_to", "email_error", "webhook_status"])
 
 
+def notification_channels() -> list[str]:
+    """The channels an overdue incident is notified by, as the pages name them; empty when
+    none is configured (then nobody is told)."""
+    channels = []
+    if settings.INCIDENT_NOTIFY_EMAILS:
+        channels.append(f"e-mail to {', '.join(settings.INCIDENT_NOTIFY_EMAILS)}")
+    if settings.INCIDENT_WEBHOOK_URL:
+        channels.append("the webhook")
+    return channels
+
+
+NO_CHANNEL = "no channel configured: nobody was notified"
+
+
+def _outcome(notification: IncidentNotification) -> str:
+    """What was done, as the timeline says it: who was told, and what failed."""
+    told, failed = [], []
+    if notification.emailed_to:
+        told.append(f"e-mailed {notification.emailed_to}")
+    if notification.email_error:
+        failed.append(f"e-mail failed ({notification.email_error[:200]})")
+    if notification.webhook_status.startswith("error"):
+        failed.append(f"webhook failed ({notification.webhook_status})")
+    elif notification.webhook_status:
+        told.append(f"webhook answered {notification.webhook_status}")
+    if not told:
+        return "; ".join(["nobody was notified", *failed])
+    return "; ".join([*told, *failed])
+
+
 def incident_notifications_send(*, now: datetime | None = None) -> list[IncidentNotification]:
     """Notify each step (response time, escalation time) an unacknowledged open incident has
     passed, once: the unique (incident, step) row is claimed before anything is sent, so two
@@ -111,19 +141,34 @@ def incident_notifications_send(*, now: datetime | None = None) -> list[Incident
             if due <= now and step not in done
         ]
         for step in steps:
+            label = NotificationStep(step).label
+            channels = notification_channels()
             try:
                 with transaction.atomic():
                     notification = IncidentNotification.objects.create(
                         incident=incident, step=step, created_at=now
                     )
-                    incident.add_entry(
-                        kind=TimelineKind.NOTIFICATION,
-                        text=f"{NotificationStep(step).label} unacknowledged: notified.",
-                        now=now,
+                    if not channels:
+                        incident.add_entry(
+                            kind=TimelineKind.NOTIFICATION,
+                            text=f"{label} unacknowledged: {NO_CHANNEL}.",
+                            now=now,
+                        )
+                    audit_record(
+                        actor=None,
+                        action=f"incident.notify.{step}",
+                        target=incident,
+                        summary="; ".join(channels) or NO_CHANNEL,
                     )
-                    audit_record(actor=None, action=f"incident.notify.{step}", target=incident)
             except IntegrityError:
                 continue  # another scheduler claimed this step first
-            _send(notification, incident, now)
+            if channels:
+                _send(notification, incident, now)
+                # The timeline says what was done, once it is known.
+                incident.add_entry(
+                    kind=TimelineKind.NOTIFICATION,
+                    text=f"{label} unacknowledged: {_outcome(notification)}.",
+                    now=now,
+                )
             sent.append(notification)
     return sent

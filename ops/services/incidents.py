@@ -28,8 +28,9 @@ from ops.models import (
     TimelineEntry,
     TimelineKind,
 )
+from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
-from ops.services.checklists import checklist_run_start
+from ops.services.checklists import checklist_run_cancel, checklist_run_start
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
@@ -289,12 +290,110 @@ def incident_open(
     return incident
 
 
+def _comparable(field: str, value) -> Any:
+    """A field's value in one form whatever gave it (the incident, a form, a caller): text
+    stripped, severity and commander by name, times to the minute (as a form shows them)."""
+    if field in TEXT_FIELDS:
+        return (value or "").strip()
+    if field == "severity":
+        code = value.code if hasattr(value, "code") else (value or "")
+        return code.strip().upper()
+    if field == "commander":
+        return value.get_username() if hasattr(value, "get_username") else (value or "")
+    if field == "personal_data":
+        return bool(value)
+    if field == "services":
+        return sorted({str(slug).strip() for slug in value or () if str(slug).strip()})
+    if field in TIME_FIELDS:
+        if value is None:
+            return None
+        return timezone.localtime(value).replace(second=0, microsecond=0)
+    return value
+
+
+def _shown(field: str, value) -> str:
+    """A value as the conflict message shows it."""
+    if value in (None, "", []):
+        return "empty"
+    if field in TIME_FIELDS:
+        return f"{value:%Y-%m-%d %H:%M}"
+    if field == "personal_data":
+        return "yes" if value else "no"
+    if field == "services":
+        return ", ".join(value)
+    text = str(value)
+    return f"“{text[:80]}{'…' if len(text) > 80 else ''}”"
+
+
+FIELD_LABELS = {
+    **{field: label for field, (label, _limit) in TEXT_FIELDS.items()},
+    **TIME_LABELS,
+    "severity": "Severity",
+    "commander": "Commander",
+    "personal_data": "Personal data",
+    "services": "Affected monitored services",
+}
+
+
+class EditConflict(ActionRefused):
+    """The incident changed since the form was opened, in a field the user changed too."""
+
+    def __init__(self, message: str, *, changed: dict[str, str]):
+        super().__init__(message, status=409)
+        self.changed = changed
+
+
+def _check_conflicts(
+    incident: Incident, *, version: int | None, opened: dict | None, changes: dict
+) -> None:
+    """Optimistic concurrency: a form carries the version it was opened at and the values it
+    showed. When the incident moved on since, a field the user changed that somebody else
+    changed too (to something else) refuses the whole save, saying what changed meanwhile."""
+    if version is None or version == incident.version:
+        return
+    current = {field: getattr(incident, field) for field in EDITABLE}
+    current["services"] = list(incident.services.values_list("slug", flat=True))
+    meanwhile = {
+        field: _comparable(field, value)
+        for field, value in current.items()
+        if opened is not None
+        and field in opened
+        and _comparable(field, value) != _comparable(field, opened[field])
+    }
+    conflicts = [
+        field
+        for field, new in changes.items()
+        if (opened is None or field in meanwhile)
+        and _comparable(field, current[field]) != _comparable(field, new)
+    ]
+    if not conflicts:
+        return
+    if opened is None:
+        meanwhile = {field: _comparable(field, current[field]) for field in conflicts}
+    said = "; ".join(
+        f"{FIELD_LABELS[field]} is now {_shown(field, value)}" for field, value in meanwhile.items()
+    )
+    raise EditConflict(
+        f"Somebody changed this incident while you were editing it: {said}. "
+        "Your changes are still in the form: check them against these and save again.",
+        changed={field: _shown(field, value) for field, value in meanwhile.items()},
+    )
+
+
 @transaction.atomic
 def incident_update(
-    *, incident: Incident, user, now: datetime | None = None, **changes: Any
+    *,
+    incident: Incident,
+    user,
+    now: datetime | None = None,
+    version: int | None = None,
+    opened: dict | None = None,
+    **changes: Any,
 ) -> Incident:
-    """Change details, times, severity or commander. Validates the whole result first; each
-    change becomes a timeline entry. Changing severity or detection moves the clocks."""
+    """Change details, times, severity or commander: only the fields in ``changes``. Validates
+    the whole result first; each change becomes a timeline entry. Changing severity or
+    detection moves the clocks. ``version`` (and ``opened``, the values the form showed) is
+    what the form was opened at: see _check_conflicts."""
     require_perm(user, "ops.update_incident", "You may not update incidents.")
     unknown = set(changes) - {*EDITABLE, "services"}
     if unknown:
@@ -303,6 +402,7 @@ def incident_update(
     incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
+    _check_conflicts(incident, version=version, opened=opened, changes=changes)
     before = _snapshot(incident)
     if "services" in changes:
         monitored = _monitored_services(changes.pop("services"))
@@ -389,10 +489,14 @@ def incident_update(
             else:
                 text = f"Acknowledgement time set to {at} (entered {recorded})."
             incident.add_entry(kind=TimelineKind.ACKNOWLEDGED, text=text, user=user, now=now)
+        elif field in TIME_FIELDS and value is None:
+            details.append(f"{TIME_LABELS[field]} cleared")
         elif field in TIME_FIELDS:
             details.append(f"{TIME_LABELS[field]} {timezone.localtime(value):%Y-%m-%d %H:%M}")
         elif field == "personal_data":
             details.append("personal data involved" if value else "no personal data involved")
+        elif not value:
+            details.append(f"{TEXT_FIELDS[field][0].lower()} cleared")
         else:
             details.append(f"{TEXT_FIELDS[field][0].lower()} edited")
     if details:
@@ -550,17 +654,70 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
                 status=409,
             )
     before = _snapshot(incident)
+    # Its response checklist closes with it: a run nobody will finish must not stay open.
+    cancelled = [
+        checklist_run_cancel(
+            run=run,
+            user=user,
+            reason=f"{incident.reference} was closed.",
+            owner="incident",
+            now=now,
+        )
+        for run in incident.checklist_runs.filter(status=RunStatus.OPEN).order_by("pk")
+    ]
     incident.status = IncidentStatus.CLOSED
     incident.closed_at = now
     incident.closed_by = user
     incident.save()
-    incident.add_entry(
-        kind=TimelineKind.STATUS, text=f"Closed by {person_name(user)}.", user=user, now=now
-    )
+    text = f"Closed by {person_name(user)}."
+    for run in cancelled:
+        text += (
+            f" Response checklist cancelled with {run.open_count} of {run.items_total} "
+            f"item{'s' if run.items_total != 1 else ''} open."
+        )
+    incident.add_entry(kind=TimelineKind.STATUS, text=text, user=user, now=now)
     audit_record(
         actor=user,
         action="incident.close",
         target=incident,
+        before=before,
+        after={**_snapshot(incident), "runs_cancelled": [run.pk for run in cancelled]},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_reopen(
+    *, incident: Incident, user, reason: str, now: datetime | None = None
+) -> Incident:
+    """A closed incident is frozen; a manager reopens it (as resolved) to correct it, saying
+    why. Its response checklist stays as it was when the incident closed."""
+    require_perm(user, "ops.close_incident", "Only a manager may reopen a closed incident.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ActionRefused("Say why you reopen the incident.")
+    if len(reason) > MAX_NOTE:
+        raise ActionRefused(f"The reason is too long ({len(reason)} characters; at most 5000).")
+    now = now or timezone.now()
+    incident = incident_lock(incident)
+    if not incident.is_closed:
+        raise ActionRefused("The incident is not closed.", status=409)
+    before = _snapshot(incident)
+    incident.status = IncidentStatus.RESOLVED
+    incident.closed_at = None
+    incident.closed_by = None
+    incident.save()
+    incident.add_entry(
+        kind=TimelineKind.STATUS,
+        text=f"Reopened by {person_name(user)} to correct it: {reason}",
+        user=user,
+        now=now,
+    )
+    audit_record(
+        actor=user,
+        action="incident.reopen",
+        target=incident,
+        summary=reason[:500],
         before=before,
         after=_snapshot(incident),
     )
@@ -616,6 +773,8 @@ def incident_run_item_changed(
         return None
     now = now or timezone.now()
     incident = Incident.objects.select_for_update().get(pk=run.incident_id)
+    if incident.is_closed:
+        return None  # frozen: incident_run_frozen refused the change before it was made
     verb = {"done": "Ticked", "open": "Unticked", "skipped": "Skipped"}[item.state]
     text = f"{verb}: {item.text}"
     if item.state == "skipped" and item.skip_reason:
@@ -624,3 +783,16 @@ def incident_run_item_changed(
         text += ". Response checklist complete."
     entry = incident.add_entry(kind=TimelineKind.CHECKLIST, text=text, user=user, now=now)
     return entry
+
+
+def incident_run_frozen(incident_id: int) -> str | None:
+    """Asked by the checklist services before a response checklist changes: a closed
+    incident's checklist is frozen. Locks the incident first (then the run is locked), the
+    order incident_close keeps too."""
+    incident = Incident.objects.select_for_update().only("pk", "status").get(pk=incident_id)
+    if incident.is_closed:
+        return (
+            f"{incident.reference} is closed: its response checklist is frozen. "
+            "A manager can reopen the incident to correct it."
+        )
+    return None

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -17,15 +17,21 @@ from ops.selectors.checklists import (
     run_items,
     run_items_changed_since,
     run_kpi_evidence,
+    run_visible,
+    runs_visible_queryset,
     template_histories,
     template_items_ordered,
 )
 from ops.services.checklists import (
     checklist_item_note,
     checklist_item_set_state,
+    checklist_run_cancel,
     checklist_run_start,
+    checklist_run_undo,
+    undo_grace,
 )
 from portal.htmx import attempt, back_to, render_fragments, wants_fragment
+from portal.registry import registry
 
 RUN_PAGE = "ops/checklists/run_detail.html"
 RUNS_PER_PAGE = 25
@@ -48,7 +54,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
         request,
         "ops/checklists/template_list.html",
         {
-            "histories": template_histories(templates=templates, now=now),
+            "histories": template_histories(templates=templates, now=now, user=request.user),
             "query": query,
             "can_start": request.user.has_perm("ops.start_checklistrun"),
         },
@@ -59,9 +65,14 @@ def template_list(request: HttpRequest) -> HttpResponse:
 @permission_required("ops.view_checklisttemplate", raise_exception=True)
 def template_detail(request: HttpRequest, slug: str) -> HttpResponse:
     template = get_object_or_404(ChecklistTemplate, slug=slug)
-    runs = template.runs.select_related("completed_by", "created_by").order_by("-created_at", "-id")
+    runs = runs_visible_queryset(
+        runs=template.runs.select_related("completed_by", "created_by").order_by(
+            "-created_at", "-id"
+        ),
+        user=request.user,
+    )
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    history = template_histories(templates=[template], now=timezone.now())[0]
+    history = template_histories(templates=[template], now=timezone.now(), user=request.user)[0]
     return render(
         request,
         "ops/checklists/template_detail.html",
@@ -91,19 +102,54 @@ def run_start(request: HttpRequest) -> HttpResponse:
 def _get_run_for_user(request: HttpRequest, pk: int) -> ChecklistRun:
     if not request.user.has_perm("ops.view_checklistrun"):
         raise PermissionDenied("You may not see checklist runs.")
-    return get_object_or_404(
-        ChecklistRun.objects.select_related("template", "completed_by", "created_by", "incident"),
+    run = get_object_or_404(
+        ChecklistRun.objects.select_related(
+            "template", "completed_by", "created_by", "cancelled_by"
+        ),
         pk=pk,
     )
+    if not run_visible(run=run, user=request.user):
+        # Not even its owner's name: a run of something you may not see does not exist for you.
+        raise Http404("No such checklist run.")
+    return run
+
+
+def _owner_of(run: ChecklistRun) -> tuple[str, str] | None:
+    for owner, _owner_id in registry.owners_of(run):
+        if owner.describe is not None:
+            return owner.describe(run)
+    return None
+
+
+def _may_cancel(user, run: ChecklistRun) -> bool:
+    if not run.is_open or registry.owners_of(run):
+        return False
+    perm = "ops.start_checklistrun" if run.period_start is None else "ops.cancel_checklistrun"
+    return user.has_perm(perm)
+
+
+def _is_final(run: ChecklistRun, now) -> bool:
+    """Nothing will change any more: cancelled, or complete past the undo grace period."""
+    until = run.undo_until(undo_grace())
+    return run.is_cancelled or (until is not None and now > until)
 
 
 def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
     now = timezone.now()
+    until = run.undo_until(undo_grace())
     return {
         "run": run,
         "now": now,
+        "owner": _owner_of(run),
         "kpi_evidence": run_kpi_evidence(run=run, now=now),
         "can_tick": request.user.has_perm("ops.tick_checklistrun"),
+        "can_cancel": _may_cancel(request.user, run),
+        "can_undo": until is not None
+        and now <= until
+        and run.completed_by_id == request.user.pk
+        and request.user.has_perm("ops.tick_checklistrun"),
+        "undo_until": until,
+        "is_final": _is_final(run, now),
         "poll_seconds": settings.CHECKLIST_POLL_SECONDS,
         **extra,
     }
@@ -124,23 +170,32 @@ def run_poll(request: HttpRequest, pk: int) -> HttpResponse:
         since = max(0, int(request.GET.get("since", "0")))
     except ValueError:
         return HttpResponse("since must be a whole number", status=400)
-    if since >= run.version and not run.is_complete:
-        return HttpResponse(status=204)
     context = _run_context(request, run, oob=True)
-    parts = [(f"{RUN_PAGE}#run-poller", context), (f"{RUN_PAGE}#run-progress", context)]
-    # Once the run is complete every row changes: its box locks.
+    if since >= run.version and not context["is_final"]:
+        return HttpResponse(status=204)
+    parts = [
+        (f"{RUN_PAGE}#run-poller", context),
+        (f"{RUN_PAGE}#run-progress", context),
+        (f"{RUN_PAGE}#run-actions", context),
+    ]
+    # Once the run is complete or cancelled every row changes: its box locks.
     changed = (
-        run_items(run=run) if run.is_complete else run_items_changed_since(run=run, version=since)
+        run_items(run=run) if not run.is_open else run_items_changed_since(run=run, version=since)
     )
     parts += [(f"{RUN_PAGE}#run-item", {**context, "item": item}) for item in changed]
     response = render_fragments(request, parts)
-    if run.is_complete:
+    if context["is_final"]:
         response.status_code = HttpResponseStopPolling.status_code
     return response
 
 
 def _item_response(
-    request: HttpRequest, run: ChecklistRun, item: RunItem, *, error: str = "", status: int = 200
+    request: HttpRequest,
+    run: ChecklistRun,
+    item: RunItem,
+    *,
+    error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     if not wants_fragment(request):
         if error:
@@ -151,15 +206,29 @@ def _item_response(
     context = _run_context(request, run)
     parts = [(f"{RUN_PAGE}#run-item", {**context, "item": item, "error": error})]
     oob = {**context, "oob": True}
-    parts.append((f"{RUN_PAGE}#run-progress", oob))
-    if run.is_complete and not error:
-        # The run just closed: every row loses its controls.
+    parts += [(f"{RUN_PAGE}#run-progress", oob), (f"{RUN_PAGE}#run-actions", oob)]
+    if not error and run.is_complete:
+        # The run just closed: every row changes its controls.
         parts += [
             (f"{RUN_PAGE}#run-item", {**oob, "item": other})
             for other in run_items(run=run)
             if other.pk != item.pk
         ]
+    elif not error:
+        parent = _parent_to_offer(item)
+        if parent is not None:
+            parts.append((f"{RUN_PAGE}#run-item", {**oob, "item": parent, "offer": True}))
     return render_fragments(request, parts, status=status)
+
+
+def _parent_to_offer(item: RunItem) -> RunItem | None:
+    """Ticking the last open sub-item offers its parent, still open, to be ticked."""
+    if item.parent_id is None or item.state == ItemState.OPEN:
+        return None
+    parent = RunItem.objects.select_related("done_by", "evidence_service").get(pk=item.parent_id)
+    if parent.state != ItemState.OPEN or parent.children.filter(state=ItemState.OPEN).exists():
+        return None
+    return parent
 
 
 def _item_action(request: HttpRequest, pk: int, item_pk: int, action) -> HttpResponse:
@@ -207,3 +276,47 @@ def item_note(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
         item_pk,
         lambda item: checklist_item_note(item=item, user=request.user, note=note),
     )
+
+
+@require_POST
+def run_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """The last actor takes back the tick or skip that completed the run (grace period)."""
+    run = _get_run_for_user(request, pk)
+    item, refusal = attempt(lambda: checklist_run_undo(run=run, user=request.user))
+    if not wants_fragment(request):
+        return back_to(request, run, refusal, done=f"Undone: {item.text}" if item else "")
+    run = _get_run_for_user(request, pk)
+    if refusal is not None:
+        return render_fragments(
+            request,
+            [(f"{RUN_PAGE}#run-actions", _run_context(request, run, action_error=refusal.message))],
+            status=refusal.status,
+        )
+    context = _run_context(request, run)
+    oob = {**context, "oob": True}
+    parts = [(f"{RUN_PAGE}#run-actions", context), (f"{RUN_PAGE}#run-progress", oob)]
+    parts += [(f"{RUN_PAGE}#run-item", {**oob, "item": item}) for item in run_items(run=run)]
+    parts.append((f"{RUN_PAGE}#run-poller", oob))
+    return render_fragments(request, parts)
+
+
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _get_run_for_user(request, pk)
+    reason = request.POST.get("reason", "")
+    _, refusal = attempt(lambda: checklist_run_cancel(run=run, user=request.user, reason=reason))
+    if not wants_fragment(request):
+        return back_to(request, run, refusal, done=f"Cancelled “{run}”.")
+    run = _get_run_for_user(request, pk)
+    context = _run_context(
+        request,
+        run,
+        action_error=refusal.message if refusal else "",
+        reason=reason if refusal else "",
+    )
+    oob = {**context, "oob": True}
+    parts = [(f"{RUN_PAGE}#run-actions", context)]
+    if refusal is None:
+        parts += [(f"{RUN_PAGE}#run-progress", oob), (f"{RUN_PAGE}#run-poller", oob)]
+        parts += [(f"{RUN_PAGE}#run-item", {**oob, "item": item}) for item in run_items(run=run)]
+    return render_fragments(request, parts, status=refusal.status if refusal else 200)

@@ -29,11 +29,14 @@ from ops.selectors.incidents import (
     incidents_filtered,
     severities_all,
 )
+from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import (
+    EditConflict,
     incident_acknowledge,
     incident_close,
     incident_note_add,
     incident_open,
+    incident_reopen,
     incident_set_status,
     incident_update,
 )
@@ -148,6 +151,7 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "status_form": StatusForm(initial={"status": incident.status}, auto_id="status_%s"),
         "action_form": extra.pop("action_form", None) or ActionItemForm(),
         "poll_seconds": settings.INCIDENT_POLL_SECONDS,
+        "notify_channels": notification_channels(),
         **extra,
     }
 
@@ -236,6 +240,16 @@ def incident_close_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+def incident_reopen_view(request: HttpRequest, pk: int) -> HttpResponse:
+    reason = request.POST.get("reason", "")
+    return _incident_action(
+        request,
+        pk,
+        lambda incident: incident_reopen(incident=incident, user=request.user, reason=reason),
+    )
+
+
+@require_POST
 def incident_note(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
     text = request.POST.get("text", "")
@@ -270,20 +284,31 @@ def incident_edit(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
     if not request.user.has_perm("ops.update_incident"):
         raise PermissionDenied("You may not update incidents.")
-    initial = IncidentEditForm.initial_for(incident)
-    form = IncidentEditForm(request.POST or None, initial=initial)
+    form = IncidentEditForm.for_incident(incident, request.POST or None)
     status = 200
     if request.method == "POST":
+        status = 400
         if form.is_valid():
-            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            changes = form.changes()
             try:
-                incident_update(incident=incident, user=request.user, **changes)
+                incident_update(
+                    incident=incident,
+                    user=request.user,
+                    version=form.cleaned_data["version"],
+                    opened=form.opened(),
+                    **changes,
+                )
+            except EditConflict as conflict:
+                # Keep what the user typed, now checked against the incident as it is.
+                form = IncidentEditForm.rebased(request.POST, _get_incident_for_user(request, pk))
+                form.is_valid()
+                form.add_error(None, conflict.message)
+                status = conflict.status
             except ActionRefused as refused:
                 form.add_refusal(refused)
             else:
                 messages.success(request, "Saved." if changes else "Nothing changed.")
                 return redirect(incident)
-        status = 400
     return render(
         request,
         "ops/incidents/incident_edit.html",

@@ -82,8 +82,8 @@ def test_completed_run_refuses_changes_and_writes_nothing(run, operator):
     with pytest.raises(ActionRefused) as refused:
         checklist_item_set_state(item=first, user=operator, state=ItemState.OPEN)
     assert refused.value.status == 409
-    with pytest.raises(ActionRefused):
-        checklist_item_note(item=first, user=operator, note="late note")
+    with pytest.raises(ActionRefused, match="Write the note first"):
+        checklist_item_note(item=first, user=operator, note="  ")
     first.refresh_from_db()
     assert first.state == "done" and first.note == ""
     assert AuditEntry.objects.count() == count
@@ -148,5 +148,5 @@ def test_on_demand_run_with_label(make_template, operator, image_staff):
     template.is_active = False
     template.save()
     with pytest.raises(ActionRefused, match="inactive"):
-        checklist_run_start(template=template, user=operator)
+        checklist_run_start(template=template, user=operator, label="v1.2.4")
     assert ChecklistRun.objects.count() == 1

@@ -5,12 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.urls import reverse
 
 from ops.models import IncidentNotification, TimelineEntry
 from ops.services.incident_notifications import incident_notifications_send
 from ops.services.incidents import incident_acknowledge, incident_resolve, incident_update
 from ops.tasks import incident_notifications_send_task
 from portal.celery import app
+from tests.conftest import client_for
 from tests.local_servers import SMTPServer, WebhookReceiver, serving
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -85,8 +87,10 @@ def test_each_step_notified_once_by_email_and_webhook(make_incident, operator, s
     assert incident_notifications_send(now=T0 + timedelta(hours=5)) == []
     assert len(smtp.messages) == 2 and len(webhook.received) == 2
     assert list(incident.timeline.filter(kind="notification").values_list("text", flat=True)) == [
-        "Response time passed unacknowledged: notified.",
-        "Escalation time passed unacknowledged: notified.",
+        "Response time passed unacknowledged: "
+        "e-mailed oncall@example.test, cto@example.test; webhook answered 200.",
+        "Escalation time passed unacknowledged: "
+        "e-mailed oncall@example.test, cto@example.test; webhook answered 200.",
     ]
 
 
@@ -141,6 +145,11 @@ def test_unreachable_webhook_and_mail_server_are_recorded_not_raised(
     make_incident(operator, detected_at=T0, now=T0)
     (sent,) = incident_notifications_send(now=T0 + timedelta(minutes=31))
     assert sent.email_error and sent.webhook_status.startswith("error:")
+    (text,) = TimelineEntry.objects.filter(kind="notification").values_list("text", flat=True)
+    assert text.startswith(
+        "Response time passed unacknowledged: nobody was notified; e-mail failed"
+    )
+    assert "webhook failed (error:" in text
     # Claimed: a later scan does not retry it (once, never twice).
     assert incident_notifications_send(now=T0 + timedelta(minutes=35)) == []
     assert IncidentNotification.objects.count() == 1
@@ -164,3 +173,30 @@ def test_worker_runs_the_task_once_per_step(make_incident, operator, smtp, webho
         second = incident_notifications_send_task.delay().get(timeout=30)
     assert len(first) == 2 and second == []
     assert len(smtp.messages) == 2 and len(webhook.received) == 2
+
+
+@pytest.mark.django_db
+def test_with_no_channel_the_timeline_says_nobody_was_notified(make_incident, operator, settings):
+    """Issue 9, item 18: "notified" only when somebody was."""
+    settings.INCIDENT_NOTIFY_EMAILS, settings.INCIDENT_WEBHOOK_URL = [], ""
+    incident = make_incident(operator, detected_at=T0, now=T0)
+    (sent,) = incident_notifications_send(now=T0 + timedelta(minutes=31))
+    assert sent.emailed_to == "" and sent.webhook_status == ""
+    assert list(incident.timeline.filter(kind="notification").values_list("text", flat=True)) == [
+        "Response time passed unacknowledged: no channel configured: nobody was notified."
+    ]
+
+
+@pytest.mark.django_db
+def test_the_incident_page_and_today_say_no_channel_is_configured(
+    make_incident, operator, settings
+):
+    settings.INCIDENT_NOTIFY_EMAILS, settings.INCIDENT_WEBHOOK_URL = [], ""
+    incident = make_incident(operator)
+    client = client_for(operator)
+    warning = "No notification channel is configured"
+    assert warning in client.get(incident.get_absolute_url()).content.decode()
+    assert warning in client.get(reverse("today")).content.decode()
+    settings.INCIDENT_NOTIFY_EMAILS = ["oncall@example.test"]
+    assert warning not in client.get(incident.get_absolute_url()).content.decode()
+    assert warning not in client.get(reverse("today")).content.decode()
