@@ -1,0 +1,93 @@
+"""Keeping secrets off pages and out of the audit log: credentials in URLs (``user:pass@``,
+``?password=``, ``?token=``…) and fields whose name says they hold one are shown as ***; a
+setting that needs one names the environment variable that holds it (``env:DATABASE_URL``)."""
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from portal.env import env_str
+
+MASK = "***"
+# Names of query parameters and fields that hold a secret.
+SECRET_NAME = re.compile(
+    r"pass(word|wd)?|pwd|secret|token|digest|api[-_]?key|access[-_]?key|private[-_]?key"
+    r"|signature|sig|credential|auth",
+    re.IGNORECASE,
+)
+URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def url_has_secret(url: str) -> bool:
+    """Whether a URL carries a password in its user part or a secret query parameter."""
+    parts = urlsplit(url)
+    try:
+        if parts.password:
+            return True
+    except ValueError:
+        return False
+    return any(is_secret_name(name) and value for name, value in parse_qsl(parts.query, True))
+
+
+def mask_url(url: str) -> str:
+    """The URL with the password of its user part and its secret query parameters masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if password:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{MASK}@{host}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(is_secret_name(name) for name, _ in pairs):
+        query = urlencode(
+            [(name, MASK if is_secret_name(name) else value) for name, value in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_text(text: str) -> str:
+    """Free text (a detail, a message, an old value) with every URL in it masked."""
+    return URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), text)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """The text with each of the given secret strings replaced by *** and its URLs masked."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return mask_text(text)
+
+
+ENV_PREFIX = "env:"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class UnresolvedSecret(ValueError):
+    """An ``env:NAME`` reference whose name is malformed or whose variable is not set."""
+
+
+def env_reference(value: str) -> str | None:
+    """The variable name of an ``env:NAME`` reference, or None for a literal value."""
+    value = value.strip()
+    return value[len(ENV_PREFIX) :].strip() if value.startswith(ENV_PREFIX) else None
+
+
+def resolve_env(value: str) -> str:
+    """A literal value as it is; an ``env:NAME`` reference read from the environment now (from
+    the file NAME_FILE names, when that is set, as the settings read secrets)."""
+    name = env_reference(value)
+    if name is None:
+        return value
+    if not ENV_NAME.fullmatch(name):
+        raise UnresolvedSecret(f"“{name}” is not an environment variable name (env:NAME)")
+    resolved = (env_str(name) or "").strip()
+    if not resolved:
+        raise UnresolvedSecret(f"the environment variable {name} is not set")
+    return resolved
