@@ -150,6 +150,7 @@ def test_fuzzed_filters_never_give_a_server_error(admin_client, name):
         max_examples=40,
         deadline=None,
         derandomize=True,
+        database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
     @given(st.dictionaries(st.sampled_from(filters), values, min_size=1, max_size=3))
