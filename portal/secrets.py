@@ -3,22 +3,47 @@
 setting that needs one names the environment variable that holds it (``env:DATABASE_URL``)."""
 
 import re
+from itertools import pairwise
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from portal.env import env_str
 
 MASK = "***"
-# Names of query parameters and fields that hold a secret.
-SECRET_NAME = re.compile(
-    r"pass(word|wd)?|pwd|secret|token|digest|api[-_]?key|access[-_]?key|private[-_]?key"
-    r"|signature|sig|credential|auth",
-    re.IGNORECASE,
+# Names of query parameters and fields that hold a secret, by their words (api_key, apiKey and
+# X-Auth-Token hold one; author_name and assigned_to do not).
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "digest",
+        "signature",
+        "sig",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+        "apikey",
+        "cookie",
+        "session",
+        "sessionid",
+    }
 )
+SECRET_PAIRS = frozenset({"apikey", "accesskey", "privatekey", "secretkey", "clientsecret"})
 URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    # Digits at the end of a word go (password1, token2).
+    words = [word.rstrip("0123456789") for word in re.split(r"[^a-z0-9]+", spaced) if word]
+    if words == ["key"]:
+        return True
+    pairs = {first + second for first, second in pairwise(words)}
+    return bool(SECRET_WORDS.intersection(words) or SECRET_PAIRS.intersection(pairs))
 
 
 def url_has_secret(url: str) -> bool:

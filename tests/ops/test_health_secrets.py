@@ -226,6 +226,13 @@ def test_managers_may_pause_but_not_add_or_change_services(manager, admin_user):
     change = reverse("admin:ops_monitoredservice_change", args=[service.pk])
     page = client.get(change).content.decode()
     assert 'name="target"' not in page and 'name="is_active"' in page
+    # A row from before env: targets shows its target masked to a Manager.
+    legacy = MonitoredService.objects.create(
+        name="Legacy", slug="legacy", kind="http", target="http://127.0.0.1:9/?token=zz-secret"
+    )
+    page = client.get(reverse("admin:ops_monitoredservice_change", args=[legacy.pk]))
+    text = page.content.decode()
+    assert "zz-secret" not in text and "token=***" in text
     # A forged target in the form changes nothing; unticking Active pauses.
     response = client.post(
         change, _service_form(service, target="file:///etc/passwd", is_active="")
