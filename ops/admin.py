@@ -17,6 +17,8 @@ from ops.models import (
     Severity,
     TimelineEntry,
 )
+from ops.services.health import monitored_service_set_active
+from ops.services.health_checks import describe_target
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 
 
@@ -125,9 +127,14 @@ class RunItemAdmin(HistoryAdmin):
 
 @admin.register(MonitoredService)
 class MonitoredServiceAdmin(AuditedModelAdmin):
+    """Admins add and edit services (their targets reach inside the network). Managers may
+    pause and resume them (the actions, or the Active box), and see the rest read-only, the
+    target masked."""
+
     list_display = ["name", "kind", "state", "last_checked_at", "interval_seconds", "is_active"]
     list_filter = ["kind", "state", "is_active"]
-    search_fields = ["name", "target"]
+    search_fields = ["name"]
+    actions = ["pause", "resume"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = [
         "state",
@@ -156,6 +163,63 @@ class MonitoredServiceAdmin(AuditedModelAdmin):
         ),
         ("Latest result", {"fields": readonly_fields}),
     ]
+
+    def _may_edit(self, request) -> bool:
+        return request.user.has_perm("ops.change_monitoredservice")
+
+    def _may_pause(self, request) -> bool:
+        return self._may_edit(request) or request.user.has_perm("ops.pause_monitoredservice")
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_pause(request)
+
+    def has_pause_permission(self, request):
+        return self._may_pause(request)
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if self._may_edit(request) else {}
+
+    def get_fieldsets(self, request, obj=None):
+        if self._may_edit(request):
+            return self.fieldsets
+        first = ["name", "slug", "kind", "shown_target", "is_active"]
+        return [(None, {"fields": first}), *self.fieldsets[1:]]
+
+    def get_readonly_fields(self, request, obj=None):
+        if self._may_edit(request):
+            return self.readonly_fields
+        editable = {"is_active"}
+        fields = [f.name for f in self.model._meta.fields if f.name not in editable]
+        return ["shown_target", *fields]
+
+    @admin.display(description="Target")
+    def shown_target(self, obj: MonitoredService) -> str:
+        return describe_target(obj.target)
+
+    def save_model(self, request, obj, form, change):
+        if change and not self._may_edit(request):
+            # A Manager's save can only have changed Active: the service decides and audits.
+            stored = MonitoredService.objects.get(pk=obj.pk)
+            active = form.cleaned_data["is_active"]
+            monitored_service_set_active(service=stored, active=active, actor=request.user)
+            return
+        super().save_model(request, obj, form, change)
+
+    def log_change(self, request, obj, message):
+        if self._may_edit(request):
+            return super().log_change(request, obj, message)
+        # Recorded by monitored_service_set_active; only Django's own admin history here.
+        return admin.ModelAdmin.log_change(self, request, obj, message)
+
+    @admin.action(description="Pause checking the selected services", permissions=["pause"])
+    def pause(self, request, queryset):
+        for service in queryset:
+            monitored_service_set_active(service=service, active=False, actor=request.user)
+
+    @admin.action(description="Resume checking the selected services", permissions=["pause"])
+    def resume(self, request, queryset):
+        for service in queryset:
+            monitored_service_set_active(service=service, active=True, actor=request.user)
 
 
 @admin.register(Kpi)

@@ -188,10 +188,12 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
         ("Portal web", ServiceKind.HTTP, web_target, {"json_field": "status", "json_value": "ok"}),
         ("Celery workers", ServiceKind.CELERY, "", {}),
     ]
+    # By the name of the variable that holds each URL, read when the check runs: a password
+    # in it never reaches the database or a page.
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        services.append(("Portal database", ServiceKind.POSTGRES, settings.DATABASE_URL, {}))
+        services.append(("Portal database", ServiceKind.POSTGRES, "env:DATABASE_URL", {}))
     if settings.REDIS_URL:
-        services.append(("Redis", ServiceKind.REDIS, settings.REDIS_URL, {}))
+        services.append(("Redis", ServiceKind.REDIS, "env:REDIS_URL", {}))
     with transaction.atomic():
         for name, kind, target, extra in services:
             MonitoredService.objects.get_or_create(

@@ -1,9 +1,12 @@
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 from portal.models import ApiToken, AuditEntry
+from portal.services.audit import audit_record
 from portal.services.tokens import api_token_create, api_token_revoke
 
 
@@ -72,3 +75,29 @@ class ApiTokenAdmin(AuditedModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset.filter(revoked_at__isnull=True):
             api_token_revoke(token=token, actor=request.user)
+
+
+# django-axes' failed-login records: unlocking a locked-out username and address is deleting
+# its row, here, and that goes to the audit log like any admin edit.
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class AuditedAccessAttemptAdmin(AuditedModelAdmin, AccessAttemptAdmin):
+    actions = ["unlock", *AccessAttemptAdmin.actions]
+
+    @admin.action(
+        description="Unlock the selected (forget their failed logins)", permissions=["delete"]
+    )
+    def unlock(self, request, queryset):
+        count = 0
+        for attempt in queryset:
+            audit_record(
+                actor=request.user,
+                action="auth.unlock",
+                target=attempt,
+                summary=f"Unlocked “{attempt.username}” from {attempt.ip_address}",
+            )
+            attempt.delete()
+            count += 1
+        messages.success(request, f"Unlocked {count}.")

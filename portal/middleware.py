@@ -1,13 +1,20 @@
-"""Request context for code that has no request: the audit log's client address."""
+"""Request context for code that has no request (the audit log's client address), the login
+redirect of htmx requests, and query strings no page can read."""
 
 from contextvars import ContextVar
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequiredMiddleware
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 
+from portal.params import nul_parameters
+
 client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
+# The user of the request being served (lazy, as request.user is), for records made by code
+# that is not handed the request: a password change saved by the admin or a view.
+request_user: ContextVar = ContextVar("request_user", default=None)
 
 
 def request_client_address(request) -> str | None:
@@ -27,9 +34,11 @@ class RequestContextMiddleware:
 
     def __call__(self, request):
         token = client_address.set(request_client_address(request))
+        user_token = request_user.set(getattr(request, "user", None))
         try:
             return self.get_response(request)
         finally:
+            request_user.reset(user_token)
             client_address.reset(token)
 
 
@@ -39,7 +48,28 @@ class LoginRequiredMiddleware(_LoginRequiredMiddleware):
 
     def handle_no_permission(self, request, view_func):
         if getattr(request, "htmx", False):
-            return HttpResponseClientRedirect(
-                f"{resolve_url(settings.LOGIN_URL)}?next={request.htmx.current_url_abs_path or '/'}"
-            )
+            # Encoded whole: a page's own query string (?a=1&b=2) stays inside `next`.
+            query = urlencode({"next": request.htmx.current_url_abs_path or "/"})
+            return HttpResponseClientRedirect(f"{resolve_url(settings.LOGIN_URL)}?{query}")
         return super().handle_no_permission(request, view_func)
+
+
+class RefuseNulParametersMiddleware:
+    """A NUL character (``%00``) in a query parameter reaches no view: no filter, search or
+    page number can hold one, and PostgreSQL refuses it with an error. The answer is a 400
+    page that names the parameters, with a link to the same page without its query."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        names = nul_parameters(request.GET)
+        if names:
+            listed = ", ".join(f"“{name}”" for name in names)
+            message = (
+                f"The address has a NUL character (%00) in {listed}, which no filter accepts. "
+                "Remove it and try again."
+            )
+            context = {"message": message, "back": request.path.replace("\x00", "")}
+            return render(request, "400.html", context, status=400)
+        return self.get_response(request)

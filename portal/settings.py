@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "axes",
     "portal",
     "ops",
     "images",
@@ -68,10 +69,13 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.middleware.RefuseNulParametersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "portal.middleware.RequestContextMiddleware",
     "portal.metrics.RequestMetricsMiddleware",
+    # Last, as django-axes asks: it turns a login that locked its user out into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -125,6 +129,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes checks the lockout before any password is hashed, so a locked-out guesser costs
+# a query, not a worker's second of PBKDF2.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling: AXES_FAILURE_LIMIT failures of one username from one address lock that pair
+# out for AXES_COOLOFF_MINUTES (others, and the same user elsewhere, can still log in); an
+# admin unlocks it early (admin, "Access attempts": delete the row). A success resets the count.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.accounts.login_locked_out"
+# The same client address as the audit log (trusting X-Forwarded-For only as far as
+# PORTAL_TRUSTED_PROXIES says).
+AXES_CLIENT_IP_CALLABLE = "portal.middleware.request_client_address"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "today"
 LOGOUT_REDIRECT_URL = "login"
@@ -280,6 +302,9 @@ LOGGING = {
     "loggers": {
         **{app: {"level": LOG_LEVEL} for app in ("portal", "ops", "images")},
         "django.db.backends": {"level": "INFO"},
+        # django-axes logs every attempt at INFO; lockouts stay (WARNING), and all of it is in
+        # the audit log.
+        "axes": {"level": "WARNING"},
     },
 }
 # Celery keeps Django's logging above instead of replacing the root logger with its own.

@@ -3,17 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal import views
+from portal.accounts import LoginView
 from portal.metrics import metrics_view
 
 admin.site.site_header = "Ops portal administration"
 admin.site.site_title = "Ops portal admin"
 
 urlpatterns = [
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.today, name="today"),
     path("api/health", views.api_health, name="api_health"),

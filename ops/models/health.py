@@ -9,6 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.secrets import UnresolvedSecret, env_reference, resolve_env, url_has_secret
+
 STALE_INTERVALS = 3
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
@@ -49,7 +51,9 @@ STATE_RANK = {
 TARGET_HELP = (
     "HTTP: the URL. TLS and TCP: host:port. PostgreSQL: a connection URL "
     "(postgres://user@host:5432/db). Redis: redis://host:6379/0. Celery: the queue names to "
-    "measure, comma-separated (empty: the default queue). DigitalOcean: the app id."
+    "measure, comma-separated (empty: the default queue). DigitalOcean: the app id. "
+    "A target with a password or token is given as env:NAME, the environment variable that "
+    "holds it (env:DATABASE_URL), read when the check runs."
 )
 
 
@@ -111,7 +115,10 @@ class MonitoredService(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
-        permissions = [("view_health", "Can see health panels and KPIs")]
+        permissions = [
+            ("view_health", "Can see health panels and KPIs"),
+            ("pause_monitoredservice", "Can pause and resume monitored services"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -130,6 +137,19 @@ class MonitoredService(models.Model):
             errors.setdefault(field, []).append(message)
 
         target = self.target.strip()
+        if env_reference(target) is not None:
+            # Checked with the value the workers will read (the portal's one environment).
+            try:
+                target = resolve_env(target)
+            except UnresolvedSecret as error:
+                add("target", f"{str(error)[0].upper()}{str(error)[1:]}.")
+                raise ValidationError(errors) from None
+        elif url_has_secret(target):
+            add(
+                "target",
+                "Keep passwords and tokens out of the target: put this URL in an environment "
+                "variable and enter env:NAME (for example env:DATABASE_URL).",
+            )
         if self.kind == ServiceKind.HTTP:
             parts = urlsplit(target)
             if parts.scheme not in {"http", "https"} or not parts.hostname:

@@ -24,6 +24,7 @@ from ops.models.health import (
 from ops.services.health_checks import CheckSpec, Outcome, run_check
 from portal.celery import app, broker_can_broadcast
 from portal.health import workers_seen_recently
+from portal.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,27 @@ def health_checks_run_due(*, now: datetime | None = None) -> list[CheckResult]:
             # the others' results.
             logger.exception("storing the check result of service %s failed", service.pk)
     return results
+
+
+@transaction.atomic
+def monitored_service_set_active(
+    *, service: MonitoredService, active: bool, actor
+) -> MonitoredService:
+    """Pause (no more checks, no stale tile) or resume a service: what a Manager may do to
+    one; adding and editing them is the Admins'. Resuming checks it at the next round."""
+    if service.is_active == active:
+        return service
+    service.is_active = active
+    service.next_check_at = None
+    service.save(update_fields=["is_active", "next_check_at"])
+    audit_record(
+        actor=actor,
+        action="health.service.resume" if active else "health.service.pause",
+        target=service,
+        before={"is_active": not active},
+        after={"is_active": active},
+    )
+    return service
 
 
 def health_results_prune(*, now: datetime | None = None) -> tuple[int, int]:

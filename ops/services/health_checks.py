@@ -10,7 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.client import HTTPResponse
 from urllib.error import HTTPError, URLError
@@ -20,8 +20,15 @@ from urllib.request import HTTPRedirectHandler, HTTPSHandler, Request, build_ope
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from kombu.exceptions import ChannelError
 
+from portal.secrets import UnresolvedSecret, env_reference, mask_url, resolve_env, scrub
+
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 MAX_BODY = 256 * 1024
+HTTP_SCHEMES = frozenset({"http", "https"})
+# What an HTTP check says when the answer is not the expected one: never the answer itself,
+# which may hold anything the target knows.
+BODY_MISMATCH = "body did not match"
+FIELD_MISMATCH = "field did not match"
 
 
 @dataclass
@@ -102,6 +109,10 @@ def _json_path(document, path: str):
 
 
 def check_http(spec: CheckSpec, *, context: ssl.SSLContext | None = None) -> Outcome:
+    # urllib opens file://, ftp:// and data: URLs too: only the web is checked, whatever
+    # reached the row (an old row, an environment variable).
+    if urlsplit(spec.target).scheme.lower() not in HTTP_SCHEMES:
+        return Outcome(CRITICAL, "refused: only http:// and https:// URLs are checked")
     opener = build_opener(_NoRedirect)
     if context is not None:
         opener = build_opener(_NoRedirect, HTTPSHandler(context=context))
@@ -123,19 +134,14 @@ def check_http(spec: CheckSpec, *, context: ssl.SSLContext | None = None) -> Out
         )
     text = body.decode("utf-8", "replace")
     if spec.body_contains and spec.body_contains not in text:
-        return Outcome(CRITICAL, f"body lacks “{spec.body_contains}”", latency, metrics)
+        return Outcome(CRITICAL, BODY_MISMATCH, latency, metrics)
     if spec.json_field:
         try:
             value = _json_path(json.loads(text), spec.json_field)
         except (ValueError, KeyError):
-            return Outcome(CRITICAL, f"no JSON field “{spec.json_field}”", latency, metrics)
+            return Outcome(CRITICAL, FIELD_MISMATCH, latency, metrics)
         if spec.json_value and str(value) != spec.json_value:
-            return Outcome(
-                CRITICAL,
-                f"{spec.json_field} is “{value}”, expected “{spec.json_value}”",
-                latency,
-                metrics,
-            )
+            return Outcome(CRITICAL, FIELD_MISMATCH, latency, metrics)
     state, why = _latency_state(spec, latency)
     return Outcome(state, why or f"HTTP {status}", latency, metrics)
 
@@ -301,7 +307,32 @@ def check_do_app(spec: CheckSpec, *, client_factory: Callable) -> Outcome:
 def run_check(
     spec: CheckSpec, *, celery_app=None, do_client_factory=None, count_workers=None
 ) -> Outcome:
-    """Run the check of ``spec.kind``; whatever it raises becomes an unknown outcome."""
+    """Run the check of ``spec.kind`` on its target, an ``env:`` one resolved now; whatever it
+    raises becomes an unknown outcome. The resolved target never shows in the detail."""
+    # A target may name the environment variable that holds it (env:DATABASE_URL): a URL with
+    # a password lives in the workers' environment, never in the database or on a page.
+    try:
+        target = resolve_env(spec.target)
+    except UnresolvedSecret as error:
+        return Outcome(CRITICAL, str(error))
+    if target != spec.target:
+        spec = replace(spec, target=target)
+        outcome = _run_check(spec, celery_app, do_client_factory, count_workers)
+        outcome.detail = scrub(outcome.detail, [target, _password(target)])
+        return outcome
+    outcome = _run_check(spec, celery_app, do_client_factory, count_workers)
+    outcome.detail = scrub(outcome.detail, [_password(target)])
+    return outcome
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def _run_check(spec: CheckSpec, celery_app, do_client_factory, count_workers) -> Outcome:
     checks: dict[str, Callable[[], Outcome]] = {
         "http": lambda: check_http(spec),
         "tcp": lambda: check_tcp(spec),
@@ -321,8 +352,6 @@ def run_check(
 
 
 def describe_target(target: str) -> str:
-    """The target without credentials, for pages and logs."""
-    parts = urlsplit(target)
-    if parts.password:
-        return target.replace(f":{parts.password}@", ":***@")
-    return target
+    """The target without credentials, for pages and logs: an ``env:`` reference as it is,
+    a URL with its password and secret query parameters masked."""
+    return target if env_reference(target) is not None else mask_url(target)
