@@ -123,5 +123,8 @@ def api_optimize(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_or_token_required
 def api_health(request: HttpRequest) -> JsonResponse:
-    """Workers on the image queue, its length, and the last hour's success rate."""
+    """Workers on the image queue, its length, and the last hour's success rate: for those who
+    may see image batches, as every other image page."""
+    if not request.user.has_perm("images.view_batch"):
+        return _json_error("You may not see image batches.", 403)
     return JsonResponse(image_queue_health())

@@ -144,3 +144,33 @@ def test_success_rate_and_stats_for_the_health_panel(image_staff, preset):
     assert hour.seconds_per_image_median > 0 and hour.bytes_after < hour.bytes_before
     assert image_success_rate(since=now - timedelta(hours=3)) == 0.75
     assert client_for(image_staff).get(HEALTH).json()["last_hour"]["failed"] == 1
+
+
+def test_a_bearer_header_authenticates_by_the_token_alone(image_staff, operator, preset):
+    """A session beside a made-up bearer token: the request skips CSRF (the header says it is
+    not a browser's), so the session must not be used. Only the token counts."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(image_staff)
+    for header in ("Bearer anything", "Bearer opt_" + "x" * 43):
+        response = browser.post(
+            OPTIMIZE, {"image": upload("x.jpg", samples.jpeg())}, HTTP_AUTHORIZATION=header
+        )
+        assert response.status_code == 401 and "Invalid or revoked" in response.json()["error"]
+    assert not Batch.objects.exists()
+    # A real token of someone who may not upload, sent beside image staff's session: refused.
+    _token, raw = api_token_create(user=operator, name="robot")
+    response = browser.post(
+        OPTIMIZE, {"image": upload("x.jpg", samples.jpeg())}, HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert response.status_code == 403 and not Batch.objects.exists()
+    # The same session with its CSRF token and no header still works as before.
+    assert browser.get(HEALTH, HTTP_AUTHORIZATION="Bearer nonsense").status_code == 401
+
+
+def test_health_needs_the_image_permission(image_staff, outsider, operator):
+    for user in (outsider, operator):
+        assert client_for(user).get(HEALTH).status_code == 403
+        _token, raw = api_token_create(user=user, name="probe")
+        response = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get(HEALTH)
+        assert response.status_code == 403 and "may not see" in response.json()["error"]
+    assert client_for(image_staff).get(HEALTH).status_code == 200
