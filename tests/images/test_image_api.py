@@ -163,8 +163,9 @@ def test_a_bearer_header_authenticates_by_the_token_alone(image_staff, operator,
         OPTIMIZE, {"image": upload("x.jpg", samples.jpeg())}, HTTP_AUTHORIZATION=f"Bearer {raw}"
     )
     assert response.status_code == 403 and not Batch.objects.exists()
-    # The same session with its CSRF token and no header still works as before.
+    # On a GET as well; and the session alone, with no header, still works.
     assert browser.get(HEALTH, HTTP_AUTHORIZATION="Bearer nonsense").status_code == 401
+    assert browser.get(HEALTH).status_code == 200
 
 
 def test_health_needs_the_image_permission(image_staff, outsider, operator):
