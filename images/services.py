@@ -101,8 +101,9 @@ def _file_name(upload: File) -> str:
 
 
 def _check_uploads(uploads: Sequence[File], preset: pipeline.Preset) -> list[_Checked]:
-    """Read each file's header (no pixels decoded); every problem, named by file, in one
-    refusal."""
+    """Read each file's header from its first bytes (no pixels decoded, never the whole file
+    in memory: a large upload is a temporary file) and hash the good ones in chunks; every
+    problem, named by file, in one refusal."""
     problems: list[str] = []
     checked: list[_Checked] = []
     for upload in uploads:
@@ -113,15 +114,12 @@ def _check_uploads(uploads: Sequence[File], preset: pipeline.Preset) -> list[_Ch
                 f"{human_bytes(preset.max_bytes)}."
             )
             continue
-        upload.seek(0)
-        data = upload.read()
         try:
-            info = pipeline.probe(data, preset)
+            info = pipeline.probe_file(upload, upload.size or 0, preset)
         except pipeline.ImageRejected as rejected:
             problems.append(f"{name}: {rejected.reason}")
             continue
-        checked.append(_Checked(upload, name, pipeline.content_hash(data), info))
-        del data
+        checked.append(_Checked(upload, name, pipeline.content_hash_file(upload), info))
     if problems:
         count = len(problems)
         head = "This file cannot be used" if count == 1 else f"{count} files cannot be used"

@@ -1,6 +1,7 @@
 """Making, processing, retrying and deleting batches through the services: every bad input gets
 a clear refusal or a per-image error, and nothing is done twice or left half-done."""
 
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.utils import timezone
 
 from images import pipeline, services
@@ -300,6 +302,54 @@ def test_a_partial_file_left_by_a_killed_worker_is_replaced(image_staff, preset)
     variant = image.variants.get(size=2048, format="jpeg")
     assert variant.path == f"{folder}/2048.jpg"
     assert default_storage.size(variant.path) == variant.bytes > 9
+
+
+# --- memory: an upload is checked from its first bytes and streamed, never read whole ------------
+
+LARGE = 24 * 1024 * 1024
+
+
+def _temporary_upload(name: str, head: bytes, size: int) -> TemporaryUploadedFile:
+    """What Django hands a view for a large upload: a temporary file on disk."""
+    upload = TemporaryUploadedFile(name, "image/jpeg", size, None)
+    upload.write(head)
+    block = bytes(range(256)) * 4096
+    while upload.tell() < size:
+        upload.write(block[: size - upload.tell()])
+    upload.seek(0)
+    return upload
+
+
+def _peak_allocated(call) -> int:
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_upload_is_checked_and_stored_with_flat_memory(image_staff, preset, _media_root):
+    """A 24 MB file that is not an image is refused from its first bytes; a 24 MB one that is
+    (a JPEG with data after its end) is hashed and stored in chunks. Neither is read whole."""
+    junk = _temporary_upload("junk.jpg", b"%PDF-1.7\n", LARGE)
+
+    def refused():
+        with pytest.raises(ActionRefused, match="not an image in a supported format"):
+            make_batch(image_staff, preset, [junk])
+
+    assert _peak_allocated(refused) < LARGE / 8
+    junk.close()
+    jpeg = samples.jpeg()
+    padded = _temporary_upload("padded.jpg", jpeg, LARGE)
+    made = []
+    peak = _peak_allocated(lambda: made.append(make_batch(image_staff, preset, [padded])))
+    padded.close()
+    assert peak < LARGE / 8
+    image = made[0].images.get()
+    assert image.bytes == LARGE and default_storage.size(image.original_path) == LARGE
+    with default_storage.open(image.original_path, "rb") as stored:
+        assert stored.read(len(jpeg)) == jpeg
 
 
 # --- idempotency: claims ----------------------------------------------------------------------
