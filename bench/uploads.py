@@ -142,7 +142,8 @@ def main() -> int:
         growth = peak - before
         ok = status == expected and growth < TARGET_MB
         passed &= ok
-        print(f"{name:<14} {status:>6} {before:>8.0f} {peak:>8.0f} {growth:>8.0f}  {'PASS' if ok else 'FAIL'}")
+        verdict = "PASS" if ok else "FAIL"
+        print(f"{name:<14} {status:>6} {before:>8.0f} {peak:>8.0f} {growth:>8.0f}  {verdict}")
     print(f"Target: growth under {TARGET_MB} MB; batches made: {made} (expected 1).")
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
