@@ -62,7 +62,7 @@ def _body(folder: Path, name: str, head: bytes, size: int, csrf: str, preset_id:
                 f"{value}\r\n".encode()
             )
         out.write(
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
             f'filename="{name}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
         )
         out.write(head)
