@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from images import pipeline
@@ -31,6 +32,7 @@ from images.models import (
     BatchImage,
     BatchSource,
     BatchStatus,
+    FailureKind,
     ImageStatus,
     Preset,
     Variant,
@@ -238,8 +240,9 @@ def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None)
         return None
     batch_id = BatchImage.objects.filter(pk=image_id).values_list("batch_id", flat=True).get()
     with transaction.atomic():
+        # The first claim of a run (the upload's, or a retry's) starts the batch's clock.
         if Batch.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-            status=BatchStatus.RUNNING, started_at=now
+            status=BatchStatus.RUNNING, run_started_at=now, started_at=Coalesce("started_at", now)
         ):
             audit_record(
                 actor=None,
@@ -260,17 +263,22 @@ def image_claim_wait(*, image_id: int, now: datetime | None = None) -> float | N
     return max(1.0, (image.claimed_at + claim_stale_after() - now).total_seconds() + 1)
 
 
-def _failure_reason(exc: BaseException) -> str:
+def _failure_reason(exc: BaseException) -> tuple[str, FailureKind]:
+    """The reason a person reads, and whether retrying may help: a file the pipeline rejects
+    (corrupt, unsupported) fails the same way again; time, memory and errors may not."""
     if isinstance(exc, pipeline.ImageRejected):
-        return exc.reason
+        return exc.reason, FailureKind.REJECTED
     if isinstance(exc, SoftTimeLimitExceeded):
         return (
             f"Processing took longer than the {settings.IMAGE_TASK_SOFT_TIME_LIMIT} s limit; the "
             "image is too large or too complex for this preset."
-        )
+        ), FailureKind.TRANSIENT
     if isinstance(exc, MemoryError):
-        return "The worker ran out of memory on this image."
-    return f"Unexpected error while processing ({type(exc).__name__}); see the worker's log."
+        return "The worker ran out of memory on this image.", FailureKind.TRANSIENT
+    return (
+        f"Unexpected error while processing ({type(exc).__name__}); see the worker's log.",
+        FailureKind.TRANSIENT,
+    )
 
 
 def _store_variants(
@@ -330,7 +338,8 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
         if not isinstance(exc, pipeline.ImageRejected):
             logger.exception("Image %s (%s) failed", image.pk, image.original_name)
         _delete_unreferenced(set(written))
-        return image_fail(image_id=image_id, token=token, reason=_failure_reason(exc))
+        reason, kind = _failure_reason(exc)
+        return image_fail(image_id=image_id, token=token, reason=reason, kind=kind)
 
     now = timezone.now()
     best = pipeline.best_of(result.variants)
@@ -344,6 +353,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             bytes_after=best.bytes if best else image.bytes,
             warnings=result.warnings,
             error="",
+            failure="",
             avif_status=ImageStatus.QUEUED if batch.pipeline_preset.avif else "",
             avif_error="",
         )
@@ -400,7 +410,7 @@ def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchIm
         logger.exception("AVIF of image %s (%s) failed", image.pk, image.original_name)
         _delete_unreferenced(set(written))
         BatchImage.objects.filter(pk=image_id, avif_status=ImageStatus.WORKING).update(
-            avif_status=ImageStatus.FAILED, avif_error=_failure_reason(exc)[:500]
+            avif_status=ImageStatus.FAILED, avif_error=_failure_reason(exc)[0][:500]
         )
         image.refresh_from_db()
         audit_record(
@@ -423,12 +433,15 @@ def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchIm
     return image
 
 
-def image_fail(*, image_id: int, token: str, reason: str) -> BatchImage:
-    """Settle a claimed image as failed, with a reason a person can act on."""
+def image_fail(
+    *, image_id: int, token: str, reason: str, kind: FailureKind = FailureKind.TRANSIENT
+) -> BatchImage:
+    """Settle a claimed image as failed, with a reason a person can act on and whether a
+    retry is offered (``kind``)."""
     with transaction.atomic():
         settled = BatchImage.objects.filter(
             pk=image_id, status=ImageStatus.WORKING, claim_token=token
-        ).update(status=ImageStatus.FAILED, finished_at=timezone.now(), error=reason)
+        ).update(status=ImageStatus.FAILED, finished_at=timezone.now(), error=reason, failure=kind)
         image = BatchImage.objects.get(pk=image_id)
         if settled:
             Variant.objects.filter(image_id=image_id).delete()
@@ -438,17 +451,28 @@ def image_fail(*, image_id: int, token: str, reason: str) -> BatchImage:
 
 
 def batch_settle(*, batch_id: int) -> bool:
-    """The finishing step: close the batch once no image is queued or working. Called after
-    every image settles; the conditional update lets exactly one caller close it."""
+    """The finishing step: close the batch once no image is queued or working, adding this
+    run's time (first claim to now) to the batch's. Called after every image settles; the
+    row lock and the conditional filter let exactly one caller close it."""
     pending = BatchImage.objects.filter(batch_id=OuterRef("pk"), status__in=PENDING)
+    now = timezone.now()
     with transaction.atomic():
-        closed = (
-            Batch.objects.filter(pk=batch_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+        batch = (
+            Batch.objects.select_for_update()
+            .filter(pk=batch_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
             .exclude(Exists(pending))
-            .update(status=BatchStatus.FINISHED, finished_at=timezone.now())
+            .first()
         )
+        closed = batch is not None
         if closed:
-            batch = Batch.objects.get(pk=batch_id)
+            run = (now - batch.run_started_at).total_seconds() if batch.run_started_at else 0.0
+            batch.status = BatchStatus.FINISHED
+            batch.finished_at = now
+            batch.processing_seconds = round(batch.processing_seconds + max(0.0, run), 3)
+            batch.run_started_at = None
+            batch.save(
+                update_fields=["status", "finished_at", "processing_seconds", "run_started_at"]
+            )
             totals = batch_totals(batch=batch)
             audit_record(
                 actor=None,
@@ -477,7 +501,10 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                     "(out of time or memory); it was not tried again."
                 )
                 if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
-                    status=ImageStatus.FAILED, finished_at=now, error=reason
+                    status=ImageStatus.FAILED,
+                    finished_at=now,
+                    error=reason,
+                    failure=FailureKind.TRANSIENT,
                 ):
                     audit_record(
                         actor=None, action="images.image.fail", target=image, summary=reason
@@ -510,16 +537,41 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
 
 @transaction.atomic
 def batch_retry_failed(*, batch: Batch, user) -> int:
-    """Queue the failed images of a finished batch again; returns how many."""
+    """Queue again the images of a finished batch that failed for a reason retrying may fix
+    (out of time or memory, a lost worker); a file rejected as corrupt or unsupported would
+    fail the same way and is not retried. Returns how many. The retry is a new run of the
+    batch: its time is added to the batch's, the wait in between is not."""
     require_perm(user, "images.upload_batch", "You may not retry image batches.")
     batch = Batch.objects.select_for_update().get(pk=batch.pk)
-    failed = list(batch.images.filter(status=ImageStatus.FAILED).values_list("pk", flat=True))
-    if not failed:
+    if batch.status != BatchStatus.FINISHED:
+        raise ActionRefused(
+            "This batch is still being processed; retry once it has finished.", status=409
+        )
+    failed = batch.images.filter(status=ImageStatus.FAILED)
+    retryable = list(failed.exclude(failure=FailureKind.REJECTED).values_list("pk", flat=True))
+    if not retryable:
+        rejected = failed.count()
+        if rejected:
+            raise ActionRefused(
+                f"The {rejected} failed image{'s' if rejected != 1 else ''} of this batch "
+                f"cannot be used (corrupt or unsupported): a retry would fail again. Upload "
+                "a repaired file in a new batch.",
+                status=409,
+            )
         raise ActionRefused("No image of this batch failed: there is nothing to retry.", status=409)
-    BatchImage.objects.filter(pk__in=failed).update(
-        status=ImageStatus.QUEUED, error="", claim_token="", worker="", finished_at=None
+    BatchImage.objects.filter(pk__in=retryable).update(
+        status=ImageStatus.QUEUED,
+        error="",
+        failure="",
+        claim_token="",
+        worker="",
+        finished_at=None,
+        sent_at=None,
     )
-    Batch.objects.filter(pk=batch.pk).update(status=BatchStatus.RUNNING, finished_at=None)
+    Batch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.QUEUED, finished_at=None, run_started_at=None
+    )
+    failed = retryable
     audit_record(
         actor=user,
         action="images.batch.retry",

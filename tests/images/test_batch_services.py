@@ -10,10 +10,12 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.db.models import F
 from django.utils import timezone
 
 from images import pipeline, services
 from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
+from images.selectors import batch_totals
 from images.services import (
     batch_create,
     batch_delete,
@@ -438,31 +440,95 @@ def test_reclaim_queues_dead_workers_images_and_fails_them_after_the_last_attemp
 # --- people's actions ----------------------------------------------------------------------------
 
 
-def test_retry_queues_the_failed_images_again(
+def _out_of_memory_once(monkeypatch, name: str) -> None:
+    """The pipeline runs out of memory on the image named ``name``, the first time only: a
+    transient failure, which a retry may fix."""
+    real = pipeline.optimize
+    failed = []
+
+    def optimize(data, preset):
+        if not failed and data == samples.jpeg(seed=7):
+            failed.append(name)
+            raise MemoryError
+        return real(data, preset)
+
+    monkeypatch.setattr(pipeline, "optimize", optimize)
+
+
+def test_retry_queues_the_images_that_failed_for_a_transient_reason(
     image_staff, operator, preset, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
     monkeypatch.setattr(services, "_enqueue", queued.append)
+    _out_of_memory_once(monkeypatch, "big.jpg")
     batch = make_batch(
         image_staff,
         preset,
-        [upload("a.jpg", samples.jpeg()), upload("t.jpg", samples.truncated_jpeg())],
+        [
+            upload("a.jpg", samples.jpeg()),
+            upload("big.jpg", samples.jpeg(seed=7)),
+            upload("t.jpg", samples.truncated_jpeg()),
+        ],
     )
     for image in batch.images.all():
         process(image)
+    big = batch.images.get(original_name="big.jpg")
+    assert big.status == ImageStatus.FAILED and "out of memory" in big.error
     with pytest.raises(PermissionDenied):
         batch_retry_failed(batch=batch, user=operator)
     with django_capture_on_commit_callbacks(execute=True):
         assert batch_retry_failed(batch=batch, user=image_staff) == 1
-    failed = batch.images.get(original_name="t.jpg")
-    assert queued[-1] == [failed.pk]
-    assert failed.status == ImageStatus.QUEUED and failed.error == ""
+    assert queued[-1] == [big.pk]
+    big.refresh_from_db()
+    assert big.status == ImageStatus.QUEUED and big.error == ""
+    # The corrupt file is left failed: retrying it would fail the same way.
+    truncated = batch.images.get(original_name="t.jpg")
+    assert truncated.status == ImageStatus.FAILED and "truncated" in truncated.error
     batch.refresh_from_db()
-    assert batch.status == BatchStatus.RUNNING and batch.finished_at is None
-    assert process(failed).status == ImageStatus.FAILED  # still truncated
+    assert batch.status == BatchStatus.QUEUED and batch.finished_at is None
+    assert process(big).status == ImageStatus.DONE
     batch.refresh_from_db()
     assert batch.is_finished
     assert AuditEntry.objects.filter(action="images.batch.retry", actor=image_staff).exists()
+    # Only the corrupt file is left failed: nothing a retry could fix.
+    with pytest.raises(ActionRefused, match="cannot be used") as refused:
+        batch_retry_failed(batch=batch, user=image_staff)
+    assert refused.value.status == 409 and "1 failed image of this batch" in refused.value.message
+
+
+def test_retry_keeps_the_batch_time_as_the_sum_of_processing(
+    image_staff, preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The batch ran, failed one image for lack of memory, and was retried an hour later: its
+    time is its two runs, not the hour since the upload, and its images/s stay honest."""
+    monkeypatch.setattr(services, "_enqueue", lambda ids: None)
+    _out_of_memory_once(monkeypatch, "big.jpg")
+    batch = make_batch(
+        image_staff,
+        preset,
+        [upload("a.jpg", samples.jpeg()), upload("big.jpg", samples.jpeg(seed=7))],
+    )
+    for image in batch.images.all():
+        process(image)
+    batch.refresh_from_db()
+    first_run = batch_totals(batch=batch).seconds
+    assert batch.is_finished and 0 < first_run < 30
+    hour = timedelta(hours=1)
+    Batch.objects.filter(pk=batch.pk).update(
+        created_at=F("created_at") - hour,
+        started_at=F("started_at") - hour,
+        finished_at=F("finished_at") - hour,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batch_retry_failed(batch=batch, user=image_staff) == 1
+    batch.refresh_from_db()
+    assert batch_totals(batch=batch).seconds == pytest.approx(first_run)  # waiting is not work
+    process(batch.images.get(original_name="big.jpg"))
+    batch.refresh_from_db()
+    totals = batch_totals(batch=batch)
+    assert batch.is_finished and (totals.done, totals.failed) == (2, 0)
+    assert first_run < totals.seconds < first_run + 30
+    assert totals.images_per_second == round(2 / totals.seconds, 2) > 2 / 60
 
 
 def test_retry_without_failures_is_refused(image_staff, preset):
