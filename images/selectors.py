@@ -47,6 +47,7 @@ class BatchTotals:
     bytes_after: int
     seconds: float | None
     retryable: int = 0
+    unsent: int = 0  # queued, and no message reached the broker yet (it was down)
 
     @property
     def settled(self) -> int:
@@ -83,6 +84,7 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         retryable=Count(
             "pk", filter=Q(status=ImageStatus.FAILED) & ~Q(failure=FailureKind.REJECTED)
         ),
+        unsent=Count("pk", filter=Q(status=ImageStatus.QUEUED, sent_at__isnull=True)),
         bytes_before=Sum("bytes", filter=Q(status=ImageStatus.DONE)),
         bytes_after=Sum("bytes_after", filter=Q(status=ImageStatus.DONE)),
     )
@@ -102,6 +104,7 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         bytes_after=counts["bytes_after"] or 0,
         seconds=seconds,
         retryable=counts["retryable"],
+        unsent=counts["unsent"],
     )
 
 

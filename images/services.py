@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import group
 from celery.exceptions import SoftTimeLimitExceeded
@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from images import pipeline
 from images.models import (
@@ -206,12 +207,33 @@ def batch_create(
     return batch
 
 
-def _enqueue(image_ids: list[int]) -> None:
+# What sending a message raises while the broker does not answer (kombu wraps the transport's
+# errors in OperationalError; a refused or reset socket may surface as OSError).
+BROKER_ERRORS = (OperationalError, OSError)
+
+
+def _enqueue(image_ids: list[int]) -> bool:
     """One task per image, as a group: every worker on every machine takes its share. The
     finishing step is ``batch_settle``, run by whichever image settles last. Sent by the
-    task's name: images.tasks imports this module."""
-    if image_ids:
+    task's name: images.tasks imports this module.
+
+    The rows are the truth and the message a nudge (a transactional outbox): an image is
+    marked sent only once the broker took its message. When the broker does not answer,
+    nothing is raised: the images stay queued and unsent, and the periodic reclaim sends them
+    once it answers again. Returns whether the messages were sent."""
+    if not image_ids:
+        return True
+    try:
         group(app.signature(OPTIMIZE_TASK, args=(pk,)) for pk in image_ids).apply_async()
+    except BROKER_ERRORS:
+        logger.warning(
+            "The broker did not take %d image tasks; the reclaim sends them later",
+            len(image_ids),
+            exc_info=True,
+        )
+        return False
+    BatchImage.objects.filter(pk__in=image_ids).update(sent_at=timezone.now())
+    return True
 
 
 # --- processing one image -----------------------------------------------------------------------
@@ -356,6 +378,7 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             failure="",
             avif_status=ImageStatus.QUEUED if batch.pipeline_preset.avif else "",
             avif_error="",
+            sent_at=None,  # the AVIF work, when asked, needs a message of its own
         )
         if settled:
             Variant.objects.filter(image_id=image_id).delete()
@@ -382,8 +405,16 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
 AVIF_PRIORITY = 9  # the lowest: JPEG and WebP work of every batch goes first (Redis)
 
 
-def _send_avif(image_id: int) -> None:
-    app.send_task(AVIF_TASK, args=(image_id,), priority=AVIF_PRIORITY)
+def _send_avif(image_id: int) -> bool:
+    """The AVIF task of a done image; marked sent as ``_enqueue`` does, and left for the
+    reclaim to send when the broker does not answer."""
+    try:
+        app.send_task(AVIF_TASK, args=(image_id,), priority=AVIF_PRIORITY)
+    except BROKER_ERRORS:
+        logger.warning("The broker did not take the AVIF task of image %s", image_id, exc_info=True)
+        return False
+    BatchImage.objects.filter(pk=image_id).update(sent_at=timezone.now())
+    return True
 
 
 def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchImage | None:
@@ -512,7 +543,7 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                     transaction.on_commit(lambda pk=image.batch_id: batch_settle(batch_id=pk))
                 continue
             if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
-                status=ImageStatus.QUEUED, claim_token="", worker=""
+                status=ImageStatus.QUEUED, claim_token="", worker="", sent_at=None
             ):
                 audit_record(
                     actor=None,
@@ -530,6 +561,35 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
     for pk in stale_avif:
         transaction.on_commit(lambda pk=pk: _send_avif(pk))
     return requeued
+
+
+def image_messages_send(*, now: datetime | None = None) -> list[int]:
+    """The outbox's relay, run by the periodic reclaim: send the messages of queued work that
+    has none (the broker was down when its batch was made, retried or reclaimed, or it lost
+    them), and again those sent so long ago (IMAGE_RESEND_SECONDS) that the message may be
+    lost. A second message for the same image does nothing: the claim decides. Returns the
+    images sent; none while the broker still does not answer."""
+    now = now or timezone.now()
+    unsent = Q(sent_at__isnull=True) | Q(
+        sent_at__lt=now - timedelta(seconds=settings.IMAGE_RESEND_SECONDS)
+    )
+    pending_batch = Q(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+    queued = list(
+        BatchImage.objects.filter(unsent, pending_batch, status=ImageStatus.QUEUED)
+        .order_by("batch_id", "position")
+        .values_list("pk", flat=True)
+    )
+    if queued and not _enqueue(queued):
+        return []
+    avif = list(
+        BatchImage.objects.filter(
+            unsent, status=ImageStatus.DONE, avif_status=ImageStatus.QUEUED
+        ).values_list("pk", flat=True)
+    )
+    sent_avif = [pk for pk in avif if _send_avif(pk)]
+    if queued or sent_avif:
+        logger.info("Sent %d image and %d AVIF tasks again", len(queued), len(sent_avif))
+    return queued + sent_avif
 
 
 # --- people's actions on a batch ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from images.services import (
     image_claim,
     image_claim_wait,
     image_claims_reclaim,
+    image_messages_send,
     image_process,
 )
 
@@ -50,8 +51,12 @@ def image_optimize_task(self, image_id: int) -> str:
 
 @shared_task(name="images.image_claims_reclaim", soft_time_limit=50, time_limit=58)
 def image_claims_reclaim_task() -> list[int]:
-    """Beat calls this every minute: images whose worker died are queued again."""
-    return image_claims_reclaim()
+    """Beat calls this every IMAGE_RECLAIM_SECONDS: images whose worker died are queued again,
+    and queued work with no message (the broker was down) is sent. Returns the images
+    requeued."""
+    requeued = image_claims_reclaim()
+    image_messages_send()
+    return requeued
 
 
 @shared_task(

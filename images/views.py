@@ -92,7 +92,12 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         except ActionRefused as refused:
             form.add_error(None, refused.message)
         else:
-            messages.success(request, f"“{batch}”: {batch.images_total} images queued.")
+            if batch_totals(batch=batch).unsent:
+                # Saved, but the broker did not answer: the reclaim sends the work later, and
+                # the batch page says so while it waits.
+                messages.warning(request, f"“{batch}”: {batch.images_total} images saved.")
+            else:
+                messages.success(request, f"“{batch}”: {batch.images_total} images queued.")
             if wants_fragment(request):
                 return HttpResponseClientRedirect(batch.get_absolute_url())
             return redirect(batch)

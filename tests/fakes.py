@@ -176,30 +176,44 @@ def tls_server(*, days: int):
 @contextlib.contextmanager
 def private_redis():
     """A redis-server of the test's own on a free port (so stopping it harms nobody else);
-    yields an object with ``url`` and ``stop()``."""
+    yields an object with ``url``, ``stop()`` and ``start()`` (again, on the same port, empty:
+    as a Redis without persistence comes back after an outage)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    server = [binary, "--save", "", "--appendonly", "no"]
     port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes: list[subprocess.Popen] = []
+
+    def wait_until_answering() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {port}")
 
     class Handle:
         url = f"redis://127.0.0.1:{port}/0"
 
         @staticmethod
+        def start():
+            processes.append(
+                subprocess.Popen(
+                    [*server, "--port", str(port), "--bind", "127.0.0.1"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_until_answering()
+
+        @staticmethod
         def stop():
+            process = processes[-1]
             process.terminate()
             process.wait(10)
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            break
-        time.sleep(0.05)
+    Handle.start()
     try:
         yield Handle
     finally:
-        if process.poll() is None:
+        if processes[-1].poll() is None:
             Handle.stop()

@@ -10,11 +10,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
-from images.services import batch_create, image_claim
+from images.services import batch_create, image_claim, image_messages_send
 from images.tasks import image_claims_reclaim_task, image_optimize_task
 from portal.celery import app
 from portal.models import AuditEntry
 from tests.conftest import client_for
+from tests.fakes import private_redis
 from tests.images import samples
 from tests.images.samples import upload
 
@@ -140,3 +141,61 @@ def test_worker_makes_avif_after_the_batch_at_the_lowest_priority(image_staff, p
             image.refresh_from_db()
     assert image.status == "done" and image.avif_status == "done"
     assert set(image.variants.values_list("format", flat=True)) == {"jpeg", "webp", "avif"}
+
+
+def _use_broker(url: str, options: dict) -> None:
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = options
+    # The producer pool was made for the broker before: it is made again on first use.
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@contextlib.contextmanager
+def _portal_on_redis(url: str, settings):
+    """The portal's broker and cache on a Redis of the test's own, as in production."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    }
+    before = app.conf.broker_url, dict(app.conf.broker_transport_options or {})
+    _use_broker(url, {})
+    try:
+        yield
+    finally:
+        _use_broker(*before)
+
+
+def test_a_batch_made_while_redis_is_down_starts_when_it_is_back(image_staff, preset, settings):
+    """Redis (broker and cache) is really stopped while a batch is uploaded: the batch is
+    saved and the page says it will start when the workers are reachable (no 500, nothing to
+    upload again). Once Redis is back, the periodic reclaim sends its images and the batch
+    finishes."""
+    with private_redis() as redis_server, _portal_on_redis(redis_server.url, settings):
+        client = client_for(image_staff)
+        redis_server.stop()
+        response = client.post(
+            reverse("images:batch_new"),
+            {
+                "name": "During the outage",
+                "preset": preset.pk,
+                "files": [upload("a.jpg", samples.jpeg()), upload("b.png", samples.png())],
+            },
+            follow=True,
+        )
+        html = response.content.decode()
+        assert response.status_code == 200, html
+        batch = Batch.objects.get()
+        assert response.redirect_chain == [(batch.get_absolute_url(), 302)]
+        assert "“During the outage”: 2 images saved." in html
+        assert "Saved; it will start when the workers are reachable" in html
+        assert batch.images.filter(status=ImageStatus.QUEUED, sent_at=None).count() == 2
+        assert image_messages_send() == []  # still down: nothing sent, nothing raised
+
+        redis_server.start()  # empty, as a Redis without persistence comes back
+        with _worker():
+            image_claims_reclaim_task.delay()  # what beat sends every IMAGE_RECLAIM_SECONDS
+            batch = _wait_until_finished(batch)
+        html = client.get(batch.get_absolute_url()).content.decode()
+    assert set(batch.images.values_list("status", flat=True)) == {ImageStatus.DONE}
+    assert "it will start when the workers are reachable" not in html
+    assert AuditEntry.objects.filter(action="images.image.done").count() == 2
