@@ -86,7 +86,7 @@ def api_optimize(request: HttpRequest) -> HttpResponse:
     if refusal is not None:
         return _json_error(refusal.message, refusal.status)
     image = batch.images.get()
-    token = image_claim(image_id=image.pk, worker=f"web pid {os.getpid()}")
+    token = image_claim(image_id=image.pk)
     image = image_process(image_id=image.pk, token=token) if token else image
     batch_url = request.build_absolute_uri(batch.get_absolute_url())
     if image.status != ImageStatus.DONE:

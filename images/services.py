@@ -2,10 +2,17 @@
 per call), settle it, retry what failed, delete it.
 
 Processing is idempotent: a worker first claims an image with a conditional update (queued, or
-working under a claim so old that its worker must be dead) and stops when that changes no row;
+working under a claim whose worker is dead) and stops when that changes no row;
 it writes its outputs under names made of the upload's content hash and the preset's
 fingerprint, and settles the image only while it still holds the claim. So a task delivered
 twice, or a worker that dies half-way, never processes an image twice or leaves half a result.
+
+Who holds a claim is recorded with it (``worker``: the process's identity, under which that
+process stamps a heartbeat, portal.health). The heartbeat decides: a claim whose worker stopped
+stamping is taken over within a minute (by the periodic reclaim, or by a second delivery of its
+message); a live worker's claim is never taken, however slow its image. A claim older than
+IMAGE_CLAIM_STALE_SECONDS (more than any task may run) is taken over whatever the heartbeat says,
+and while the heartbeats cannot be read only that rule applies.
 """
 
 import logging
@@ -44,6 +51,7 @@ from images.selectors import batch_totals
 from portal.celery import app
 from portal.errors import ActionRefused
 from portal.formatting import human_bytes
+from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS, process_heartbeat_start, processes_alive
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
 
@@ -239,25 +247,56 @@ def _enqueue(image_ids: list[int]) -> bool:
 # --- processing one image -----------------------------------------------------------------------
 
 
-def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None) -> str | None:
+def _claims_of_dead_workers(images, now: datetime) -> set[int]:
+    """Of these working images, those whose claim its worker no longer holds: older than any
+    task may run, or (past the heartbeat's own grace) made by a worker whose heartbeat is gone.
+    While the heartbeats cannot be read, only the first rule applies."""
+    judged = [
+        image
+        for image in images
+        if image.claimed_at is not None
+        and image.claimed_at < now - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS)
+    ]
+    alive = processes_alive(image.worker for image in judged) if judged else {}
+    too_old = now - claim_stale_after()
+    return {
+        image.pk
+        for image in judged
+        if image.claimed_at < too_old or (alive is not None and not alive.get(image.worker, False))
+    }
+
+
+def image_claim(
+    *, image_id: int, worker: str | None = None, now: datetime | None = None
+) -> str | None:
     """Take an image for processing: returns the claim token, or None when it is done, failed,
-    gone, or held by a worker that may still be alive."""
+    gone, or held by a worker that is alive. The claim records ``worker``: by default this
+    process's identity, whose heartbeat is started here (naming another worker, as a test does
+    to play a dead one, starts none)."""
     now = now or timezone.now()
+    if worker is None:
+        worker = process_heartbeat_start()
     token = uuid.uuid4().hex
-    claimable = Q(status=ImageStatus.QUEUED) | Q(
-        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
-    )
-    claimed = (
-        BatchImage.objects.filter(claimable, pk=image_id)
-        .filter(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-        .update(
-            status=ImageStatus.WORKING,
-            claim_token=token,
-            claimed_at=now,
-            worker=worker[:200],
-            attempts=F("attempts") + 1,
-        )
-    )
+    claim = {
+        "status": ImageStatus.WORKING,
+        "claim_token": token,
+        "claimed_at": now,
+        "worker": worker[:200],
+        "attempts": F("attempts") + 1,
+    }
+    in_pending_batch = Q(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+    claimed = BatchImage.objects.filter(
+        in_pending_batch, pk=image_id, status=ImageStatus.QUEUED
+    ).update(**claim)
+    if not claimed:
+        # Held: taken over only from a worker that is dead (the heartbeat decides).
+        held = BatchImage.objects.filter(
+            in_pending_batch, pk=image_id, status=ImageStatus.WORKING
+        ).first()
+        if held is not None and _claims_of_dead_workers([held], now):
+            claimed = BatchImage.objects.filter(
+                pk=image_id, status=ImageStatus.WORKING, claim_token=held.claim_token
+            ).update(**claim)
     if not claimed:
         return None
     batch_id = BatchImage.objects.filter(pk=image_id).values_list("batch_id", flat=True).get()
@@ -273,16 +312,6 @@ def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None)
                 summary=f"First image taken by {worker or 'a worker'}",
             )
     return token
-
-
-def image_claim_wait(*, image_id: int, now: datetime | None = None) -> float | None:
-    """Seconds until the live-looking claim on an image goes stale, or None when there is no
-    claim to wait for (the image is settled or gone)."""
-    now = now or timezone.now()
-    image = BatchImage.objects.filter(pk=image_id, status=ImageStatus.WORKING).first()
-    if image is None or image.claimed_at is None:
-        return None
-    return max(1.0, (image.claimed_at + claim_stale_after() - now).total_seconds() + 1)
 
 
 def _failure_reason(exc: BaseException) -> tuple[str, FailureKind]:
@@ -517,14 +546,19 @@ def batch_settle(*, batch_id: int) -> bool:
 
 
 def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
-    """Images held by a worker that died (its claim is older than any task may run): queue
-    them again, or fail them once they have killed IMAGE_MAX_ATTEMPTS workers."""
+    """Images held by a worker that died (its heartbeat is gone, or its claim is older than any
+    task may run): queue them again, or fail them once they have killed IMAGE_MAX_ATTEMPTS
+    workers. A live worker's claim is left alone, however long its image takes."""
     now = now or timezone.now()
-    stale = BatchImage.objects.filter(
-        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
+    working = list(
+        BatchImage.objects.filter(
+            status=ImageStatus.WORKING,
+            claimed_at__lt=now - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS),
+        ).select_related("batch")
     )
+    dead = _claims_of_dead_workers(working, now)
     requeued: list[int] = []
-    for image in stale.select_related("batch"):
+    for image in (image for image in working if image.pk in dead):
         with transaction.atomic():
             if image.attempts >= settings.IMAGE_MAX_ATTEMPTS:
                 reason = (
@@ -549,7 +583,7 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                     actor=None,
                     action="images.image.reclaim",
                     target=image,
-                    summary=f"{image.worker or 'Its worker'} stopped answering; queued again",
+                    summary=f"{image.worker or 'Its worker'} stopped (no heartbeat); queued again",
                 )
                 requeued.append(image.pk)
     if requeued:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
@@ -26,6 +26,7 @@ from images.services import (
 )
 from images.tasks import image_optimize_task
 from portal.errors import ActionRefused
+from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS, process_identity
 from portal.models import AuditEntry
 from tests.images import samples
 from tests.images.samples import upload
@@ -370,23 +371,41 @@ def test_calling_the_task_twice_processes_the_image_once(image_staff, preset):
     assert AuditEntry.objects.filter(action="images.batch.finish").count() == 1
 
 
-def test_a_second_delivery_waits_for_a_live_claim(image_staff, preset, settings, monkeypatch):
+def test_a_live_workers_claim_is_never_taken_however_slow(
+    image_staff, preset, django_capture_on_commit_callbacks
+):
+    """This process claims the image (its heartbeat runs) and is still at it two minutes
+    later: a second delivery of the message and the reclaim both leave it alone."""
     batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
     image = batch.images.get()
-    assert image_claim(image_id=image.pk, worker="alive")
-    countdowns = []
-
-    def retry(countdown):
-        countdowns.append(countdown)
-        return Retry(when=countdown)
-
-    monkeypatch.setattr(image_optimize_task, "retry", retry)
-    result = image_optimize_task.apply(args=[image.pk])
-    assert result.state == "RETRY"
-    (countdown,) = countdowns
-    assert 290 <= countdown <= settings.IMAGE_CLAIM_STALE_SECONDS + 1
+    assert image_claim(image_id=image.pk)
     image.refresh_from_db()
-    assert image.status == ImageStatus.WORKING and image.worker == "alive" and image.attempts == 1
+    assert image.worker == process_identity()
+    BatchImage.objects.filter(pk=image.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=120)
+    )
+    assert image_optimize_task.apply(args=[image.pk]).get() == "skipped"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert image_claims_reclaim() == []
+    image.refresh_from_db()
+    assert image.status == ImageStatus.WORKING and image.attempts == 1
+    assert image.worker == process_identity()
+
+
+def test_a_claim_whose_worker_has_no_heartbeat_is_taken_over_by_a_second_delivery(
+    image_staff, preset
+):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    assert image_claim(image_id=image.pk, worker="killed-machine pid 7")
+    # Within the heartbeat's grace the claim stands: the worker may have just started.
+    assert image_optimize_task.apply(args=[image.pk]).get() == "skipped"
+    BatchImage.objects.filter(pk=image.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS + 1)
+    )
+    assert image_optimize_task.apply(args=[image.pk]).get() == "done"
+    image.refresh_from_db()
+    assert image.attempts == 2 and image.worker == process_identity()
 
 
 def test_a_stale_claim_of_a_dead_worker_is_taken_over_once(image_staff, preset):
