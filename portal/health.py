@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.core.cache import cache
 from django.db import connection
@@ -27,6 +28,10 @@ from portal.celery import app
 logger = logging.getLogger(__name__)
 WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
 BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
+# Stamped by the task that runs the due health checks (beat sends it every 10 s): three missed
+# runs mean the checks have stopped, long before any tile turns stale (three of its intervals).
+CHECKS_HEARTBEAT_KEY = "portal:heartbeat:checks"
+CHECKS_STALE_SECONDS = 30
 # Beat ticks every few seconds and sends the worker heartbeat every 10 s: a minute without
 # either means it is down.
 HEARTBEAT_FRESH_SECONDS = 60
@@ -102,6 +107,56 @@ def processes_alive(identities: Iterable[str]) -> dict[str, bool] | None:
             stamp is not None and now - float(stamp) <= PROCESS_HEARTBEAT_STALE_SECONDS
         )
     return alive
+
+
+def checks_heartbeat(*, now: datetime | None = None) -> None:
+    cache.set(CHECKS_HEARTBEAT_KEY, (now or timezone.now()).timestamp(), timeout=None)
+
+
+@dataclass(frozen=True)
+class ChecksStopped:
+    """Checks are not running: since when (the dispatcher's last run, or else the last result
+    stored; None when neither is known) and why, in the words of /api/health's parts."""
+
+    since: datetime | None
+    reasons: tuple[str, ...]
+
+
+_STOPPED_REASONS = {
+    "cache": "cache unreachable",
+    "broker": "broker unreachable",
+    "workers": "workers unreachable",
+    "scheduler": "scheduler (beat) not running",
+}
+
+
+def checks_stopped(
+    *, now: datetime | None = None, last_result_at: datetime | None = None
+) -> ChecksStopped | None:
+    """None while the check dispatcher ran within CHECKS_STALE_SECONDS. Otherwise since when it
+    has not and why: the parts of the portal's health that fail (the same probes as
+    /api/health, without the database, which answers this very page)."""
+    now = now or timezone.now()
+    try:
+        cached = cache.get_many([CHECKS_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY, BEAT_HEARTBEAT_KEY])
+    except Exception:
+        cached = {"error": True}
+    stamp = cached.get(CHECKS_HEARTBEAT_KEY)
+    if stamp is not None and now.timestamp() - float(stamp) <= CHECKS_STALE_SECONDS:
+        return None
+    since = datetime.fromtimestamp(float(stamp), tz=UTC) if stamp is not None else last_result_at
+    parts = {
+        "cache": {"status": "fail"} if "error" in cached else {"status": "ok"},
+        "broker": _timed(_broker),
+        "workers": _heartbeat(WORKER_HEARTBEAT_KEY, now, cached),
+        "scheduler": _heartbeat(BEAT_HEARTBEAT_KEY, now, cached),
+    }
+    reasons = tuple(
+        reason for part, reason in _STOPPED_REASONS.items() if parts[part]["status"] != "ok"
+    )
+    if not reasons:
+        reasons = ("the check task is not being run (workers busy, or it fails: see their log)",)
+    return ChecksStopped(since=since, reasons=reasons)
 
 
 def worker_heartbeat(*, now: datetime | None = None) -> None:
