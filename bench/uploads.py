@@ -27,7 +27,7 @@ from django.middleware.csrf import _get_new_csrf_string
 from harness import client_for, throwaway_database, user_in
 from PIL import Image
 
-from images.models import Batch
+from images.models import Batch, Preset
 
 TARGET_MB = 20
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
@@ -117,8 +117,6 @@ def main() -> int:
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     with throwaway_database(), tempfile.TemporaryDirectory() as folder:
         settings.MEDIA_ROOT = Path(folder) / "media"
-        from images.models import Preset
-
         preset = Preset.objects.get(is_default=True)
         client = client_for(user_in("bench-images", "Image staff"))
         csrf = _get_new_csrf_string()

@@ -247,7 +247,7 @@ def _enqueue(image_ids: list[int]) -> bool:
 # --- processing one image -----------------------------------------------------------------------
 
 
-def _claims_of_dead_workers(images, now: datetime) -> set[int]:
+def _claims_of_dead_workers(images: Sequence[BatchImage], now: datetime) -> set[int]:
     """Of these working images, those whose claim its worker no longer holds: older than any
     task may run, or (past the heartbeat's own grace) made by a worker whose heartbeat is gone.
     While the heartbeats cannot be read, only the first rule applies."""
