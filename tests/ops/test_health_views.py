@@ -309,6 +309,7 @@ def test_checks_stopped_when_redis_stops_says_why(operator, settings):
     from portal.celery import app
 
     (service,) = make_services(1)
+    service.refresh_from_db()
     last_result = timezone.localtime(service.last_checked_at).strftime("%H:%M")
     client = client_for(operator)
     with private_redis() as redis_server:
