@@ -60,6 +60,7 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/health.py
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py
+	$(PY) bench/uploads.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

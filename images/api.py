@@ -86,7 +86,7 @@ def api_optimize(request: HttpRequest) -> HttpResponse:
     if refusal is not None:
         return _json_error(refusal.message, refusal.status)
     image = batch.images.get()
-    token = image_claim(image_id=image.pk, worker=f"web pid {os.getpid()}")
+    token = image_claim(image_id=image.pk)
     image = image_process(image_id=image.pk, token=token) if token else image
     batch_url = request.build_absolute_uri(batch.get_absolute_url())
     if image.status != ImageStatus.DONE:
@@ -123,5 +123,8 @@ def api_optimize(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_or_token_required
 def api_health(request: HttpRequest) -> JsonResponse:
-    """Workers on the image queue, its length, and the last hour's success rate."""
+    """Workers on the image queue, its length, and the last hour's success rate: for those who
+    may see image batches, as every other image page."""
+    if not request.user.has_perm("images.view_batch"):
+        return _json_error("You may not see image batches.", 403)
     return JsonResponse(image_queue_health())

@@ -160,6 +160,10 @@ class BatchSource(models.TextChoices):
 
 
 class Batch(models.Model):
+    """One upload: a long job the page polls.
+
+    ``processing_seconds`` plus the current run's time (from ``run_started_at``) is its time."""
+
     name = models.CharField(max_length=200)
     preset = models.ForeignKey(Preset, on_delete=models.PROTECT, related_name="batches")
     preset_settings = models.JSONField(
@@ -178,6 +182,14 @@ class Batch(models.Model):
         default=list,
         blank=True,
         help_text="Files of the upload that were left out: [{name, reason}].",
+    )
+    # A retry is a new run: the batch's time is the sum of its runs (first claim to last
+    # image settled, each), never the wall time since the upload.
+    run_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="First image claimed in the current run."
+    )
+    processing_seconds = models.FloatField(
+        default=0, help_text="Time of the runs already settled (first claim to last image)."
     )
 
     class Meta:
@@ -213,6 +225,13 @@ class ImageStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class FailureKind(models.TextChoices):
+    """Why an image failed, which decides whether a retry is offered."""
+
+    REJECTED = "rejected", "The file cannot be used"  # corrupt, unsupported: retrying fails again
+    TRANSIENT = "transient", "Processing failed"  # out of time or memory, a lost worker, storage
+
+
 PENDING = (ImageStatus.QUEUED, ImageStatus.WORKING)
 SETTLED = (ImageStatus.DONE, ImageStatus.FAILED)
 
@@ -241,6 +260,13 @@ class BatchImage(models.Model):
     )
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    failure = models.CharField(
+        max_length=10, choices=FailureKind, blank=True, help_text="Set when it failed."
+    )
+    # Transactional outbox: the row is the truth, the message a nudge. Set when a message for
+    # the queued image reached the broker; the periodic reclaim sends the queued images that
+    # have none (the broker was down when the batch was made or retried).
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="Its task reached the broker.")
     # AVIF is slow: when the preset asks for it, it is made by a separate task sent at a lower
     # priority once the JPEG and WebP variants are done, so it never holds a batch up.
     avif_status = models.CharField(

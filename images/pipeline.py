@@ -63,7 +63,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
@@ -205,14 +205,36 @@ class Result:
     decoded_height: int = 0
 
 
+HASH_CHUNK = 1024 * 1024
+
+
 def content_hash(data: bytes) -> str:
     """SHA-256 of the upload, hex: the idempotent key for its outputs."""
     return hashlib.sha256(data).hexdigest()
 
 
+def content_hash_file(stream: BinaryIO) -> str:
+    """``content_hash`` of a file read from its start in chunks: memory stays flat whatever
+    its size."""
+    stream.seek(0)
+    digest = hashlib.sha256()
+    while chunk := stream.read(HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def probe(data: bytes, preset: Preset = DEFAULT_PRESET) -> SourceInfo:
     """Read the header only and refuse what the preset does not allow. Decodes no pixels."""
-    return _header(_open(data, preset), len(data))
+    return probe_file(io.BytesIO(data), len(data), preset)
+
+
+def probe_file(stream: BinaryIO, nbytes: int, preset: Preset = DEFAULT_PRESET) -> SourceInfo:
+    """``probe`` for a file of ``nbytes`` (an upload's temporary file): Pillow reads the first
+    bytes it needs for the header from the stream, never the whole file, so a large file that
+    is not an image is refused at its first bytes. (WebP and AVIF headers are the exception:
+    their decoders take the whole file, within ``preset.max_bytes``.)"""
+    stream.seek(0)
+    return _header(_open_stream(stream, nbytes, preset), nbytes)
 
 
 def optimize(data: bytes, preset: Preset = DEFAULT_PRESET) -> Result:
@@ -231,17 +253,21 @@ def optimize_avif(data: bytes, preset: Preset = DEFAULT_PRESET) -> list[Variant]
 
 
 def _open(data: bytes, preset: Preset) -> ImageFile.ImageFile:
-    if not data:
+    return _open_stream(io.BytesIO(data), len(data), preset)
+
+
+def _open_stream(stream: BinaryIO, nbytes: int, preset: Preset) -> ImageFile.ImageFile:
+    if not nbytes:
         raise ImageRejected("The file is empty.")
-    if len(data) > preset.max_bytes:
+    if nbytes > preset.max_bytes:
         raise ImageRejected(
-            f"The file is {human_bytes(len(data))}; the limit is {human_bytes(preset.max_bytes)}."
+            f"The file is {human_bytes(nbytes)}; the limit is {human_bytes(preset.max_bytes)}."
         )
     try:
         with warnings.catch_warnings():
             # Our own limit below is the policy; Pillow's warning band (89-178 MP) is noise here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            image = Image.open(stream, formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageRejected(
             f"The image claims too many pixels (possible decompression bomb); the limit is "

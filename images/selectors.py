@@ -11,7 +11,7 @@ from django.utils import timezone
 from kombu.exceptions import ChannelError
 
 from images import pipeline
-from images.models import Batch, BatchImage, ImageStatus, Preset, Variant
+from images.models import Batch, BatchImage, FailureKind, ImageStatus, Preset, Variant
 from portal.celery import app, broker_can_broadcast
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class BatchTotals:
     bytes_before: int  # the images done, which bytes_after compares with
     bytes_after: int
     seconds: float | None
+    retryable: int = 0
+    unsent: int = 0  # queued, and no message reached the broker yet (it was down)
 
     @property
     def settled(self) -> int:
@@ -71,8 +73,10 @@ class BatchTotals:
 
 
 def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
-    """Counts by status, bytes before and after (images done), and the time from the first
-    claim to the last image settled (or to now while it runs). One query."""
+    """Counts by status (and the failed images a retry may fix), bytes before and after
+    (images done), and the processing time: the sum of the batch's runs, each from its first
+    claim to its last image settled (or to now while it runs), never the wait between an
+    upload or a retry and the work. One query."""
     counts = batch.images.aggregate(
         total=Count("pk"),
         queued=Count("pk", filter=Q(status=ImageStatus.QUEUED)),
@@ -80,13 +84,19 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         done=Count("pk", filter=Q(status=ImageStatus.DONE)),
         failed=Count("pk", filter=Q(status=ImageStatus.FAILED)),
         bytes_uploaded=Sum("bytes"),
+        retryable=Count(
+            "pk", filter=Q(status=ImageStatus.FAILED) & ~Q(failure=FailureKind.REJECTED)
+        ),
+        unsent=Count("pk", filter=Q(status=ImageStatus.QUEUED, sent_at__isnull=True)),
         bytes_before=Sum("bytes", filter=Q(status=ImageStatus.DONE)),
         bytes_after=Sum("bytes_after", filter=Q(status=ImageStatus.DONE)),
     )
     seconds = None
-    if batch.started_at:
-        end = batch.finished_at or now or timezone.now()
-        seconds = max(0.0, (end - batch.started_at).total_seconds())
+    if batch.run_started_at:
+        run = ((now or timezone.now()) - batch.run_started_at).total_seconds()
+        seconds = batch.processing_seconds + max(0.0, run)
+    elif batch.started_at:
+        seconds = batch.processing_seconds
     return BatchTotals(
         total=counts["total"],
         queued=counts["queued"],
@@ -97,6 +107,8 @@ def batch_totals(*, batch: Batch, now: datetime | None = None) -> BatchTotals:
         bytes_before=counts["bytes_before"] or 0,
         bytes_after=counts["bytes_after"] or 0,
         seconds=seconds,
+        retryable=counts["retryable"],
+        unsent=counts["unsent"],
     )
 
 

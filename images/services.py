@@ -2,10 +2,17 @@
 per call), settle it, retry what failed, delete it.
 
 Processing is idempotent: a worker first claims an image with a conditional update (queued, or
-working under a claim so old that its worker must be dead) and stops when that changes no row;
+working under a claim whose worker is dead) and stops when that changes no row;
 it writes its outputs under names made of the upload's content hash and the preset's
 fingerprint, and settles the image only while it still holds the claim. So a task delivered
 twice, or a worker that dies half-way, never processes an image twice or leaves half a result.
+
+Who holds a claim is recorded with it (``worker``: the process's identity, under which that
+process stamps a heartbeat, portal.health). The heartbeat decides: a claim whose worker stopped
+stamping is taken over within a minute (by the periodic reclaim, or by a second delivery of its
+message); a live worker's claim is never taken, however slow its image. A claim older than
+IMAGE_CLAIM_STALE_SECONDS (more than any task may run) is taken over whatever the heartbeat says,
+and while the heartbeats cannot be read only that rule applies.
 """
 
 import logging
@@ -13,7 +20,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import group
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,7 +29,9 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from images import pipeline
 from images.models import (
@@ -31,6 +40,7 @@ from images.models import (
     BatchImage,
     BatchSource,
     BatchStatus,
+    FailureKind,
     ImageStatus,
     Preset,
     Variant,
@@ -41,6 +51,7 @@ from images.selectors import batch_totals
 from portal.celery import app
 from portal.errors import ActionRefused
 from portal.formatting import human_bytes
+from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS, process_heartbeat_start, processes_alive
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
 
@@ -103,8 +114,9 @@ def _file_name(upload: File) -> str:
 def _check_uploads(
     uploads: Sequence[File], preset: pipeline.Preset
 ) -> tuple[list[_Checked], list[dict[str, str]]]:
-    """Read each file's header (no pixels decoded): the usable files, and each refused one
-    with its reason ({"name", "reason"})."""
+    """Read each file's header from its first bytes (no pixels decoded, never the whole file
+    in memory: a large upload is a temporary file) and hash the good ones in chunks: the
+    usable files, and each refused one with its reason ({"name", "reason"})."""
     problems: list[dict[str, str]] = []
     checked: list[_Checked] = []
     for upload in uploads:
@@ -116,15 +128,12 @@ def _check_uploads(
             )
             problems.append({"name": name, "reason": reason})
             continue
-        upload.seek(0)
-        data = upload.read()
         try:
-            info = pipeline.probe(data, preset)
+            info = pipeline.probe_file(upload, upload.size or 0, preset)
         except pipeline.ImageRejected as rejected:
             problems.append({"name": name, "reason": rejected.reason})
             continue
-        checked.append(_Checked(upload, name, pipeline.content_hash(data), info))
-        del data
+        checked.append(_Checked(upload, name, pipeline.content_hash_file(upload), info))
     return checked, problems
 
 
@@ -225,42 +234,95 @@ def batch_create(
     return batch
 
 
-def _enqueue(image_ids: list[int]) -> None:
+# What sending a message raises while the broker does not answer (kombu wraps the transport's
+# errors in OperationalError; a refused or reset socket may surface as OSError).
+BROKER_ERRORS = (OperationalError, OSError)
+
+
+def _enqueue(image_ids: list[int]) -> bool:
     """One task per image, as a group: every worker on every machine takes its share. The
     finishing step is ``batch_settle``, run by whichever image settles last. Sent by the
-    task's name: images.tasks imports this module."""
-    if image_ids:
+    task's name: images.tasks imports this module.
+
+    The rows are the truth and the message a nudge (a transactional outbox): an image is
+    marked sent only once the broker took its message. When the broker does not answer,
+    nothing is raised: the images stay queued and unsent, and the periodic reclaim sends them
+    once it answers again. Returns whether the messages were sent."""
+    if not image_ids:
+        return True
+    try:
         group(app.signature(OPTIMIZE_TASK, args=(pk,)) for pk in image_ids).apply_async()
+    except BROKER_ERRORS:
+        logger.warning(
+            "The broker did not take %d image tasks; the reclaim sends them later",
+            len(image_ids),
+            exc_info=True,
+        )
+        return False
+    BatchImage.objects.filter(pk__in=image_ids).update(sent_at=timezone.now())
+    return True
 
 
 # --- processing one image -----------------------------------------------------------------------
 
 
-def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None) -> str | None:
+def _claims_of_dead_workers(images: Sequence[BatchImage], now: datetime) -> set[int]:
+    """Of these working images, those whose claim its worker no longer holds: older than any
+    task may run, or (past the heartbeat's own grace) made by a worker whose heartbeat is gone.
+    While the heartbeats cannot be read, only the first rule applies."""
+    judged = [
+        image
+        for image in images
+        if image.claimed_at is not None
+        and image.claimed_at < now - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS)
+    ]
+    alive = processes_alive(image.worker for image in judged) if judged else {}
+    too_old = now - claim_stale_after()
+    return {
+        image.pk
+        for image in judged
+        if image.claimed_at < too_old or (alive is not None and not alive.get(image.worker, False))
+    }
+
+
+def image_claim(
+    *, image_id: int, worker: str | None = None, now: datetime | None = None
+) -> str | None:
     """Take an image for processing: returns the claim token, or None when it is done, failed,
-    gone, or held by a worker that may still be alive."""
+    gone, or held by a worker that is alive. The claim records ``worker``: by default this
+    process's identity, whose heartbeat is started here (naming another worker, as a test does
+    to play a dead one, starts none)."""
     now = now or timezone.now()
+    if worker is None:
+        worker = process_heartbeat_start()
     token = uuid.uuid4().hex
-    claimable = Q(status=ImageStatus.QUEUED) | Q(
-        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
-    )
-    claimed = (
-        BatchImage.objects.filter(claimable, pk=image_id)
-        .filter(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-        .update(
-            status=ImageStatus.WORKING,
-            claim_token=token,
-            claimed_at=now,
-            worker=worker[:200],
-            attempts=F("attempts") + 1,
-        )
-    )
+    claim = {
+        "status": ImageStatus.WORKING,
+        "claim_token": token,
+        "claimed_at": now,
+        "worker": worker[:200],
+        "attempts": F("attempts") + 1,
+    }
+    in_pending_batch = Q(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+    claimed = BatchImage.objects.filter(
+        in_pending_batch, pk=image_id, status=ImageStatus.QUEUED
+    ).update(**claim)
+    if not claimed:
+        # Held: taken over only from a worker that is dead (the heartbeat decides).
+        held = BatchImage.objects.filter(
+            in_pending_batch, pk=image_id, status=ImageStatus.WORKING
+        ).first()
+        if held is not None and _claims_of_dead_workers([held], now):
+            claimed = BatchImage.objects.filter(
+                pk=image_id, status=ImageStatus.WORKING, claim_token=held.claim_token
+            ).update(**claim)
     if not claimed:
         return None
     batch_id = BatchImage.objects.filter(pk=image_id).values_list("batch_id", flat=True).get()
     with transaction.atomic():
+        # The first claim of a run (the upload's, or a retry's) starts the batch's clock.
         if Batch.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-            status=BatchStatus.RUNNING, started_at=now
+            status=BatchStatus.RUNNING, run_started_at=now, started_at=Coalesce("started_at", now)
         ):
             audit_record(
                 actor=None,
@@ -271,27 +333,22 @@ def image_claim(*, image_id: int, worker: str = "", now: datetime | None = None)
     return token
 
 
-def image_claim_wait(*, image_id: int, now: datetime | None = None) -> float | None:
-    """Seconds until the live-looking claim on an image goes stale, or None when there is no
-    claim to wait for (the image is settled or gone)."""
-    now = now or timezone.now()
-    image = BatchImage.objects.filter(pk=image_id, status=ImageStatus.WORKING).first()
-    if image is None or image.claimed_at is None:
-        return None
-    return max(1.0, (image.claimed_at + claim_stale_after() - now).total_seconds() + 1)
-
-
-def _failure_reason(exc: BaseException) -> str:
+def _failure_reason(exc: BaseException) -> tuple[str, FailureKind]:
+    """The reason a person reads, and whether retrying may help: a file the pipeline rejects
+    (corrupt, unsupported) fails the same way again; time, memory and errors may not."""
     if isinstance(exc, pipeline.ImageRejected):
-        return exc.reason
+        return exc.reason, FailureKind.REJECTED
     if isinstance(exc, SoftTimeLimitExceeded):
         return (
             f"Processing took longer than the {settings.IMAGE_TASK_SOFT_TIME_LIMIT} s limit; the "
             "image is too large or too complex for this preset."
-        )
+        ), FailureKind.TRANSIENT
     if isinstance(exc, MemoryError):
-        return "The worker ran out of memory on this image."
-    return f"Unexpected error while processing ({type(exc).__name__}); see the worker's log."
+        return "The worker ran out of memory on this image.", FailureKind.TRANSIENT
+    return (
+        f"Unexpected error while processing ({type(exc).__name__}); see the worker's log.",
+        FailureKind.TRANSIENT,
+    )
 
 
 def _store_variants(
@@ -351,7 +408,8 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
         if not isinstance(exc, pipeline.ImageRejected):
             logger.exception("Image %s (%s) failed", image.pk, image.original_name)
         _delete_unreferenced(set(written))
-        return image_fail(image_id=image_id, token=token, reason=_failure_reason(exc))
+        reason, kind = _failure_reason(exc)
+        return image_fail(image_id=image_id, token=token, reason=reason, kind=kind)
 
     now = timezone.now()
     best = pipeline.best_of(result.variants)
@@ -365,8 +423,10 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
             bytes_after=best.bytes if best else image.bytes,
             warnings=result.warnings,
             error="",
+            failure="",
             avif_status=ImageStatus.QUEUED if batch.pipeline_preset.avif else "",
             avif_error="",
+            sent_at=None,  # the AVIF work, when asked, needs a message of its own
         )
         if settled:
             Variant.objects.filter(image_id=image_id).delete()
@@ -393,8 +453,16 @@ def image_process(*, image_id: int, token: str) -> BatchImage:
 AVIF_PRIORITY = 9  # the lowest: JPEG and WebP work of every batch goes first (Redis)
 
 
-def _send_avif(image_id: int) -> None:
-    app.send_task(AVIF_TASK, args=(image_id,), priority=AVIF_PRIORITY)
+def _send_avif(image_id: int) -> bool:
+    """The AVIF task of a done image; marked sent as ``_enqueue`` does, and left for the
+    reclaim to send when the broker does not answer."""
+    try:
+        app.send_task(AVIF_TASK, args=(image_id,), priority=AVIF_PRIORITY)
+    except BROKER_ERRORS:
+        logger.warning("The broker did not take the AVIF task of image %s", image_id, exc_info=True)
+        return False
+    BatchImage.objects.filter(pk=image_id).update(sent_at=timezone.now())
+    return True
 
 
 def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchImage | None:
@@ -421,7 +489,7 @@ def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchIm
         logger.exception("AVIF of image %s (%s) failed", image.pk, image.original_name)
         _delete_unreferenced(set(written))
         BatchImage.objects.filter(pk=image_id, avif_status=ImageStatus.WORKING).update(
-            avif_status=ImageStatus.FAILED, avif_error=_failure_reason(exc)[:500]
+            avif_status=ImageStatus.FAILED, avif_error=_failure_reason(exc)[0][:500]
         )
         image.refresh_from_db()
         audit_record(
@@ -444,12 +512,15 @@ def image_avif_process(*, image_id: int, now: datetime | None = None) -> BatchIm
     return image
 
 
-def image_fail(*, image_id: int, token: str, reason: str) -> BatchImage:
-    """Settle a claimed image as failed, with a reason a person can act on."""
+def image_fail(
+    *, image_id: int, token: str, reason: str, kind: FailureKind = FailureKind.TRANSIENT
+) -> BatchImage:
+    """Settle a claimed image as failed, with a reason a person can act on and whether a
+    retry is offered (``kind``)."""
     with transaction.atomic():
         settled = BatchImage.objects.filter(
             pk=image_id, status=ImageStatus.WORKING, claim_token=token
-        ).update(status=ImageStatus.FAILED, finished_at=timezone.now(), error=reason)
+        ).update(status=ImageStatus.FAILED, finished_at=timezone.now(), error=reason, failure=kind)
         image = BatchImage.objects.get(pk=image_id)
         if settled:
             Variant.objects.filter(image_id=image_id).delete()
@@ -459,17 +530,28 @@ def image_fail(*, image_id: int, token: str, reason: str) -> BatchImage:
 
 
 def batch_settle(*, batch_id: int) -> bool:
-    """The finishing step: close the batch once no image is queued or working. Called after
-    every image settles; the conditional update lets exactly one caller close it."""
+    """The finishing step: close the batch once no image is queued or working, adding this
+    run's time (first claim to now) to the batch's. Called after every image settles; the
+    row lock and the conditional filter let exactly one caller close it."""
     pending = BatchImage.objects.filter(batch_id=OuterRef("pk"), status__in=PENDING)
+    now = timezone.now()
     with transaction.atomic():
-        closed = (
-            Batch.objects.filter(pk=batch_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+        batch = (
+            Batch.objects.select_for_update()
+            .filter(pk=batch_id, status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
             .exclude(Exists(pending))
-            .update(status=BatchStatus.FINISHED, finished_at=timezone.now())
+            .first()
         )
+        closed = batch is not None
         if closed:
-            batch = Batch.objects.get(pk=batch_id)
+            run = (now - batch.run_started_at).total_seconds() if batch.run_started_at else 0.0
+            batch.status = BatchStatus.FINISHED
+            batch.finished_at = now
+            batch.processing_seconds = round(batch.processing_seconds + max(0.0, run), 3)
+            batch.run_started_at = None
+            batch.save(
+                update_fields=["status", "finished_at", "processing_seconds", "run_started_at"]
+            )
             totals = batch_totals(batch=batch)
             audit_record(
                 actor=None,
@@ -483,14 +565,19 @@ def batch_settle(*, batch_id: int) -> bool:
 
 
 def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
-    """Images held by a worker that died (its claim is older than any task may run): queue
-    them again, or fail them once they have killed IMAGE_MAX_ATTEMPTS workers."""
+    """Images held by a worker that died (its heartbeat is gone, or its claim is older than any
+    task may run): queue them again, or fail them once they have killed IMAGE_MAX_ATTEMPTS
+    workers. A live worker's claim is left alone, however long its image takes."""
     now = now or timezone.now()
-    stale = BatchImage.objects.filter(
-        status=ImageStatus.WORKING, claimed_at__lt=now - claim_stale_after()
+    working = list(
+        BatchImage.objects.filter(
+            status=ImageStatus.WORKING,
+            claimed_at__lt=now - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS),
+        ).select_related("batch")
     )
+    dead = _claims_of_dead_workers(working, now)
     requeued: list[int] = []
-    for image in stale.select_related("batch"):
+    for image in (image for image in working if image.pk in dead):
         with transaction.atomic():
             if image.attempts >= settings.IMAGE_MAX_ATTEMPTS:
                 reason = (
@@ -498,7 +585,10 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                     "(out of time or memory); it was not tried again."
                 )
                 if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
-                    status=ImageStatus.FAILED, finished_at=now, error=reason
+                    status=ImageStatus.FAILED,
+                    finished_at=now,
+                    error=reason,
+                    failure=FailureKind.TRANSIENT,
                 ):
                     audit_record(
                         actor=None, action="images.image.fail", target=image, summary=reason
@@ -506,13 +596,13 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
                     transaction.on_commit(lambda pk=image.batch_id: batch_settle(batch_id=pk))
                 continue
             if BatchImage.objects.filter(pk=image.pk, claim_token=image.claim_token).update(
-                status=ImageStatus.QUEUED, claim_token="", worker=""
+                status=ImageStatus.QUEUED, claim_token="", worker="", sent_at=None
             ):
                 audit_record(
                     actor=None,
                     action="images.image.reclaim",
                     target=image,
-                    summary=f"{image.worker or 'Its worker'} stopped answering; queued again",
+                    summary=f"{image.worker or 'Its worker'} stopped (no heartbeat); queued again",
                 )
                 requeued.append(image.pk)
     if requeued:
@@ -526,21 +616,75 @@ def image_claims_reclaim(*, now: datetime | None = None) -> list[int]:
     return requeued
 
 
+def image_messages_send(*, now: datetime | None = None) -> list[int]:
+    """The outbox's relay, run by the periodic reclaim: send the messages of queued work that
+    has none (the broker was down when its batch was made, retried or reclaimed, or it lost
+    them), and again those sent so long ago (IMAGE_RESEND_SECONDS) that the message may be
+    lost. A second message for the same image does nothing: the claim decides. Returns the
+    images sent; none while the broker still does not answer."""
+    now = now or timezone.now()
+    unsent = Q(sent_at__isnull=True) | Q(
+        sent_at__lt=now - timedelta(seconds=settings.IMAGE_RESEND_SECONDS)
+    )
+    pending_batch = Q(batch__status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+    queued = list(
+        BatchImage.objects.filter(unsent, pending_batch, status=ImageStatus.QUEUED)
+        .order_by("batch_id", "position")
+        .values_list("pk", flat=True)
+    )
+    if queued and not _enqueue(queued):
+        return []
+    avif = list(
+        BatchImage.objects.filter(
+            unsent, status=ImageStatus.DONE, avif_status=ImageStatus.QUEUED
+        ).values_list("pk", flat=True)
+    )
+    sent_avif = [pk for pk in avif if _send_avif(pk)]
+    if queued or sent_avif:
+        logger.info("Sent %d image and %d AVIF tasks again", len(queued), len(sent_avif))
+    return queued + sent_avif
+
+
 # --- people's actions on a batch ------------------------------------------------------------------
 
 
 @transaction.atomic
 def batch_retry_failed(*, batch: Batch, user) -> int:
-    """Queue the failed images of a finished batch again; returns how many."""
+    """Queue again the images of a finished batch that failed for a reason retrying may fix
+    (out of time or memory, a lost worker); a file rejected as corrupt or unsupported would
+    fail the same way and is not retried. Returns how many. The retry is a new run of the
+    batch: its time is added to the batch's, the wait in between is not."""
     require_perm(user, "images.upload_batch", "You may not retry image batches.")
     batch = Batch.objects.select_for_update().get(pk=batch.pk)
-    failed = list(batch.images.filter(status=ImageStatus.FAILED).values_list("pk", flat=True))
-    if not failed:
+    if batch.status != BatchStatus.FINISHED:
+        raise ActionRefused(
+            "This batch is still being processed; retry once it has finished.", status=409
+        )
+    failed = batch.images.filter(status=ImageStatus.FAILED)
+    retryable = list(failed.exclude(failure=FailureKind.REJECTED).values_list("pk", flat=True))
+    if not retryable:
+        rejected = failed.count()
+        if rejected:
+            raise ActionRefused(
+                f"The {rejected} failed image{'s' if rejected != 1 else ''} of this batch "
+                f"cannot be used (corrupt or unsupported): a retry would fail again. Upload "
+                "a repaired file in a new batch.",
+                status=409,
+            )
         raise ActionRefused("No image of this batch failed: there is nothing to retry.", status=409)
-    BatchImage.objects.filter(pk__in=failed).update(
-        status=ImageStatus.QUEUED, error="", claim_token="", worker="", finished_at=None
+    BatchImage.objects.filter(pk__in=retryable).update(
+        status=ImageStatus.QUEUED,
+        error="",
+        failure="",
+        claim_token="",
+        worker="",
+        finished_at=None,
+        sent_at=None,
     )
-    Batch.objects.filter(pk=batch.pk).update(status=BatchStatus.RUNNING, finished_at=None)
+    Batch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.QUEUED, finished_at=None, run_started_at=None
+    )
+    failed = retryable
     audit_record(
         actor=user,
         action="images.batch.retry",

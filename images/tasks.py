@@ -4,10 +4,9 @@
 machine that dies mid-image gives its message back to the broker) and ``reject_on_worker_lost``
 (a child killed by the kernel, e.g. out of memory, requeues it too). That is safe because the
 service claims the image first and settles it only under that claim: a second delivery of the
-same message does nothing, or waits until the first claim is stale.
+same message does nothing while the claim's worker is alive, and takes the image over once its
+heartbeat is gone. A claim whose worker died with no second delivery is the periodic reclaim's.
 """
-
-import os
 
 from celery import shared_task
 from django.conf import settings
@@ -17,32 +16,24 @@ from images.services import (
     OPTIMIZE_TASK,
     image_avif_process,
     image_claim,
-    image_claim_wait,
     image_claims_reclaim,
+    image_messages_send,
     image_process,
 )
 
 
 @shared_task(
     name=OPTIMIZE_TASK,
-    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
     soft_time_limit=settings.IMAGE_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.IMAGE_TASK_TIME_LIMIT,
-    max_retries=5,
 )
-def image_optimize_task(self, image_id: int) -> str:
-    token = image_claim(
-        image_id=image_id, worker=f"{self.request.hostname or 'worker'} pid {os.getpid()}"
-    )
+def image_optimize_task(image_id: int) -> str:
+    token = image_claim(image_id=image_id)
     if token is None:
-        wait = image_claim_wait(image_id=image_id)
-        if wait is not None:
-            # Delivered again while another worker holds the image: if that worker is dead,
-            # its claim goes stale and this delivery takes the image over then.
-            raise self.retry(countdown=wait)
+        # Done, gone, or held by a live worker; if that worker dies, the reclaim requeues it.
         return "skipped"
     image = image_process(image_id=image_id, token=token)
     return image.status
@@ -50,8 +41,12 @@ def image_optimize_task(self, image_id: int) -> str:
 
 @shared_task(name="images.image_claims_reclaim", soft_time_limit=50, time_limit=58)
 def image_claims_reclaim_task() -> list[int]:
-    """Beat calls this every minute: images whose worker died are queued again."""
-    return image_claims_reclaim()
+    """Beat calls this every IMAGE_RECLAIM_SECONDS: images whose worker died are queued again,
+    and queued work with no message (the broker was down) is sent. Returns the images
+    requeued."""
+    requeued = image_claims_reclaim()
+    image_messages_send()
+    return requeued
 
 
 @shared_task(

@@ -95,10 +95,16 @@ def batch_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, refused.message)
         else:
             count, left_out = batch.images_total, len(batch.refused)
-            text = f"“{batch}”: {count} image{pluralize(count)} queued."
-            if left_out:
-                text += f" {left_out} file{pluralize(left_out)} left out, listed below."
-            messages.success(request, text)
+            images = f"“{batch}”: {count} image{pluralize(count)}"
+            left = (
+                f" {left_out} file{pluralize(left_out)} left out, listed below." if left_out else ""
+            )
+            if batch_totals(batch=batch).unsent:
+                # Saved, but the broker did not answer: the reclaim sends the work later, and
+                # the batch page says so while it waits.
+                messages.warning(request, f"{images} saved.{left}")
+            else:
+                messages.success(request, f"{images} queued.{left}")
             if wants_fragment(request):
                 return HttpResponseClientRedirect(batch.get_absolute_url())
             return redirect(batch)

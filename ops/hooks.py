@@ -21,7 +21,7 @@ from ops.selectors.checklists import (
     runs_visible,
     template_histories,
 )
-from ops.selectors.health import health_summary, health_tiles, kpi_values
+from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
@@ -84,6 +84,7 @@ def _health_block(request: HttpRequest, now: datetime) -> dict | None:
         "health_summary": health_summary(tiles),
         "health_problems": [tile for tile in tiles if tile.state != "ok"],
         "health_count": len(tiles),
+        "checks_stopped": health_checks_stopped(tiles=tiles, now=now),
         "now": now,
     }
 

@@ -5,6 +5,7 @@ from celery import shared_task
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.health import health_checks_run_due, health_results_prune
 from ops.services.incident_notifications import incident_notifications_send
+from portal.health import checks_heartbeat
 
 
 @shared_task(name="ops.checklist_runs_schedule", soft_time_limit=50, time_limit=58)
@@ -15,7 +16,9 @@ def checklist_runs_schedule_task() -> list[int]:
 
 @shared_task(name="ops.health_checks_run_due", soft_time_limit=50, time_limit=58)
 def health_checks_run_due_task() -> int:
-    """Beat calls this every 10 seconds: the due checks run in parallel threads."""
+    """Beat calls this every 10 seconds: the due checks run in parallel threads. Its heartbeat
+    tells the health pages that checks are running (portal.health.checks_stopped)."""
+    checks_heartbeat()
     return len(health_checks_run_due())
 
 

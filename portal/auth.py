@@ -14,13 +14,17 @@ def bearer_token(request) -> str:
 
 
 def login_or_token_required(view):
-    """Let a logged-in user or a valid API token through; anything else gets a JSON 401."""
+    """Let a logged-in user or a valid API token through; anything else gets a JSON 401.
+
+    A request that sends a bearer token is authenticated by that token alone, never by the
+    session cookie beside it: such requests skip the CSRF check (browsers do not send the
+    header on their own), so a session must not ride along with a made-up token."""
 
     @login_not_required
     @wraps(view)
     def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            raw = bearer_token(request)
+        raw = bearer_token(request)
+        if raw or not request.user.is_authenticated:
             user = api_token_user(raw) if raw else None
             if user is None:
                 message = "Invalid or revoked API token." if raw else "Log in or send an API token."

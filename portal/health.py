@@ -3,10 +3,21 @@ scheduler. Nothing here names a monitored service or a host.
 
 Workers and beat prove they are alive by heartbeats in the cache: beat's scheduler stamps one
 on every tick (portal.celery), and beat sends ``portal.worker_heartbeat`` every 10 s, which
-stamps the worker's when a worker takes it from the queue."""
+stamps the worker's when a worker takes it from the queue.
 
+A process that holds work (an image claimed by a worker) proves it is alive by a heartbeat of its
+own: ``process_heartbeat_start`` runs a thread that stamps the process's identity every few
+seconds, and whoever would take the work over asks ``processes_alive`` first."""
+
+import hashlib
+import logging
+import os
+import socket
+import threading
 import time
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.core.cache import cache
 from django.db import connection
@@ -14,11 +25,138 @@ from django.utils import timezone
 
 from portal.celery import app
 
+logger = logging.getLogger(__name__)
 WORKER_HEARTBEAT_KEY = "portal:heartbeat:worker"
 BEAT_HEARTBEAT_KEY = "portal:heartbeat:beat"
+# Stamped by the task that runs the due health checks (beat sends it every 10 s): three missed
+# runs mean the checks have stopped, long before any tile turns stale (three of its intervals).
+CHECKS_HEARTBEAT_KEY = "portal:heartbeat:checks"
+CHECKS_STALE_SECONDS = 30
 # Beat ticks every few seconds and sends the worker heartbeat every 10 s: a minute without
 # either means it is down.
 HEARTBEAT_FRESH_SECONDS = 60
+
+
+# A process holding work stamps its heartbeat this often; one not stamped for
+# PROCESS_HEARTBEAT_STALE_SECONDS is dead (killed, out of memory, its machine gone).
+PROCESS_HEARTBEAT_SECONDS = 5
+PROCESS_HEARTBEAT_STALE_SECONDS = 20
+_PROCESS_HEARTBEAT_PREFIX = "portal:heartbeat:process:"
+_process_beats: dict[int, threading.Thread] = {}
+_process_beats_lock = threading.Lock()
+
+
+def process_identity() -> str:
+    """Who this process is, as a claim records it and its heartbeat is keyed: host and pid."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def _process_key(identity: str) -> str:
+    return _PROCESS_HEARTBEAT_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _process_stamp(identity: str) -> None:
+    cache.set(_process_key(identity), time.time(), timeout=PROCESS_HEARTBEAT_STALE_SECONDS)
+
+
+def _process_beat(identity: str) -> None:
+    wake = threading.Event()
+    while True:
+        try:
+            _process_stamp(identity)
+        except Exception:  # the cache is down: the heartbeat resumes when it is back
+            logger.warning("Could not stamp the heartbeat of %s", identity, exc_info=True)
+        wake.wait(PROCESS_HEARTBEAT_SECONDS)
+
+
+def process_heartbeat_start() -> str:
+    """Make sure this process stamps its heartbeat (a daemon thread, one per process, started
+    again in a forked child) and return the identity it stamps under: record it with the
+    work this process takes, so that others can tell whether it still holds it."""
+    identity = process_identity()
+    pid = os.getpid()
+    with _process_beats_lock:
+        thread = _process_beats.get(pid)
+        if thread is None or not thread.is_alive():
+            try:
+                _process_stamp(identity)  # covered from the first moment, not after a beat
+            except Exception:
+                logger.warning("Could not stamp the heartbeat of %s", identity, exc_info=True)
+            thread = threading.Thread(
+                target=_process_beat, args=(identity,), name="process-heartbeat", daemon=True
+            )
+            thread.start()
+            _process_beats[pid] = thread
+    return identity
+
+
+def processes_alive(identities: Iterable[str]) -> dict[str, bool] | None:
+    """Whether each process stamped its heartbeat within PROCESS_HEARTBEAT_STALE_SECONDS; None
+    when the cache cannot be read, as then nobody can be called dead."""
+    identities = list(dict.fromkeys(identities))
+    try:
+        found = cache.get_many([_process_key(identity) for identity in identities])
+    except Exception:
+        logger.warning("Could not read process heartbeats", exc_info=True)
+        return None
+    now = time.time()
+    alive = {}
+    for identity in identities:
+        stamp = found.get(_process_key(identity))
+        alive[identity] = (
+            stamp is not None and now - float(stamp) <= PROCESS_HEARTBEAT_STALE_SECONDS
+        )
+    return alive
+
+
+def checks_heartbeat(*, now: datetime | None = None) -> None:
+    cache.set(CHECKS_HEARTBEAT_KEY, (now or timezone.now()).timestamp(), timeout=None)
+
+
+@dataclass(frozen=True)
+class ChecksStopped:
+    """Checks are not running: since when (the dispatcher's last run, or else the last result
+    stored; None when neither is known) and why, in the words of /api/health's parts."""
+
+    since: datetime | None
+    reasons: tuple[str, ...]
+
+
+_STOPPED_REASONS = {
+    "cache": "cache unreachable",
+    "broker": "broker unreachable",
+    "workers": "workers unreachable",
+    "scheduler": "scheduler (beat) not running",
+}
+
+
+def checks_stopped(
+    *, now: datetime | None = None, last_result_at: datetime | None = None
+) -> ChecksStopped | None:
+    """None while the check dispatcher ran within CHECKS_STALE_SECONDS. Otherwise since when it
+    has not and why: the parts of the portal's health that fail (the same probes as
+    /api/health, without the database, which answers this very page)."""
+    now = now or timezone.now()
+    try:
+        cached = cache.get_many([CHECKS_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY, BEAT_HEARTBEAT_KEY])
+    except Exception:
+        cached = {"error": True}
+    stamp = cached.get(CHECKS_HEARTBEAT_KEY)
+    if stamp is not None and now.timestamp() - float(stamp) <= CHECKS_STALE_SECONDS:
+        return None
+    since = datetime.fromtimestamp(float(stamp), tz=UTC) if stamp is not None else last_result_at
+    parts = {
+        "cache": {"status": "fail"} if "error" in cached else {"status": "ok"},
+        "broker": _timed(_broker),
+        "workers": _heartbeat(WORKER_HEARTBEAT_KEY, now, cached),
+        "scheduler": _heartbeat(BEAT_HEARTBEAT_KEY, now, cached),
+    }
+    reasons = tuple(
+        reason for part, reason in _STOPPED_REASONS.items() if parts[part]["status"] != "ok"
+    )
+    if not reasons:
+        reasons = ("the check task is not being run (workers busy, or it fails: see their log)",)
+    return ChecksStopped(since=since, reasons=reasons)
 
 
 def worker_heartbeat(*, now: datetime | None = None) -> None:

@@ -370,11 +370,17 @@ if not IMAGE_TASK_SOFT_TIME_LIMIT < IMAGE_TASK_TIME_LIMIT < IMAGE_CLAIM_STALE_SE
 IMAGE_MAX_ATTEMPTS = env_int("IMAGE_MAX_ATTEMPTS", 3, minimum=1)
 # How often a batch page asks for progress (seconds).
 IMAGE_POLL_SECONDS = env_int("IMAGE_POLL_SECONDS", 2, minimum=1)
+# Queued images whose message never reached the broker (it was down) are sent by the reclaim;
+# those sent longer ago than this are sent again, in case the broker lost the message (a second
+# message for an image does nothing: the claim decides).
+IMAGE_RESEND_SECONDS = env_int("IMAGE_RESEND_SECONDS", 900, minimum=60)
+IMAGE_RECLAIM_SECONDS = env_int("IMAGE_RECLAIM_SECONDS", 15, minimum=5)
 CELERY_BEAT_SCHEDULE["image-claims-reclaim"] = {
-    # Images whose worker died (a killed machine, the hard time limit) are queued again.
+    # Images whose worker died (a killed machine, the hard time limit) are queued again, and
+    # queued images with no message (the broker was down) are sent.
     "task": "images.image_claims_reclaim",
-    "schedule": 60.0,
-    "options": {"expires": 55},
+    "schedule": float(IMAGE_RECLAIM_SECONDS),
+    "options": {"expires": IMAGE_RECLAIM_SECONDS - 1},
 }
 # Media (originals and variants) go through Django's storage API: the file system under
 # var/media, or an S3-compatible bucket (DigitalOcean Spaces) when MEDIA_S3_BUCKET is set. They

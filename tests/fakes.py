@@ -204,35 +204,33 @@ def _redis_pid(port: int) -> int | None:
 @contextlib.contextmanager
 def private_redis():
     """A redis-server of the test's own on a free port (so stopping it harms nobody else);
-    yields an object with ``url`` and ``stop()``. The port is the server's own: it is chosen
-    again when another process took it between the choice and redis-server's bind."""
+    yields an object with ``url``, ``stop()`` and ``start()`` (again, on the same port, empty:
+    as a Redis without persistence comes back after an outage). The port is proven the
+    server's own by its pid: it is chosen again when another process took it between the
+    choice and redis-server's bind."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    for _attempt in range(5):
-        port = _unused_port()
+    server = [binary, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
+    processes: list[subprocess.Popen] = []
+    port = 0
+
+    def launch() -> bool:
         process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [*server, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        processes.append(process)
         deadline = time.monotonic() + 10
         while process.poll() is None and time.monotonic() < deadline:
             if _redis_pid(port) == process.pid:
-                break
+                return True
             time.sleep(0.05)
-        if process.poll() is None and _redis_pid(port) == process.pid:
-            break
         process.kill()
         process.wait(10)
+        return False
+
+    for _attempt in range(5):
+        port = _unused_port()
+        if launch():
+            break
     else:
         raise RuntimeError("could not start a private redis-server")
 
@@ -240,12 +238,18 @@ def private_redis():
         url = f"redis://127.0.0.1:{port}/0"
 
         @staticmethod
+        def start():
+            if not launch():
+                raise RuntimeError(f"redis-server did not come back on port {port}")
+
+        @staticmethod
         def stop():
+            process = processes[-1]
             process.terminate()
             process.wait(10)
 
     try:
         yield Handle
     finally:
-        if process.poll() is None:
+        if processes[-1].poll() is None:
             Handle.stop()

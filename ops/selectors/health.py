@@ -21,6 +21,7 @@ from ops.models.health import (
     ServiceKind,
 )
 from portal.charts import Plot, plot
+from portal.health import ChecksStopped, checks_stopped
 from portal.registry import registry
 
 UPTIME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -87,6 +88,18 @@ def _sparks(services: list[MonitoredService], now: datetime) -> dict[int, Plot]:
         )
         for service_id, points in series.items()
     }
+
+
+def health_checks_stopped(*, tiles: list[Tile], now: datetime) -> ChecksStopped | None:
+    """Whether the checks behind these tiles have stopped (the dispatcher's heartbeat is
+    stale), since when and why; None while they run, or when nothing is monitored."""
+    if not tiles:
+        return None
+    last = max(
+        (tile.service.last_checked_at for tile in tiles if tile.service.last_checked_at),
+        default=None,
+    )
+    return checks_stopped(now=now, last_result_at=last)
 
 
 def health_tiles(*, now: datetime | None = None, only_problems: bool = False) -> list[Tile]:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from ops.models import MonitoredService
 from ops.selectors.health import (
     RANGES,
+    health_checks_stopped,
     health_summary,
     health_tiles,
     kpi_values,
@@ -31,6 +32,7 @@ def _panel_context(now) -> dict:
         "now": now,
         "tiles": tiles,
         "summary": health_summary(tiles),
+        "checks_stopped": health_checks_stopped(tiles=tiles, now=now),
         "poll_seconds": settings.HEALTH_POLL_SECONDS,
     }
 

@@ -1,17 +1,21 @@
 """Making, processing, retrying and deleting batches through the services: every bad input gets
 a clear refusal or a per-image error, and nothing is done twice or left half-done."""
 
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.db.models import F
 from django.utils import timezone
 
 from images import pipeline, services
 from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
+from images.selectors import batch_totals
 from images.services import (
     batch_create,
     batch_delete,
@@ -22,6 +26,7 @@ from images.services import (
 )
 from images.tasks import image_optimize_task
 from portal.errors import ActionRefused
+from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS, process_identity
 from portal.models import AuditEntry
 from tests.images import samples
 from tests.images.samples import upload
@@ -302,6 +307,54 @@ def test_a_partial_file_left_by_a_killed_worker_is_replaced(image_staff, preset)
     assert default_storage.size(variant.path) == variant.bytes > 9
 
 
+# --- memory: an upload is checked from its first bytes and streamed, never read whole ------------
+
+LARGE = 24 * 1024 * 1024
+
+
+def _temporary_upload(name: str, head: bytes, size: int) -> TemporaryUploadedFile:
+    """What Django hands a view for a large upload: a temporary file on disk."""
+    upload = TemporaryUploadedFile(name, "image/jpeg", size, None)
+    upload.write(head)
+    block = bytes(range(256)) * 4096
+    while upload.tell() < size:
+        upload.write(block[: size - upload.tell()])
+    upload.seek(0)
+    return upload
+
+
+def _peak_allocated(call) -> int:
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_upload_is_checked_and_stored_with_flat_memory(image_staff, preset, _media_root):
+    """A 24 MB file that is not an image is refused from its first bytes; a 24 MB one that is
+    (a JPEG with data after its end) is hashed and stored in chunks. Neither is read whole."""
+    junk = _temporary_upload("junk.jpg", b"%PDF-1.7\n", LARGE)
+
+    def refused():
+        with pytest.raises(ActionRefused, match="not an image in a supported format"):
+            make_batch(image_staff, preset, [junk])
+
+    assert _peak_allocated(refused) < LARGE / 8
+    junk.close()
+    jpeg = samples.jpeg()
+    padded = _temporary_upload("padded.jpg", jpeg, LARGE)
+    made = []
+    peak = _peak_allocated(lambda: made.append(make_batch(image_staff, preset, [padded])))
+    padded.close()
+    assert peak < LARGE / 8
+    image = made[0].images.get()
+    assert image.bytes == LARGE and default_storage.size(image.original_path) == LARGE
+    with default_storage.open(image.original_path, "rb") as stored:
+        assert stored.read(len(jpeg)) == jpeg
+
+
 # --- idempotency: claims ----------------------------------------------------------------------
 
 
@@ -318,23 +371,41 @@ def test_calling_the_task_twice_processes_the_image_once(image_staff, preset):
     assert AuditEntry.objects.filter(action="images.batch.finish").count() == 1
 
 
-def test_a_second_delivery_waits_for_a_live_claim(image_staff, preset, settings, monkeypatch):
+def test_a_live_workers_claim_is_never_taken_however_slow(
+    image_staff, preset, django_capture_on_commit_callbacks
+):
+    """This process claims the image (its heartbeat runs) and is still at it two minutes
+    later: a second delivery of the message and the reclaim both leave it alone."""
     batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
     image = batch.images.get()
-    assert image_claim(image_id=image.pk, worker="alive")
-    countdowns = []
-
-    def retry(countdown):
-        countdowns.append(countdown)
-        return Retry(when=countdown)
-
-    monkeypatch.setattr(image_optimize_task, "retry", retry)
-    result = image_optimize_task.apply(args=[image.pk])
-    assert result.state == "RETRY"
-    (countdown,) = countdowns
-    assert 290 <= countdown <= settings.IMAGE_CLAIM_STALE_SECONDS + 1
+    assert image_claim(image_id=image.pk)
     image.refresh_from_db()
-    assert image.status == ImageStatus.WORKING and image.worker == "alive" and image.attempts == 1
+    assert image.worker == process_identity()
+    BatchImage.objects.filter(pk=image.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=120)
+    )
+    assert image_optimize_task.apply(args=[image.pk]).get() == "skipped"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert image_claims_reclaim() == []
+    image.refresh_from_db()
+    assert image.status == ImageStatus.WORKING and image.attempts == 1
+    assert image.worker == process_identity()
+
+
+def test_a_claim_whose_worker_has_no_heartbeat_is_taken_over_by_a_second_delivery(
+    image_staff, preset
+):
+    batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
+    image = batch.images.get()
+    assert image_claim(image_id=image.pk, worker="killed-machine pid 7")
+    # Within the heartbeat's grace the claim stands: the worker may have just started.
+    assert image_optimize_task.apply(args=[image.pk]).get() == "skipped"
+    BatchImage.objects.filter(pk=image.pk).update(
+        claimed_at=timezone.now() - timedelta(seconds=PROCESS_HEARTBEAT_STALE_SECONDS + 1)
+    )
+    assert image_optimize_task.apply(args=[image.pk]).get() == "done"
+    image.refresh_from_db()
+    assert image.attempts == 2 and image.worker == process_identity()
 
 
 def test_a_stale_claim_of_a_dead_worker_is_taken_over_once(image_staff, preset):
@@ -388,31 +459,95 @@ def test_reclaim_queues_dead_workers_images_and_fails_them_after_the_last_attemp
 # --- people's actions ----------------------------------------------------------------------------
 
 
-def test_retry_queues_the_failed_images_again(
+def _out_of_memory_once(monkeypatch, name: str) -> None:
+    """The pipeline runs out of memory on the image named ``name``, the first time only: a
+    transient failure, which a retry may fix."""
+    real = pipeline.optimize
+    failed = []
+
+    def optimize(data, preset):
+        if not failed and data == samples.jpeg(seed=7):
+            failed.append(name)
+            raise MemoryError
+        return real(data, preset)
+
+    monkeypatch.setattr(pipeline, "optimize", optimize)
+
+
+def test_retry_queues_the_images_that_failed_for_a_transient_reason(
     image_staff, operator, preset, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
     monkeypatch.setattr(services, "_enqueue", queued.append)
+    _out_of_memory_once(monkeypatch, "big.jpg")
     batch = make_batch(
         image_staff,
         preset,
-        [upload("a.jpg", samples.jpeg()), upload("t.jpg", samples.truncated_jpeg())],
+        [
+            upload("a.jpg", samples.jpeg()),
+            upload("big.jpg", samples.jpeg(seed=7)),
+            upload("t.jpg", samples.truncated_jpeg()),
+        ],
     )
     for image in batch.images.all():
         process(image)
+    big = batch.images.get(original_name="big.jpg")
+    assert big.status == ImageStatus.FAILED and "out of memory" in big.error
     with pytest.raises(PermissionDenied):
         batch_retry_failed(batch=batch, user=operator)
     with django_capture_on_commit_callbacks(execute=True):
         assert batch_retry_failed(batch=batch, user=image_staff) == 1
-    failed = batch.images.get(original_name="t.jpg")
-    assert queued[-1] == [failed.pk]
-    assert failed.status == ImageStatus.QUEUED and failed.error == ""
+    assert queued[-1] == [big.pk]
+    big.refresh_from_db()
+    assert big.status == ImageStatus.QUEUED and big.error == ""
+    # The corrupt file is left failed: retrying it would fail the same way.
+    truncated = batch.images.get(original_name="t.jpg")
+    assert truncated.status == ImageStatus.FAILED and "truncated" in truncated.error
     batch.refresh_from_db()
-    assert batch.status == BatchStatus.RUNNING and batch.finished_at is None
-    assert process(failed).status == ImageStatus.FAILED  # still truncated
+    assert batch.status == BatchStatus.QUEUED and batch.finished_at is None
+    assert process(big).status == ImageStatus.DONE
     batch.refresh_from_db()
     assert batch.is_finished
     assert AuditEntry.objects.filter(action="images.batch.retry", actor=image_staff).exists()
+    # Only the corrupt file is left failed: nothing a retry could fix.
+    with pytest.raises(ActionRefused, match="cannot be used") as refused:
+        batch_retry_failed(batch=batch, user=image_staff)
+    assert refused.value.status == 409 and "1 failed image of this batch" in refused.value.message
+
+
+def test_retry_keeps_the_batch_time_as_the_sum_of_processing(
+    image_staff, preset, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The batch ran, failed one image for lack of memory, and was retried an hour later: its
+    time is its two runs, not the hour since the upload, and its images/s stay honest."""
+    monkeypatch.setattr(services, "_enqueue", lambda ids: None)
+    _out_of_memory_once(monkeypatch, "big.jpg")
+    batch = make_batch(
+        image_staff,
+        preset,
+        [upload("a.jpg", samples.jpeg()), upload("big.jpg", samples.jpeg(seed=7))],
+    )
+    for image in batch.images.all():
+        process(image)
+    batch.refresh_from_db()
+    first_run = batch_totals(batch=batch).seconds
+    assert batch.is_finished and 0 < first_run < 30
+    hour = timedelta(hours=1)
+    Batch.objects.filter(pk=batch.pk).update(
+        created_at=F("created_at") - hour,
+        started_at=F("started_at") - hour,
+        finished_at=F("finished_at") - hour,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batch_retry_failed(batch=batch, user=image_staff) == 1
+    batch.refresh_from_db()
+    assert batch_totals(batch=batch).seconds == pytest.approx(first_run)  # waiting is not work
+    process(batch.images.get(original_name="big.jpg"))
+    batch.refresh_from_db()
+    totals = batch_totals(batch=batch)
+    assert batch.is_finished and (totals.done, totals.failed) == (2, 0)
+    assert first_run < totals.seconds < first_run + 30
+    assert totals.images_per_second == round(2 / totals.seconds, 2) > 2 / 60
 
 
 def test_retry_without_failures_is_refused(image_staff, preset):

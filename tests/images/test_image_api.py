@@ -165,3 +165,34 @@ def test_a_picture_that_only_shrinks_as_a_thumbnail_is_not_answered_with_the_thu
     response = token_client.post(OPTIMIZE, {"image": upload("small.jpg", source)})
     assert response.status_code == 422
     assert response.json()["error"] == "No variant came out smaller than the original."
+
+
+def test_a_bearer_header_authenticates_by_the_token_alone(image_staff, operator, preset):
+    """A session beside a made-up bearer token: the request skips CSRF (the header says it is
+    not a browser's), so the session must not be used. Only the token counts."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(image_staff)
+    for header in ("Bearer anything", "Bearer opt_" + "x" * 43):
+        response = browser.post(
+            OPTIMIZE, {"image": upload("x.jpg", samples.jpeg())}, HTTP_AUTHORIZATION=header
+        )
+        assert response.status_code == 401 and "Invalid or revoked" in response.json()["error"]
+    assert not Batch.objects.exists()
+    # A real token of someone who may not upload, sent beside image staff's session: refused.
+    _token, raw = api_token_create(user=operator, name="robot")
+    response = browser.post(
+        OPTIMIZE, {"image": upload("x.jpg", samples.jpeg())}, HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert response.status_code == 403 and not Batch.objects.exists()
+    # On a GET as well; and the session alone, with no header, still works.
+    assert browser.get(HEALTH, HTTP_AUTHORIZATION="Bearer nonsense").status_code == 401
+    assert browser.get(HEALTH).status_code == 200
+
+
+def test_health_needs_the_image_permission(image_staff, outsider, operator):
+    for user in (outsider, operator):
+        assert client_for(user).get(HEALTH).status_code == 403
+        _token, raw = api_token_create(user=user, name="probe")
+        response = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get(HEALTH)
+        assert response.status_code == 403 and "may not see" in response.json()["error"]
+    assert client_for(image_staff).get(HEALTH).status_code == 200

@@ -17,7 +17,7 @@ from ops.services.checklists import checklist_item_set_state, checklist_runs_sch
 from ops.services.health import health_result_store
 from ops.services.health_checks import Outcome
 from portal.errors import ActionRefused
-from portal.health import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
+from portal.health import BEAT_HEARTBEAT_KEY, CHECKS_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from portal.services.tokens import api_token_create
 from tests.conftest import client_for
 from tests.fakes import private_redis
@@ -273,3 +273,63 @@ def test_ok_evidence_needs_no_note(make_template, operator):
     with pytest.raises(ActionRefused):
         checklist_item_set_state(item=item, user=operator, state=ItemState.DONE, note="n" * 2001)
     assert json.dumps(item.evidence)
+
+
+def _stopped_notice(html: str) -> str:
+    match = re.search(r'<p class="notice checks-stopped" role="status">(.*?)</p>', html)
+    return match.group(1) if match else ""
+
+
+def test_panel_and_today_say_at_once_that_checks_stopped(operator, htmx):
+    """The check dispatcher last ran five minutes ago and no worker has taken a task since:
+    the tiles' last results are not three intervals old yet, but the pages say at once that
+    checks are not running, since when and why (what /api/health knows)."""
+    from ops.tasks import health_checks_run_due_task
+
+    make_services(2)
+    client = client_for(operator)
+    health_checks_run_due_task.apply()  # the dispatcher ran: its heartbeat is fresh
+    cache.set(WORKER_HEARTBEAT_KEY, timezone.now().timestamp())
+    cache.set(BEAT_HEARTBEAT_KEY, timezone.now().timestamp())
+    assert not _stopped_notice(client.get(reverse("ops:health_panel"), **htmx).content.decode())
+    assert not _stopped_notice(client.get(reverse("today")).content.decode())
+
+    last_run = timezone.now() - timedelta(minutes=5)
+    cache.set(CHECKS_HEARTBEAT_KEY, last_run.timestamp())
+    cache.set(WORKER_HEARTBEAT_KEY, last_run.timestamp())
+    since = timezone.localtime(last_run).strftime("%H:%M")
+    expected = f"Checks are not running since {since}: workers unreachable."
+    for url, headers in ((reverse("ops:health_panel"), htmx), (reverse("today"), {})):
+        notice = _stopped_notice(client.get(url, **headers).content.decode())
+        assert notice.startswith(expected), (url, notice)
+
+
+def test_checks_stopped_when_redis_stops_says_why(operator, settings, htmx):
+    """Redis (cache and broker) really stopped: the dispatcher's heartbeat cannot be read, so
+    the time comes from the last result stored, and the reasons from the probes."""
+    from portal.celery import app
+
+    (service,) = make_services(1)
+    service.refresh_from_db()
+    last_result = timezone.localtime(service.last_checked_at).strftime("%H:%M")
+    client = client_for(operator)
+    with private_redis() as redis_server:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_server.url,
+            }
+        }
+        broker = app.conf.broker_url
+        app.conf.broker_url = redis_server.url
+        try:
+            redis_server.stop()
+            response = client.get(reverse("ops:health_panel"), **htmx)
+        finally:
+            app.conf.broker_url = broker
+    assert response.status_code == 200
+    notice = _stopped_notice(response.content.decode())
+    assert notice.startswith(
+        f"Checks are not running since {last_result}: cache unreachable, broker unreachable, "
+        "workers unreachable, scheduler (beat) not running."
+    ), notice
