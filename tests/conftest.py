@@ -1,5 +1,6 @@
 """Personas and small factories shared by the whole suite."""
 
+import contextlib
 import importlib
 import os
 from datetime import time, timedelta
@@ -143,6 +144,32 @@ def outsider(make_user) -> User:
 def htmx() -> dict:
     """The header htmx sends with each of its requests: ``client.get(url, **htmx)``."""
     return {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def sent_tasks():
+    """What the code sends to the broker, as (task name, args), recorded by Celery's own
+    before_task_publish signal (the message still goes out, to this test process's queue,
+    which is emptied afterwards)."""
+    from celery.signals import before_task_publish
+
+    from portal.celery import app
+
+    sent: list[tuple[str, tuple]] = []
+
+    def record(sender=None, headers=None, body=None, **kwargs):
+        sent.append((sender, tuple(body[0])))
+
+    before_task_publish.connect(record, weak=False)
+    yield sent
+    before_task_publish.disconnect(record)
+    with app.connection_for_write() as connection, contextlib.suppress(Exception):
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+def sent_ids(sent: list[tuple[str, tuple]], task: str) -> list[int]:
+    """The image (or other row) ids sent to ``task``, in order."""
+    return [args[0] for name, args in sent if name == task]
 
 
 def client_for(user: User) -> Client:

@@ -17,6 +17,8 @@ from images import pipeline, services
 from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
 from images.selectors import batch_totals
 from images.services import (
+    AVIF_TASK,
+    OPTIMIZE_TASK,
     batch_create,
     batch_delete,
     batch_retry_failed,
@@ -28,6 +30,7 @@ from images.tasks import image_optimize_task
 from portal.errors import ActionRefused
 from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS, process_identity
 from portal.models import AuditEntry
+from tests.conftest import sent_ids
 from tests.images import samples
 from tests.images.samples import upload
 
@@ -114,17 +117,16 @@ def test_only_image_staff_may_upload(operator, outsider, preset):
 
 
 def test_upload_stores_originals_by_content_hash_and_queues_one_task_each(
-    image_staff, preset, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, preset, sent_tasks, django_capture_on_commit_callbacks
 ):
-    queued = []
-    monkeypatch.setattr(services, "_enqueue", queued.append)
     same = samples.jpeg(seed=2)
     files = [upload("a.jpg", same), upload("b.png", samples.png()), upload("a-copy.jpg", same)]
     with django_capture_on_commit_callbacks(execute=True):
         batch = make_batch(image_staff, preset, files)
     images = list(batch.images.order_by("position"))
     assert [i.original_name for i in images] == ["a.jpg", "b.png", "a-copy.jpg"]
-    assert queued == [[i.pk for i in images]]
+    assert sent_ids(sent_tasks, OPTIMIZE_TASK) == [i.pk for i in images]
+    assert all(image.sent_at is not None for image in batch.images.all())
     assert images[0].original_path == images[2].original_path  # stored once
     digest = pipeline.content_hash(same)
     assert images[0].original_path == f"images/originals/{digest[:2]}/{digest}.jpg"
@@ -277,19 +279,17 @@ def test_soft_time_limit_and_unexpected_errors_fail_the_image_with_a_reason(
     assert batch.is_finished
 
 
-def test_a_failure_while_writing_leaves_no_files(image_staff, preset, monkeypatch, _media_root):
+def test_a_failure_while_writing_leaves_no_files(image_staff, preset, settings, _media_root):
     batch = make_batch(image_staff, preset, [upload("a.jpg", samples.jpeg())])
     originals = media_files(_media_root)
-    real_store = services._store
-    calls = []
-
-    def failing_store(name, content, nbytes):
-        calls.append(name)
-        if len(calls) == 3:
-            raise OSError("disk full")
-        return real_store(name, content, nbytes)
-
-    monkeypatch.setattr(services, "_store", failing_store)
+    # The disk fills up at the third variant written.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "tests.images.storages.FullDiskStorage",
+            "OPTIONS": {"fail_on_save": 3},
+        },
+    }
     image = process(batch.images.get())
     assert image.status == ImageStatus.FAILED and "OSError" in image.error
     assert media_files(_media_root) == originals  # the two variants written were removed
@@ -428,10 +428,8 @@ def test_a_stale_claim_of_a_dead_worker_is_taken_over_once(image_staff, preset):
 
 
 def test_reclaim_queues_dead_workers_images_and_fails_them_after_the_last_attempt(
-    image_staff, preset, settings, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, preset, settings, sent_tasks, django_capture_on_commit_callbacks
 ):
-    queued = []
-    monkeypatch.setattr(services, "_enqueue", queued.append)
     batch = make_batch(
         image_staff,
         preset,
@@ -445,7 +443,7 @@ def test_reclaim_queues_dead_workers_images_and_fails_them_after_the_last_attemp
     BatchImage.objects.filter(pk=second.pk).update(claimed_at=old, attempts=3)
     with django_capture_on_commit_callbacks(execute=True):
         assert image_claims_reclaim() == [first.pk]
-    assert queued == [[first.pk]]
+    assert sent_ids(sent_tasks, OPTIMIZE_TASK) == [first.pk]
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == ImageStatus.QUEUED and first.claim_token == ""
@@ -475,10 +473,8 @@ def _out_of_memory_once(monkeypatch, name: str) -> None:
 
 
 def test_retry_queues_the_images_that_failed_for_a_transient_reason(
-    image_staff, operator, preset, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, operator, preset, monkeypatch, sent_tasks, django_capture_on_commit_callbacks
 ):
-    queued = []
-    monkeypatch.setattr(services, "_enqueue", queued.append)
     _out_of_memory_once(monkeypatch, "big.jpg")
     batch = make_batch(
         image_staff,
@@ -497,7 +493,7 @@ def test_retry_queues_the_images_that_failed_for_a_transient_reason(
         batch_retry_failed(batch=batch, user=operator)
     with django_capture_on_commit_callbacks(execute=True):
         assert batch_retry_failed(batch=batch, user=image_staff) == 1
-    assert queued[-1] == [big.pk]
+    assert sent_ids(sent_tasks, OPTIMIZE_TASK) == [big.pk]
     big.refresh_from_db()
     assert big.status == ImageStatus.QUEUED and big.error == ""
     # The corrupt file is left failed: retrying it would fail the same way.
@@ -516,11 +512,10 @@ def test_retry_queues_the_images_that_failed_for_a_transient_reason(
 
 
 def test_retry_keeps_the_batch_time_as_the_sum_of_processing(
-    image_staff, preset, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, preset, monkeypatch, sent_tasks, django_capture_on_commit_callbacks
 ):
     """The batch ran, failed one image for lack of memory, and was retried an hour later: its
     time is its two runs, not the hour since the upload, and its images/s stay honest."""
-    monkeypatch.setattr(services, "_enqueue", lambda ids: None)
     _out_of_memory_once(monkeypatch, "big.jpg")
     batch = make_batch(
         image_staff,
@@ -606,16 +601,15 @@ def avif_preset(preset):
 
 
 def test_avif_is_separate_work_after_the_image_is_done(
-    image_staff, avif_preset, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, avif_preset, sent_tasks, django_capture_on_commit_callbacks
 ):
-    sent = []
-    monkeypatch.setattr(services, "_send_avif", sent.append)
     batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
     image = batch.images.get()
     with django_capture_on_commit_callbacks(execute=True):
         image = process(image)
     # The image and the batch are done with JPEG and WebP; AVIF is queued as its own task.
-    assert image.status == "done" and image.avif_status == "queued" and sent == [image.pk]
+    assert image.status == "done" and image.avif_status == "queued"
+    assert sent_ids(sent_tasks, AVIF_TASK) == [image.pk]
     assert not image.variants.filter(format="avif").exists()
     batch.refresh_from_db()
     assert batch.status == BatchStatus.FINISHED
@@ -629,7 +623,6 @@ def test_avif_is_separate_work_after_the_image_is_done(
 
 
 def test_an_avif_failure_leaves_the_image_done(image_staff, avif_preset, monkeypatch):
-    monkeypatch.setattr(services, "_send_avif", lambda pk: None)
     batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
     image = process(batch.images.get())
 
@@ -645,17 +638,15 @@ def test_an_avif_failure_leaves_the_image_done(image_staff, avif_preset, monkeyp
 
 
 def test_a_stale_avif_claim_is_sent_again(
-    image_staff, avif_preset, monkeypatch, django_capture_on_commit_callbacks
+    image_staff, avif_preset, sent_tasks, django_capture_on_commit_callbacks
 ):
-    sent = []
-    monkeypatch.setattr(services, "_send_avif", sent.append)
     batch = make_batch(image_staff, avif_preset, [upload("a.jpg", samples.jpeg())])
     image = process(batch.images.get())
     BatchImage.objects.filter(pk=image.pk).update(
         avif_status="working", avif_claimed_at=timezone.now() - timedelta(hours=1)
     )
-    sent.clear()
+    sent_tasks.clear()
     with django_capture_on_commit_callbacks(execute=True):
         image_claims_reclaim()
-    assert sent == [image.pk]
+    assert sent_ids(sent_tasks, AVIF_TASK) == [image.pk]
     assert services.image_avif_process(image_id=image.pk).avif_status == "done"

@@ -287,10 +287,7 @@ def test_zip_of_all_variants_is_streamed(image_staff, finished):
         assert archive.read("beach/beach-400.jpg") == stored.read()
 
 
-def test_retry_through_htmx_restarts_polling(image_staff, finished, monkeypatch, htmx):
-    from images import services
-
-    monkeypatch.setattr(services, "_enqueue", lambda ids: None)
+def test_retry_through_htmx_restarts_polling(image_staff, finished, sent_tasks, htmx):
     # Its failure was one a retry may fix (the worker ran out of memory).
     finished.images.filter(original_name="broken.jpg").update(
         failure="transient", error="The worker ran out of memory on this image."
