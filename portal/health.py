@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
@@ -35,6 +36,9 @@ CHECKS_STALE_SECONDS = 30
 # Beat ticks every few seconds and sends the worker heartbeat every 10 s: a minute without
 # either means it is down.
 HEARTBEAT_FRESH_SECONDS = 60
+# When this process (the web server's worker) started: /api/health says "starting" for a
+# grace period after it, while workers and beat come up.
+PROCESS_STARTED_AT = time.time()
 
 
 # A process holding work stamps its heartbeat this often; one not stamped for
@@ -212,8 +216,13 @@ def _heartbeat(key: str, now: datetime, cached: dict) -> dict:
     return {"status": status, "last_seen_seconds_ago": age}
 
 
-def portal_health(*, now: datetime | None = None) -> dict:
+def portal_health(*, now: datetime | None = None, started_at: float | None = None) -> dict:
+    """Each part's state and the overall one: "ok", "fail", or "starting" for the first
+    HEALTH_STARTUP_GRACE_SECONDS after this process started, while the database, cache and
+    broker answer but the workers or beat have not been seen yet (a restart is not an
+    outage for the monitors; anything else failing is)."""
     now = now or timezone.now()
+    started_at = PROCESS_STARTED_AT if started_at is None else started_at
     components = {
         "database": _timed(_database),
         "cache": _timed(_cache),
@@ -225,9 +234,16 @@ def portal_health(*, now: datetime | None = None) -> dict:
         cached = {"error": True}
     components["workers"] = _heartbeat(WORKER_HEARTBEAT_KEY, now, cached)
     components["scheduler"] = _heartbeat(BEAT_HEARTBEAT_KEY, now, cached)
-    healthy = all(part["status"] == "ok" for part in components.values())
-    return {
-        "status": "ok" if healthy else "fail",
-        "checked_at": now.isoformat(),
-        "components": components,
-    }
+    status = "ok" if all(part["status"] == "ok" for part in components.values()) else "fail"
+    up_for = now.timestamp() - started_at
+    if status == "fail" and up_for < settings.HEALTH_STARTUP_GRACE_SECONDS:
+        services = ("database", "cache", "broker")
+        if all(components[name]["status"] == "ok" for name in services):
+            status = "starting"
+            for name in ("workers", "scheduler"):
+                if components[name]["status"] == "fail":
+                    components[name]["status"] = "starting"
+    report = {"status": status, "checked_at": now.isoformat(), "components": components}
+    if status == "starting":
+        report["starting_for_seconds"] = round(up_for, 1)
+    return report

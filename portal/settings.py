@@ -316,6 +316,9 @@ DIGITALOCEAN_API_URL = env_str("DIGITALOCEAN_API_URL", "https://api.digitalocean
 # Bearer token that /metrics asks for; unset, /metrics answers 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 HEALTH_POLL_SECONDS = env_int("HEALTH_POLL_SECONDS", 10, minimum=2)
+# For this long after a web process starts, /api/health answers 200 "starting" while workers
+# and beat have not been seen yet (the database, cache and broker must answer).
+HEALTH_STARTUP_GRACE_SECONDS = env_int("HEALTH_STARTUP_GRACE_SECONDS", 120, minimum=0)
 # Where `make run` serves (HOST, PORT) and so where `setup_portal --demo` points the "Portal web"
 # check; a wildcard address is checked on the loopback.
 PORTAL_HOST = env_str("HOST", "127.0.0.1") or "127.0.0.1"

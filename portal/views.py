@@ -95,9 +95,10 @@ def today(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def api_health(request: HttpRequest) -> JsonResponse:
-    """The portal's own health for `curl /api/health | jq .`: 200 healthy, 503 not."""
+    """The portal's own health for `curl /api/health | jq .`: 200 healthy (or starting), 503
+    not."""
     report = portal_health()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    return JsonResponse(report, status=503 if report["status"] == "fail" else 200)
 
 
 AUDIT_CSV_COLUMNS = [

@@ -140,6 +140,13 @@ def outsider(make_user) -> User:
     return make_user("nobody")
 
 
+@pytest.fixture(autouse=True)
+def _no_startup_grace(settings):
+    """Every test process has just started: /api/health would say "starting" instead of what
+    failed. The grace period has its own test."""
+    settings.HEALTH_STARTUP_GRACE_SECONDS = 0
+
+
 @pytest.fixture
 def htmx() -> dict:
     """The header htmx sends with each of its requests: ``client.get(url, **htmx)``."""

@@ -17,7 +17,12 @@ from ops.services.checklists import checklist_item_set_state, checklist_runs_sch
 from ops.services.health import health_result_store
 from ops.services.health_checks import Outcome
 from portal.errors import ActionRefused
-from portal.health import BEAT_HEARTBEAT_KEY, CHECKS_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
+from portal.health import (
+    BEAT_HEARTBEAT_KEY,
+    CHECKS_HEARTBEAT_KEY,
+    WORKER_HEARTBEAT_KEY,
+    portal_health,
+)
 from portal.services.tokens import api_token_create
 from tests.conftest import client_for
 from tests.fakes import private_redis
@@ -97,6 +102,24 @@ def test_api_health_is_public_and_reports_each_part(client):
     response = client.get("/api/health")
     assert response.status_code == 503
     assert response.json()["components"]["scheduler"]["status"] == "fail"
+
+
+def test_api_health_says_starting_while_workers_come_up(client, settings):
+    """Just after a (re)start the workers and beat have not been seen: 200 "starting" for the
+    grace period, so monitors do not page on a restart; 503 after it, or at once when the
+    database, cache or broker fail."""
+    cache.delete_many([WORKER_HEARTBEAT_KEY, BEAT_HEARTBEAT_KEY])
+    settings.HEALTH_STARTUP_GRACE_SECONDS = 120
+    response = client.get("/api/health")
+    report = response.json()
+    assert response.status_code == 200 and report["status"] == "starting"
+    assert report["components"]["workers"] == {"status": "starting", "error": "never seen"}
+    assert report["components"]["database"]["status"] == "ok"
+    later = timezone.now() + timedelta(seconds=121)
+    assert portal_health(now=later)["status"] == "fail"
+    cache.set(WORKER_HEARTBEAT_KEY, timezone.now().timestamp())
+    cache.set(BEAT_HEARTBEAT_KEY, timezone.now().timestamp())
+    assert client.get("/api/health").json()["status"] == "ok"
 
 
 def test_api_health_turns_503_when_redis_stops(client, settings):
