@@ -11,12 +11,18 @@ from ops.models import (
     Incident,
     IncidentNotification,
     Kpi,
+    MaintenanceTask,
+    MaintenanceWindow,
     MonitoredService,
     Postmortem,
     RunItem,
     Severity,
+    TaskCompletion,
     TimelineEntry,
+    WindowNotice,
+    WindowOccurrence,
 )
+from ops.services.maintenance import TASK_FIELDS, maintenance_task_save, task_schedule_problems
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 
 
@@ -258,3 +264,113 @@ class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]
+
+
+class TaskCompletionInline(admin.TabularInline):
+    model = TaskCompletion
+    extra = 0
+    fields = ["done_at", "done_by", "due_at", "note", "run"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(MaintenanceTask)
+class MaintenanceTaskAdmin(AuditedModelAdmin):
+    list_display = ["name", "schedule_label", "team", "owner", "next_due_at", "last_done_at"]
+    list_filter = ["team", "is_active", "due_from"]
+    search_fields = ["name", "description", "team"]
+    readonly_fields = ["next_due_at", "last_done_at", "source_key", "created_at", "updated_at"]
+    inlines = [TaskCompletionInline]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        original_clean = form.clean
+
+        def clean(self):
+            data = original_clean(self)
+            problems = task_schedule_problems(
+                rrule=data.get("rrule", ""),
+                first_due_at=data.get("first_due_at"),
+                time_zone=data.get("time_zone", ""),
+            )
+            for field, message in problems.items():
+                self.add_error(field, message)
+            return data
+
+        form.clean = clean
+        return form
+
+    def save_model(self, request, obj, form, change):
+        fields = {
+            name: form.cleaned_data[name] for name in TASK_FIELDS if name in form.cleaned_data
+        }
+        saved = maintenance_task_save(
+            user=request.user, fields=fields, task=obj if change else None
+        )
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+
+class WindowOccurrenceInline(admin.TabularInline):
+    model = WindowOccurrence
+    extra = 0
+    fields = ["starts_at", "ends_at", "status", "cancel_reason", "pre_run", "post_run"]
+    readonly_fields = ["starts_at", "ends_at", "pre_run", "post_run"]
+    ordering = ["-starts_at"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(AuditedModelAdmin):
+    """Scheduling goes through the portal's form (its checks and overrides); the admin edits
+    details such as the postmortem link and the checklists."""
+
+    list_display = [
+        "title",
+        "schedule_label",
+        "starts_at",
+        "time_zone",
+        "is_emergency",
+        "is_cancelled",
+    ]
+    list_filter = ["is_emergency", "is_cancelled", "impact", "team"]
+    search_fields = ["title", "description"]
+    filter_horizontal = ["services"]
+    readonly_fields = [
+        "starts_at",
+        "time_zone",
+        "rrule",
+        "duration",
+        "override_reason",
+        "override_by",
+        "overlap_reason",
+        "source_key",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "is_cancelled",
+        "cancel_reason",
+    ]
+    inlines = [WindowOccurrenceInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WindowNotice)
+class WindowNoticeAdmin(admin.ModelAdmin):
+    list_display = [
+        "occurrence",
+        "kind",
+        "created_at",
+        "email_state",
+        "emailed_to",
+        "webhook_state",
+        "webhook_status",
+    ]
+    list_filter = ["kind", "email_state", "webhook_state"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
