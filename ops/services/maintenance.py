@@ -406,7 +406,7 @@ def maintenance_occurrence_complete(
     require_perm(user, "ops.schedule_maintenancewindow", "You may not complete maintenance.")
     now = now or timezone.now()
     row = (
-        WindowOccurrence.objects.select_for_update()
+        WindowOccurrence.objects.select_for_update(of=("self",))
         .select_related("window", "post_run")
         .get(pk=occurrence.pk)
     )
