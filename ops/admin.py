@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from ops.models import (
     ActionItem,
+    CalendarFeedToken,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
@@ -373,4 +374,39 @@ class WindowNoticeAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TaskCompletion)
+class TaskCompletionAdmin(admin.ModelAdmin):
+    list_display = ["task", "done_at", "done_by", "due_at", "run"]
+    list_filter = ["task"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WindowOccurrence)
+class WindowOccurrenceAdmin(admin.ModelAdmin):
+    list_display = ["window", "starts_at", "ends_at", "status", "pre_run", "post_run"]
+    list_filter = ["status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CalendarFeedToken)
+class CalendarFeedTokenAdmin(AuditedModelAdmin):
+    """Revoke a feed by setting its revoked time; the secret itself is never stored."""
+
+    list_display = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
         return False

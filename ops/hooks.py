@@ -33,9 +33,9 @@ from ops.selectors.maintenance import (
     calendar_task_events,
     calendar_window_events,
     calendar_window_series,
+    services_in_maintenance,
     tasks_needing_attention,
     upcoming_occurrences,
-    windows_needing_postmortem,
 )
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incidents import incident_run_item_changed
@@ -133,15 +133,9 @@ def _maintenance_block(request: HttpRequest, now: datetime) -> dict | None:
     tasks = tasks_needing_attention(now=now) if see_tasks else []
     windows = upcoming_occurrences(now=now - timedelta(hours=12), days=7) if see_windows else []
     windows = [occurrence for occurrence in windows if occurrence.ends_at > now]
-    postmortems = windows_needing_postmortem() if see_windows else []
-    if not tasks and not windows and not postmortems:
+    if not tasks and not windows:
         return None
-    return {
-        "maintenance_tasks": tasks,
-        "maintenance_windows": windows,
-        "maintenance_postmortems": postmortems,
-        "now": now,
-    }
+    return {"maintenance_tasks": tasks, "maintenance_windows": windows, "now": now}
 
 
 # /metrics
@@ -164,9 +158,16 @@ def _health_metrics():
     queues = GaugeMetricFamily(
         "portal_queue_length", "Tasks waiting in a Celery queue.", labels=["service", "queue"]
     )
+    maintenance = GaugeMetricFamily(
+        "portal_service_maintenance",
+        "1 while the service is inside a maintenance window (alert rules leave it out).",
+        labels=labels,
+    )
+    in_maintenance = services_in_maintenance()
     for service in MonitoredService.objects.filter(is_active=True):
         values = [service.slug, service.kind]
         state.add_metric(values, STATE_VALUES.get(service.state, 3))
+        maintenance.add_metric(values, int(service.pk in in_maintenance))
         stale.add_metric(values, int(service.is_stale()))
         if service.last_latency_ms is not None:
             latency.add_metric(values, service.last_latency_ms)
@@ -183,7 +184,7 @@ def _health_metrics():
         if value.value is not None:
             kpi.add_metric(values, value.value)
         kpi_state.add_metric(values, STATE_VALUES.get(value.state, 3))
-    yield from (state, latency, stale, queues, kpi, kpi_state)
+    yield from (state, latency, stale, queues, maintenance, kpi, kpi_state)
 
 
 # Runs owned by incidents
