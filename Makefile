@@ -53,6 +53,7 @@ bench: $(BIN)/.installed
 	$(PY) bench/health.py
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py
+	$(PY) bench/maintenance.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from ops.models.maintenance import (
     LIVE_STATUSES,
+    MAX_DURATION,
     MaintenanceTask,
     MaintenanceWindow,
     OccurrenceStatus,
@@ -79,6 +80,10 @@ def window_occurrences(
     if windows is None:
         windows = list(
             _live_windows()
+            # Only windows that may have an occurrence in the range: one-off windows are at
+            # most MAX_DURATION long, and no window occurs before its first start.
+            .filter(starts_at__lt=end)
+            .exclude(rrule="", starts_at__lt=start - MAX_DURATION)
             .select_related("postmortem_incident")
             .prefetch_related("services")
             .order_by("starts_at", "id")
