@@ -42,7 +42,6 @@ from ops.services.incidents import incident_run_item_changed
 from ops.services.maintenance import (
     maintenance_defaults_load,
     maintenance_task_run_item_changed,
-    maintenance_window_run_item_changed,
 )
 from ops.services.runbooks import runbook_import
 from portal.registry import CalendarSource, Registry, RunOwner, SetupStep, TodayBlock
@@ -324,7 +323,6 @@ def register(registry: Registry) -> None:
     registry.add_run_owner(
         RunOwner(
             field="maintenance_window",
-            item_changed=maintenance_window_run_item_changed,
             may_view=_may_view_window,
             describe=_describe_window,
         )

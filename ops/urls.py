@@ -59,6 +59,11 @@ urlpatterns = [
         name="maintenance_window_cancel",
     ),
     path(
+        "maintenance/windows/<int:pk>/postmortem/",
+        maintenance.window_postmortem,
+        name="maintenance_window_postmortem",
+    ),
+    path(
         "maintenance/windows/<int:pk>/occurrences/cancel/",
         maintenance.occurrence_cancel,
         name="maintenance_occurrence_cancel",

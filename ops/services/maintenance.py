@@ -4,7 +4,7 @@ occurrences along, and the runbooks' defaults."""
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -112,6 +112,7 @@ def maintenance_task_save(
     for name in TASK_FIELDS:
         if name in fields:
             setattr(task, name, fields[name])
+    task.first_due_at = task.first_due_at.replace(microsecond=0)  # dateutil: whole seconds
     task.name = task.name.strip()
     if schedule_changed:
         task.next_due_at = _first_due(task, now)
@@ -304,6 +305,13 @@ def maintenance_window_schedule(
     overlap reason are recorded on the window and in the audit log."""
     require_perm(user, "ops.schedule_maintenancewindow", "You may not schedule maintenance.")
     now = now or timezone.now()
+    # dateutil's rules work in whole seconds: a start with microseconds would not be its own
+    # first occurrence.
+    data = replace(
+        data,
+        starts_at=data.starts_at and data.starts_at.replace(microsecond=0),
+        ends_at=data.ends_at and data.ends_at.replace(microsecond=0),
+    )
     errors, warnings = window_problems(
         data=data,
         now=now,
@@ -431,22 +439,20 @@ def maintenance_occurrence_complete(
     return row
 
 
+@transaction.atomic
 def maintenance_window_link_postmortem(*, window: MaintenanceWindow, user, incident) -> None:
+    """An emergency window's postmortem is the incident postmortem it links to."""
     require_perm(user, "ops.schedule_maintenancewindow", "You may not edit maintenance.")
     if not window.is_emergency:
         raise ActionRefused("Only emergency windows need a postmortem.")
-    with transaction.atomic():
-        MaintenanceWindow.objects.filter(pk=window.pk).update(postmortem_incident=incident)
-        audit_record(
-            actor=user,
-            action="maintenance.window.postmortem",
-            target=window,
-            summary=str(incident),
-        )
-
-
-def maintenance_window_run_item_changed(*, run: ChecklistRun, item, user, now: datetime) -> None:
-    """Nothing to record beyond the run's own audit; the window's page reads the run."""
+    if incident is None:
+        raise ActionRefused("Choose the incident whose postmortem covers this maintenance.")
+    MaintenanceWindow.objects.filter(pk=window.pk).update(
+        postmortem_incident=incident, updated_at=timezone.now()
+    )
+    audit_record(
+        actor=user, action="maintenance.window.postmortem", target=window, summary=str(incident)
+    )
 
 
 # The scan: occurrences stored ahead, statuses moved, runs opened

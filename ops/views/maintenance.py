@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from ops import recurrence
 from ops.forms.maintenance import MaintenanceTaskForm, MaintenanceWindowForm, SchedulePicker
-from ops.models import MaintenanceTask, MaintenanceWindow, WindowOccurrence
+from ops.models import Incident, MaintenanceTask, MaintenanceWindow, WindowOccurrence
 from ops.selectors.maintenance import task_teams, tasks_due, window_occurrences
 from ops.services.maintenance import (
     maintenance_occurrence_cancel,
@@ -24,9 +24,10 @@ from ops.services.maintenance import (
     maintenance_task_save,
     maintenance_task_start_run,
     maintenance_window_cancel,
+    maintenance_window_link_postmortem,
     maintenance_window_schedule,
 )
-from portal.htmx import attempt, back_to, wants_fragment
+from portal.htmx import Refusal, attempt, back_to, wants_fragment
 
 PICKER = "ops/maintenance/_schedule_picker.html"
 view_tasks = permission_required("ops.view_maintenancetask", raise_exception=True)
@@ -235,6 +236,7 @@ def window_detail(request: HttpRequest, pk: int) -> HttpResponse:
     stored = (
         WindowOccurrence.objects.filter(window=window)
         .select_related("pre_run", "post_run", "completed_by")
+        .prefetch_related("notices")
         .order_by("-starts_at")[:20]
     )
     return render(
@@ -247,8 +249,25 @@ def window_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "now": now,
             "tz": window.tz,
             "can_schedule": request.user.has_perm("ops.schedule_maintenancewindow"),
+            "incidents": Incident.objects.filter(postmortem__isnull=False).order_by("-started_at")[
+                :50
+            ]
+            if window.needs_postmortem
+            else [],
         },
     )
+
+
+@require_POST
+def window_postmortem(request: HttpRequest, pk: int) -> HttpResponse:
+    window = _window(pk)
+    incident = Incident.objects.filter(pk=_int_or_none(request.POST.get("incident", ""))).first()
+    _done, refusal = attempt(
+        lambda: maintenance_window_link_postmortem(
+            window=window, user=request.user, incident=incident
+        )
+    )
+    return back_to(request, window, refusal, done="Postmortem linked.")
 
 
 def _starts_at(request: HttpRequest) -> datetime | None:
@@ -261,7 +280,7 @@ def occurrence_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     window = _window(pk)
     starts_at = _starts_at(request)
     if starts_at is None:
-        return back_to(request, window, None, done="")
+        return back_to(request, window, Refusal("Which occurrence? Its start is missing.", 400))
     _row, refusal = attempt(
         lambda: maintenance_occurrence_cancel(
             window=window,

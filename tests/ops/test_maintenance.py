@@ -376,3 +376,48 @@ def test_task_form_saves_and_refuses_bad_schedules(manager, outsider):
     assert 'value="quarterly" selected' in edit
     assert client_for(outsider).get(reverse("ops:maintenance_task_list")).status_code == 403
     assert client_for(outsider).get(task.get_absolute_url()).status_code == 403
+
+
+def test_window_page_cancels_an_occurrence_and_links_a_postmortem(manager, operator, make_incident):
+    from ops.models import Postmortem
+
+    starts = timezone.now() + timedelta(days=2)
+    window = maintenance_window_schedule(
+        user=manager,
+        data=WindowInput(
+            title="Emergency patch",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+            time_zone="Europe/Berlin",
+            rrule="FREQ=DAILY",
+            is_emergency=True,
+        ),
+        details={"rollback_plan": "Revert the package"},
+        now=timezone.now(),
+    )
+    client = client_for(manager)
+    page = client.get(window.get_absolute_url()).content.decode()
+    assert "Postmortem required" in page and "Revert the package" in page
+    cancel = reverse("ops:maintenance_occurrence_cancel", args=[window.pk])
+    first = window.starts_at
+    assert window.starts_between(first, first + timedelta(seconds=1)) == [first]
+    response = client.post(cancel, {"starts_at": first.isoformat(), "reason": ""}, follow=True)
+    assert "Say why the occurrence is cancelled." in response.content.decode()
+    missing = client.post(cancel, {"reason": "x"}, follow=True).content.decode()
+    assert "Which occurrence?" in missing
+    client.post(cancel, {"starts_at": first.isoformat(), "reason": "Vendor delay"})
+    assert WindowOccurrence.objects.get(starts_at=first).status == "cancelled"
+    assert (
+        client_for(operator)
+        .post(cancel, {"starts_at": first.isoformat(), "reason": "x"})
+        .status_code
+        == 403
+    )
+    incident = make_incident(manager, title="Patch went wrong")
+    Postmortem.objects.create(incident=incident, summary="s")
+    link = reverse("ops:maintenance_window_postmortem", args=[window.pk])
+    assert "Choose the incident" in client.post(link, {}, follow=True).content.decode()
+    client.post(link, {"incident": incident.pk})
+    window.refresh_from_db()
+    assert window.postmortem_incident == incident and not window.needs_postmortem
+    assert AuditEntry.objects.filter(action="maintenance.window.postmortem").exists()
