@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from ops.models import (
@@ -275,41 +276,45 @@ class TaskCompletionInline(admin.TabularInline):
     can_delete = False
 
 
+class MaintenanceTaskAdminForm(forms.ModelForm):
+    """The schedule's errors beside its fields, as in the portal's own form."""
+
+    class Meta:
+        model = MaintenanceTask
+        fields = [*TASK_FIELDS]
+
+    def clean(self):
+        data = super().clean()
+        problems = task_schedule_problems(
+            rrule=data.get("rrule", ""),
+            first_due_at=data.get("first_due_at"),
+            time_zone=data.get("time_zone", ""),
+        )
+        for field, message in problems.items():
+            self.add_error(field, message)
+        return data
+
+
 @admin.register(MaintenanceTask)
 class MaintenanceTaskAdmin(AuditedModelAdmin):
+    form = MaintenanceTaskAdminForm
     list_display = ["name", "schedule_label", "team", "owner", "next_due_at", "last_done_at"]
     list_filter = ["team", "is_active", "due_from"]
     search_fields = ["name", "description", "team"]
     readonly_fields = ["next_due_at", "last_done_at", "source_key", "created_at", "updated_at"]
     inlines = [TaskCompletionInline]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        original_clean = form.clean
-
-        def clean(self):
-            data = original_clean(self)
-            problems = task_schedule_problems(
-                rrule=data.get("rrule", ""),
-                first_due_at=data.get("first_due_at"),
-                time_zone=data.get("time_zone", ""),
-            )
-            for field, message in problems.items():
-                self.add_error(field, message)
-            return data
-
-        form.clean = clean
-        return form
-
     def save_model(self, request, obj, form, change):
         fields = {
             name: form.cleaned_data[name] for name in TASK_FIELDS if name in form.cleaned_data
         }
-        saved = maintenance_task_save(
-            user=request.user, fields=fields, task=obj if change else None
-        )
+        # The form has already copied its values onto obj: the service compares with the
+        # stored row to see whether the schedule moved.
+        stored = MaintenanceTask.objects.get(pk=obj.pk) if change else None
+        saved = maintenance_task_save(user=request.user, fields=fields, task=stored)
         obj.pk = saved.pk
         obj._state.adding = False
+        obj.refresh_from_db()
 
 
 class WindowOccurrenceInline(admin.TabularInline):

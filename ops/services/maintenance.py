@@ -107,7 +107,8 @@ def maintenance_task_save(
     task = task or MaintenanceTask(created_at=now)
     before = None if creating else {"rrule": task.rrule, "next_due_at": str(task.next_due_at)}
     schedule_changed = creating or any(
-        getattr(task, name) != fields[name] for name in ("rrule", "first_due_at", "time_zone")
+        getattr(task, name) != fields.get(name, getattr(task, name))
+        for name in ("rrule", "first_due_at", "time_zone")
     )
     for name in TASK_FIELDS:
         if name in fields:
@@ -140,10 +141,15 @@ def maintenance_task_complete(
     """Record who did it, when and how (a note, the checklist run), and move the next due date
     along the schedule."""
     require_perm(user, "ops.complete_maintenancetask", "You may not complete maintenance tasks.")
+    return _record_completion(task=task, user=user, note=note, run=run, now=now or timezone.now())
+
+
+def _record_completion(
+    *, task: MaintenanceTask, user, note: str, run: ChecklistRun | None, now: datetime
+) -> TaskCompletion:
     note = note.strip()
     if len(note) > MAX_NOTE:
         raise ActionRefused(f"The note is too long ({len(note)} characters; at most 2000).")
-    now = now or timezone.now()
     task = MaintenanceTask.objects.select_for_update().get(pk=task.pk)
     if not task.is_active:
         raise ActionRefused(f"“{task.name}” is inactive; an admin can reactivate it.", status=409)
@@ -183,8 +189,9 @@ def maintenance_task_run_item_changed(*, run: ChecklistRun, item, user, now: dat
         return
     if TaskCompletion.objects.filter(run=run).exists():
         return
+    # The completed run is the authority: whoever settled its last item completed the task.
     task = MaintenanceTask.objects.get(pk=run.maintenance_task_id)
-    maintenance_task_complete(task=task, user=user, run=run, now=now)
+    _record_completion(task=task, user=user, note="", run=run, now=now)
 
 
 # Windows
@@ -474,14 +481,14 @@ def maintenance_scan(*, now: datetime | None = None) -> dict[str, int]:
             "pre_template", "post_template"
         )
     )
-    counts = {"stored": 0, "started": 0, "pre_runs": 0, "post_runs": 0}
+    counts = {"started": 0, "pre_runs": 0, "post_runs": 0}
     new_rows = []
     for window in windows:
         for begins in window.starts_between(now - window.duration, now + _horizon(window)):
             new_rows.append(
                 WindowOccurrence(window=window, starts_at=begins, ends_at=begins + window.duration)
             )
-    counts["stored"] = len(WindowOccurrence.objects.bulk_create(new_rows, ignore_conflicts=True))
+    WindowOccurrence.objects.bulk_create(new_rows, ignore_conflicts=True)
     counts["started"] = WindowOccurrence.objects.filter(
         status__in=(OccurrenceStatus.SCHEDULED, OccurrenceStatus.ANNOUNCED),
         starts_at__lte=now,

@@ -421,3 +421,34 @@ def test_window_page_cancels_an_occurrence_and_links_a_postmortem(manager, opera
     window.refresh_from_db()
     assert window.postmortem_incident == incident and not window.needs_postmortem
     assert AuditEntry.objects.filter(action="maintenance.window.postmortem").exists()
+
+
+def test_admin_edits_a_task_with_the_schedules_errors_beside_the_fields(manager):
+    from django.contrib.auth.models import User
+
+    admin_user = User.objects.create_superuser("root", password="a-long-enough-password")
+    task = _task(manager)
+    client = client_for(admin_user)
+    url = f"/admin/ops/maintenancetask/{task.pk}/change/"
+    data = {
+        "name": "OS updates",
+        "description": "",
+        "rrule": "FREQ=MINUTELY",
+        "first_due_at_0": "2026-01-01",
+        "first_due_at_1": "09:00:00",
+        "time_zone": "UTC",
+        "due_from": "schedule",
+        "team": "Infrastructure",
+        "owner": "",
+        "checklist_template": "",
+        "is_active": "on",
+        "completions-TOTAL_FORMS": "0",
+        "completions-INITIAL_FORMS": "0",
+    }
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert "more often than every hour" in str(response.context["adminform"].form.errors["rrule"])
+    response = client.post(url, {**data, "rrule": "FREQ=WEEKLY;BYDAY=MO"})
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.rrule == "FREQ=WEEKLY;BYDAY=MO" and task.next_due_at.weekday() == 0
