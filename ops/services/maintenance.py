@@ -27,6 +27,7 @@ from ops.models.maintenance import (
 )
 from ops.selectors.maintenance import window_occurrences
 from ops.services.checklists import checklist_run_start, open_owned_run
+from portal import formatting
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
@@ -252,8 +253,8 @@ def window_problems(
     elif first < now + notice:
         hours = int(notice.total_seconds() // 3600)
         message = (
-            f"It starts {first - now if first > now else 'now'} from now, inside the {hours} h "
-            "notice period: a Manager may override this with a reason."
+            f"It starts in {formatting.duration(first - now)}, inside the {hours} h notice "
+            "period: a Manager may override this with a reason."
         )
         if not override_reason.strip():
             warnings["override_reason"] = message
