@@ -26,6 +26,7 @@ from ops.services.checklists import (
     checklist_run_start,
 )
 from portal.htmx import attempt, back_to, render_fragments, wants_fragment
+from portal.registry import registry
 
 RUN_PAGE = "ops/checklists/run_detail.html"
 RUNS_PER_PAGE = 25
@@ -97,6 +98,16 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> ChecklistRun:
     )
 
 
+def _run_owners(run: ChecklistRun) -> list[tuple[str, str]]:
+    """Where the run belongs (a maintenance window, a task), as (text, url) from the registry;
+    the incident has its own crumb."""
+    return [
+        owner.describe(run)
+        for owner, _owner_id in registry.owners_of(run)
+        if owner.describe is not None and owner.field != "incident"
+    ]
+
+
 def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
     now = timezone.now()
     return {
@@ -112,7 +123,11 @@ def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run_for_user(request, pk)
-    return render(request, RUN_PAGE, _run_context(request, run, items=run_items(run=run)))
+    return render(
+        request,
+        RUN_PAGE,
+        _run_context(request, run, items=run_items(run=run), run_owners=_run_owners(run)),
+    )
 
 
 @require_GET

@@ -321,8 +321,11 @@ def test_runs_open_before_and_after_and_belong_to_the_window(manager, operator, 
         occurrence=occurrence, user=manager, now=start + timedelta(hours=2, minutes=10)
     )
     assert done.status == OccurrenceStatus.COMPLETED
-    page = client_for(operator).get(occurrence.post_run.get_absolute_url())
-    assert page.status_code == 200
+    page = client_for(operator).get(occurrence.post_run.get_absolute_url()).content.decode()
+    assert (
+        f'<a href="{window.get_absolute_url()}">Checklist of the maintenance window '
+        "Sunday database work</a>" in page
+    )
     assert ChecklistRun.objects.filter(maintenance_window=window).count() == 2
 
 
