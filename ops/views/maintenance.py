@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from ops import recurrence
 from ops.forms.maintenance import MaintenanceTaskForm, MaintenanceWindowForm, SchedulePicker
@@ -208,8 +207,6 @@ def window_new(request: HttpRequest) -> HttpResponse:
             )
         )
         if refusal is None:
-            if wants_fragment(request):
-                return HttpResponseClientRedirect(window.get_absolute_url())
             return back_to(request, window, None, done=f"Scheduled “{window}”.")
         form.add_error(None, refusal.message)
     status = 400 if request.method == "POST" else 200

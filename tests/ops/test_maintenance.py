@@ -455,3 +455,32 @@ def test_admin_edits_a_task_with_the_schedules_errors_beside_the_fields(manager)
     assert response.status_code == 302
     task.refresh_from_db()
     assert task.rrule == "FREQ=WEEKLY;BYDAY=MO" and task.next_due_at.weekday() == 0
+
+
+@pytest.mark.parametrize("count", [2, 30])
+def test_window_pages_query_counts_stay_flat(
+    manager, operator, count, django_assert_max_num_queries
+):
+    db = MonitoredService.objects.create(
+        name="Database", slug="database", kind="tcp", target="127.0.0.1:5432"
+    )
+    starts = timezone.now().replace(microsecond=0) + timedelta(days=5)
+    windows = MaintenanceWindow.objects.bulk_create(
+        MaintenanceWindow(
+            title=f"Window {index}",
+            starts_at=starts + timedelta(hours=index),
+            duration=timedelta(hours=1),
+            time_zone="UTC",
+            rrule="FREQ=WEEKLY" if index % 2 else "",
+        )
+        for index in range(count)
+    )
+    for window in windows:
+        window.services.add(db)
+    client = client_for(operator)
+    with django_assert_max_num_queries(10):
+        html = client.get(reverse("ops:maintenance_window_list")).content.decode()
+    assert html.count('href="/maintenance/windows/') >= count
+    maintenance_scan(now=starts - timedelta(hours=80))
+    with django_assert_max_num_queries(12):
+        assert client.get(windows[-1].get_absolute_url()).status_code == 200
