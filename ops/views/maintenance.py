@@ -101,7 +101,10 @@ def task_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         if refusal is None:
             return back_to(request, saved, None, done=f"Saved “{saved}”.")
         form.add_error(None, refusal.message)
-    return render(request, "ops/maintenance/task_form.html", {"form": form, "task": task})
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "ops/maintenance/task_form.html", {"form": form, "task": task}, status=status
+    )
 
 
 @require_POST

@@ -364,6 +364,7 @@ def test_task_form_saves_and_refuses_bad_schedules(manager, outsider):
         "month_day": 31,
     }
     bad = client.post(url, {**data, "time_zone": "Moon/Base"})
+    assert bad.status_code == 400
     assert "not an IANA time zone" in " ".join(bad.context["form"].errors["time_zone"])
     never = client.post(
         url, {**data, "kind": "custom", "custom_rrule": "FREQ=DAILY;UNTIL=20200101T000000"}

@@ -95,7 +95,7 @@ def test_month_view_with_filters_and_htmx_navigation(month, operator, htmx):
     assert "November 2026" in html
     # Sundays 1, 8, 15 (cancelled), 22, 29 November and 6 December (the grid's last week).
     assert html.count("Weekly database work") == 6
-    assert html.count("status-cancelled") == 1
+    assert html.count('<span class="badge">cancelled</span>') == 1
     assert "Security updates" in html and "Storage migration" in html
     assert "Due: Backup tests" in html
     devops = client.get(url, {"date": "2026-11-01", "team": "DevOps"}, **htmx).content.decode()
