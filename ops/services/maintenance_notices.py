@@ -27,6 +27,7 @@ from portal.services.audit import audit_record
 logger = logging.getLogger(__name__)
 # An end notice is not sent for a window that ended longer ago (the scheduler was down).
 LATE_END = timedelta(hours=6)
+ORPHANED_AFTER = timedelta(minutes=2)
 
 
 def _due_kinds(row: WindowOccurrence, now: datetime) -> tuple[str | None, list[str]]:
@@ -178,11 +179,16 @@ def maintenance_notices_send(*, now: datetime | None = None) -> list[WindowNotic
         notice.occurrence = row
         _deliver(notice)
         sent.append(notice)
+    # A channel still pending this long after its notice was claimed belongs to a scan that
+    # died (the task's hard limit is under a minute): it is sent now rather than lost.
+    orphaned = now - ORPHANED_AFTER
     retry = (
         WindowNotice.objects.filter(created_at__gte=now - timedelta(days=1))
         .filter(
             Q(email_state=NoticeChannelState.FAILED, email_attempts__lt=MAX_NOTICE_ATTEMPTS)
             | Q(webhook_state=NoticeChannelState.FAILED, webhook_attempts__lt=MAX_NOTICE_ATTEMPTS)
+            | Q(email_state=NoticeChannelState.PENDING, created_at__lt=orphaned)
+            | Q(webhook_state=NoticeChannelState.PENDING, created_at__lt=orphaned)
         )
         .exclude(pk__in=[notice.pk for notice in sent])
         .select_related("occurrence__window")

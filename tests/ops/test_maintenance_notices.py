@@ -195,3 +195,20 @@ def test_the_worker_runs_the_beat_task(manager, smtp, webhook):
         second = maintenance_scan_task.delay().get(timeout=30)
     assert first["notices"] == 1 and second["notices"] == 0
     assert len(smtp.messages) == 1 and len(webhook.received) == 1
+
+
+@pytest.mark.django_db
+def test_a_notice_claimed_by_a_scan_that_died_is_sent_by_the_next(manager, smtp, webhook):
+    """A restart between claiming the row and sending it: the next scans send it, once."""
+    _window(manager)
+    now = START - timedelta(hours=72)
+    maintenance_scan(now=now)
+    occurrence = WindowOccurrence.objects.get()
+    WindowNotice.objects.create(occurrence=occurrence, kind="before:72", created_at=now)
+    assert maintenance_notices_send(now=now + timedelta(minutes=1)) == []
+    assert smtp.messages == []  # it may still be sending
+    maintenance_notices_send(now=now + timedelta(minutes=3))
+    maintenance_notices_send(now=now + timedelta(minutes=4))
+    assert len(smtp.messages) == 1 and len(webhook.received) == 1
+    notice = WindowNotice.objects.get()
+    assert notice.email_state == "sent" and notice.webhook_state == "sent"
