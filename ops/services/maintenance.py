@@ -490,11 +490,19 @@ def maintenance_scan(*, now: datetime | None = None) -> dict[str, int]:
                 WindowOccurrence(window=window, starts_at=begins, ends_at=begins + window.duration)
             )
     WindowOccurrence.objects.bulk_create(new_rows, ignore_conflicts=True)
-    counts["started"] = WindowOccurrence.objects.filter(
+    starting = WindowOccurrence.objects.filter(
         status__in=(OccurrenceStatus.SCHEDULED, OccurrenceStatus.ANNOUNCED),
         starts_at__lte=now,
         ends_at__gt=now,
-    ).update(status=OccurrenceStatus.IN_PROGRESS)
+    ).select_related("window")
+    for row in starting:
+        with transaction.atomic():
+            # Conditional: a second scheduler starting the same occurrence changes no row.
+            if WindowOccurrence.objects.filter(pk=row.pk, status=row.status).update(
+                status=OccurrenceStatus.IN_PROGRESS
+            ):
+                audit_record(actor=None, action="maintenance.occurrence.start", target=row)
+                counts["started"] += 1
     rows = (
         WindowOccurrence.objects.filter(
             status__in=LIVE_STATUSES, ends_at__gt=now - timedelta(days=1)
