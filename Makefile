@@ -61,6 +61,7 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py
 	$(PY) bench/uploads.py
+	$(PY) bench/maintenance.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin
 
 from ops.models import (
     ActionItem,
+    CalendarFeedToken,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
@@ -11,14 +13,20 @@ from ops.models import (
     Incident,
     IncidentNotification,
     Kpi,
+    MaintenanceTask,
+    MaintenanceWindow,
     MonitoredService,
     Postmortem,
     RunItem,
     Severity,
+    TaskCompletion,
     TimelineEntry,
+    WindowNotice,
+    WindowOccurrence,
 )
 from ops.services.health import monitored_service_set_active
 from ops.services.health_checks import describe_target
+from ops.services.maintenance import TASK_FIELDS, maintenance_task_save, task_schedule_problems
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
 
 
@@ -322,3 +330,152 @@ class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]
+
+
+class TaskCompletionInline(admin.TabularInline):
+    model = TaskCompletion
+    extra = 0
+    fields = ["done_at", "done_by", "due_at", "note", "run"]
+    readonly_fields = fields
+    can_delete = False
+
+
+class MaintenanceTaskAdminForm(forms.ModelForm):
+    """The schedule's errors beside its fields, as in the portal's own form."""
+
+    class Meta:
+        model = MaintenanceTask
+        fields = [*TASK_FIELDS]
+
+    def clean(self):
+        data = super().clean()
+        problems = task_schedule_problems(
+            rrule=data.get("rrule", ""),
+            first_due_at=data.get("first_due_at"),
+            time_zone=data.get("time_zone", ""),
+        )
+        for field, message in problems.items():
+            self.add_error(field, message)
+        return data
+
+
+@admin.register(MaintenanceTask)
+class MaintenanceTaskAdmin(AuditedModelAdmin):
+    form = MaintenanceTaskAdminForm
+    list_display = ["name", "schedule_label", "team", "owner", "next_due_at", "last_done_at"]
+    list_filter = ["team", "is_active", "due_from"]
+    search_fields = ["name", "description", "team"]
+    readonly_fields = ["next_due_at", "last_done_at", "source_key", "created_at", "updated_at"]
+    inlines = [TaskCompletionInline]
+
+    def save_model(self, request, obj, form, change):
+        fields = {
+            name: form.cleaned_data[name] for name in TASK_FIELDS if name in form.cleaned_data
+        }
+        # The form has already copied its values onto obj: the service compares with the
+        # stored row to see whether the schedule moved.
+        stored = MaintenanceTask.objects.get(pk=obj.pk) if change else None
+        saved = maintenance_task_save(user=request.user, fields=fields, task=stored)
+        obj.pk = saved.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
+
+
+class WindowOccurrenceInline(admin.TabularInline):
+    model = WindowOccurrence
+    extra = 0
+    fields = ["starts_at", "ends_at", "status", "cancel_reason", "pre_run", "post_run"]
+    readonly_fields = ["starts_at", "ends_at", "pre_run", "post_run"]
+    ordering = ["-starts_at"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(AuditedModelAdmin):
+    """Scheduling goes through the portal's form (its checks and overrides); the admin edits
+    details such as the postmortem link and the checklists."""
+
+    list_display = [
+        "title",
+        "schedule_label",
+        "starts_at",
+        "time_zone",
+        "is_emergency",
+        "is_cancelled",
+    ]
+    list_filter = ["is_emergency", "is_cancelled", "impact", "team"]
+    search_fields = ["title", "description"]
+    filter_horizontal = ["services"]
+    readonly_fields = [
+        "starts_at",
+        "time_zone",
+        "rrule",
+        "duration",
+        "override_reason",
+        "override_by",
+        "overlap_reason",
+        "source_key",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "is_cancelled",
+        "cancel_reason",
+    ]
+    inlines = [WindowOccurrenceInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WindowNotice)
+class WindowNoticeAdmin(admin.ModelAdmin):
+    list_display = [
+        "occurrence",
+        "kind",
+        "created_at",
+        "email_state",
+        "emailed_to",
+        "webhook_state",
+        "webhook_status",
+    ]
+    list_filter = ["kind", "email_state", "webhook_state"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TaskCompletion)
+class TaskCompletionAdmin(admin.ModelAdmin):
+    list_display = ["task", "done_at", "done_by", "due_at", "run"]
+    list_filter = ["task"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WindowOccurrence)
+class WindowOccurrenceAdmin(admin.ModelAdmin):
+    list_display = ["window", "starts_at", "ends_at", "status", "pre_run", "post_run"]
+    list_filter = ["status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CalendarFeedToken)
+class CalendarFeedTokenAdmin(AuditedModelAdmin):
+    """Revoke a feed by setting its revoked time; the secret itself is never stored."""
+
+    list_display = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -3,7 +3,7 @@ OpsConfig.ready(): the Today blocks of incidents, checklists and health; the Pro
 of the monitored services and KPIs; the incident as an owner of checklist runs; the first-run
 setup (default runbooks, demo monitoring of the portal itself, this period's runs)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -13,7 +13,14 @@ from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, Incident, MonitoredService, ServiceKind
+from ops.models import (
+    ChecklistItem,
+    Incident,
+    MaintenanceTask,
+    MaintenanceWindow,
+    MonitoredService,
+    ServiceKind,
+)
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -23,11 +30,23 @@ from ops.selectors.checklists import (
 )
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
+from ops.selectors.maintenance import (
+    calendar_task_events,
+    calendar_window_events,
+    calendar_window_series,
+    services_in_maintenance,
+    tasks_needing_attention,
+    upcoming_occurrences,
+)
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
+from ops.services.maintenance import (
+    maintenance_defaults_load,
+    maintenance_task_run_item_changed,
+)
 from ops.services.runbooks import runbook_import
-from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
+from portal.registry import CalendarSource, Registry, RunOwner, SetupStep, TodayBlock
 from portal.services.audit import audit_record
 
 DEFAULT_RUNBOOKS = Path(__file__).resolve().parent / "runbooks" / "defaults"
@@ -112,6 +131,20 @@ def _history_block(request: HttpRequest, now: datetime) -> dict | None:
     }
 
 
+def _maintenance_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Overdue and due-this-week tasks, the windows of the coming week (and one going on)."""
+    see_tasks = request.user.has_perm("ops.view_maintenancetask")
+    see_windows = request.user.has_perm("ops.view_maintenancewindow")
+    if not see_tasks and not see_windows:
+        return None
+    tasks = tasks_needing_attention(now=now) if see_tasks else []
+    windows = upcoming_occurrences(now=now - timedelta(hours=12), days=7) if see_windows else []
+    windows = [occurrence for occurrence in windows if occurrence.ends_at > now]
+    if not tasks and not windows:
+        return None
+    return {"maintenance_tasks": tasks, "maintenance_windows": windows, "now": now}
+
+
 # /metrics
 
 
@@ -132,9 +165,16 @@ def _health_metrics():
     queues = GaugeMetricFamily(
         "portal_queue_length", "Tasks waiting in a Celery queue.", labels=["service", "queue"]
     )
+    maintenance = GaugeMetricFamily(
+        "portal_service_maintenance",
+        "1 while the service is inside a maintenance window (alert rules leave it out).",
+        labels=labels,
+    )
+    in_maintenance = services_in_maintenance()
     for service in MonitoredService.objects.filter(is_active=True):
         values = [service.slug, service.kind]
         state.add_metric(values, STATE_VALUES.get(service.state, 3))
+        maintenance.add_metric(values, int(service.pk in in_maintenance))
         stale.add_metric(values, int(service.is_stale()))
         if service.last_latency_ms is not None:
             latency.add_metric(values, service.last_latency_ms)
@@ -151,7 +191,7 @@ def _health_metrics():
         if value.value is not None:
             kpi.add_metric(values, value.value)
         kpi_state.add_metric(values, STATE_VALUES.get(value.state, 3))
-    yield from (state, latency, stale, queues, kpi, kpi_state)
+    yield from (state, latency, stale, queues, maintenance, kpi, kpi_state)
 
 
 # Runs owned by incidents
@@ -164,6 +204,48 @@ def _may_view_incident(user, incident_id: int) -> bool:
 def _describe_incident(run) -> tuple[str, str]:
     incident = Incident.objects.only("pk", "title").get(pk=run.incident_id)
     return f"response checklist of {incident}", incident.get_absolute_url()
+
+
+# Runs owned by maintenance windows and tasks
+
+
+def _may_view_window(user, window_id: int) -> bool:
+    return user.has_perm("ops.view_maintenancewindow")
+
+
+def _describe_window(run) -> tuple[str, str]:
+    window = MaintenanceWindow.objects.only("pk", "title").get(pk=run.maintenance_window_id)
+    return f"checklist of the maintenance window {window}", window.get_absolute_url()
+
+
+def _may_view_task(user, task_id: int) -> bool:
+    return user.has_perm("ops.view_maintenancetask")
+
+
+def _describe_task(run) -> tuple[str, str]:
+    task = MaintenanceTask.objects.only("pk", "name").get(pk=run.maintenance_task_id)
+    return f"checklist of the maintenance task {task}", task.get_absolute_url()
+
+
+# The calendar
+
+
+def _window_occurrences(*, user, start: datetime, end: datetime) -> list:
+    if not user.has_perm("ops.view_maintenancewindow"):
+        return []
+    return calendar_window_events(start=start, end=end)
+
+
+def _window_series(*, user, start: datetime, end: datetime) -> list:
+    if not user.has_perm("ops.view_maintenancewindow"):
+        return []
+    return calendar_window_series(start=start, end=end)
+
+
+def _task_events(*, user, start: datetime, end: datetime) -> list:
+    if not user.has_perm("ops.view_maintenancetask"):
+        return []
+    return calendar_task_events(start=start, end=end)
 
 
 # First run (setup_portal)
@@ -225,10 +307,16 @@ def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
 
+def _load_maintenance_defaults(*, demo: bool) -> str:
+    tasks, windows = maintenance_defaults_load()
+    return f"Maintenance defaults from the runbooks: {tasks} tasks, {windows} windows added."
+
+
 def register(registry: Registry) -> None:
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
+        SetupStep("maintenance-defaults", _load_maintenance_defaults, 25),
         SetupStep("current-runs", _open_current_runs, 30),
     ):
         registry.add_setup_step(step)
@@ -237,6 +325,9 @@ def register(registry: Registry) -> None:
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
         TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
+        TodayBlock(
+            "maintenance", "ops/maintenance/_today_maintenance.html", _maintenance_block, 50
+        ),
         TodayBlock("start-run", "ops/checklists/_today_start.html", _start_block, 60, live=False),
         TodayBlock("history", "ops/checklists/_today_history.html", _history_block, 70, live=False),
     ):
@@ -251,3 +342,24 @@ def register(registry: Registry) -> None:
             frozen=incident_run_frozen,
         )
     )
+    registry.add_run_owner(
+        RunOwner(
+            field="maintenance_window",
+            may_view=_may_view_window,
+            describe=_describe_window,
+        )
+    )
+    registry.add_run_owner(
+        RunOwner(
+            field="maintenance_task",
+            item_changed=maintenance_task_run_item_changed,
+            may_view=_may_view_task,
+            describe=_describe_task,
+        )
+    )
+    registry.add_calendar_source(
+        CalendarSource(
+            "maintenance-windows", "Maintenance windows", _window_occurrences, _window_series
+        )
+    )
+    registry.add_calendar_source(CalendarSource("maintenance-tasks", "Due tasks", _task_events))

@@ -5,6 +5,8 @@ from celery import shared_task
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.health import health_checks_run_due, health_results_prune
 from ops.services.incident_notifications import incident_notifications_send
+from ops.services.maintenance import maintenance_scan
+from ops.services.maintenance_notices import maintenance_notices_send
 from portal.health import checks_heartbeat
 
 
@@ -32,3 +34,12 @@ def incident_notifications_send_task() -> list[int]:
     """Beat calls this every minute; it notifies each overdue step of an unacknowledged
     incident once (e-mail, then the optional webhook)."""
     return [notification.pk for notification in incident_notifications_send()]
+
+
+@shared_task(name="ops.maintenance_scan", soft_time_limit=50, time_limit=58)
+def maintenance_scan_task() -> dict[str, int]:
+    """Beat calls this every minute: occurrences stored ahead, started, their pre- and
+    post-maintenance runs opened; then the notices due, each once."""
+    counts = maintenance_scan()
+    counts["notices"] = len(maintenance_notices_send())
+    return counts

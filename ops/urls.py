@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ops.views import checklists, health, incident_reports, incidents
+from ops.views import calendar, checklists, health, incident_reports, incidents, maintenance
 
 app_name = "ops"
 
@@ -34,4 +34,49 @@ urlpatterns = [
     path("incidents/<int:pk>/postmortem/", incidents.postmortem_edit, name="postmortem_edit"),
     path("incidents/<int:pk>/actions/", incidents.action_add, name="action_add"),
     path("incidents/actions/<int:pk>/done/", incidents.action_done, name="action_done"),
+    path("maintenance/", maintenance.task_list, name="maintenance_task_list"),
+    path("maintenance/tasks/new/", maintenance.task_edit, name="maintenance_task_new"),
+    path("maintenance/tasks/<int:pk>/", maintenance.task_detail, name="maintenance_task_detail"),
+    path("maintenance/tasks/<int:pk>/edit/", maintenance.task_edit, name="maintenance_task_edit"),
+    path(
+        "maintenance/tasks/<int:pk>/done/",
+        maintenance.task_complete,
+        name="maintenance_task_complete",
+    ),
+    path(
+        "maintenance/tasks/<int:pk>/run/",
+        maintenance.task_start_run,
+        name="maintenance_task_start_run",
+    ),
+    path("maintenance/preview/", maintenance.rule_preview, name="maintenance_rule_preview"),
+    path("maintenance/windows/", maintenance.window_list, name="maintenance_window_list"),
+    path("maintenance/windows/new/", maintenance.window_new, name="maintenance_window_new"),
+    path(
+        "maintenance/windows/<int:pk>/",
+        maintenance.window_detail,
+        name="maintenance_window_detail",
+    ),
+    path(
+        "maintenance/windows/<int:pk>/cancel/",
+        maintenance.window_cancel,
+        name="maintenance_window_cancel",
+    ),
+    path(
+        "maintenance/windows/<int:pk>/postmortem/",
+        maintenance.window_postmortem,
+        name="maintenance_window_postmortem",
+    ),
+    path(
+        "maintenance/windows/<int:pk>/occurrences/cancel/",
+        maintenance.occurrence_cancel,
+        name="maintenance_occurrence_cancel",
+    ),
+    path(
+        "maintenance/windows/<int:pk>/occurrences/<int:occurrence_pk>/complete/",
+        maintenance.occurrence_complete,
+        name="maintenance_occurrence_complete",
+    ),
+    path("calendar/", calendar.calendar_view, name="calendar"),
+    path("calendar/feed/", calendar.feed_settings, name="calendar_feed_settings"),
+    path("calendar/<str:token>.ics", calendar.feed, name="calendar_feed"),
 ]

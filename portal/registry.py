@@ -3,13 +3,13 @@
 The portal imports nothing from its apps: an app registers its Today blocks, its Prometheus
 collectors, the KPI values it can compute, the owners a checklist run can belong to and its
 first-run setup here, and the portal's pages, `/metrics`, `setup_portal` and the checklist
-services read them. A new domain
+services read them, and the events it puts on the calendar and the iCal feed. A new domain
 (maintenance windows, GDPR requests, deploys, backups) plugs in the same way.
 """
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -74,6 +74,46 @@ class SetupStep:
     order: int = 100
 
 
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One event on the calendar: an occurrence (``start``/``end`` aware datetimes) or an
+    all-day item (dates). In a feed, ``rrule`` and ``exdates`` make it a series; on the
+    calendar page every occurrence is its own event. ``kind`` and ``status`` colour it;
+    ``team`` and ``services`` (slugs) are what the page filters on."""
+
+    uid: str
+    title: str
+    start: datetime | date
+    end: datetime | date
+    kind: str
+    status: str = ""
+    url: str = ""
+    description: str = ""
+    team: str = ""
+    services: tuple[str, ...] = ()
+    tzid: str = ""
+    rrule: str = ""
+    exdates: tuple[datetime, ...] = ()
+
+    @property
+    def all_day(self) -> bool:
+        return not isinstance(self.start, datetime)
+
+
+@dataclass(frozen=True)
+class CalendarSource:
+    """Events an app puts on the calendar and the iCal feed (maintenance windows and due
+    tasks; later GDPR deadlines, deploys). ``occurrences(user=, start=, end=)`` returns every
+    event in [start, end) one by one; ``series(user=, start=, end=)`` returns them for a feed,
+    a recurring one once with its rule and exceptions. Either returns [] for a user who may
+    not see them; each is expected to make a fixed number of queries."""
+
+    name: str
+    label: str
+    occurrences: Callable[..., list[CalendarEvent]]
+    series: Callable[..., list[CalendarEvent]] | None = None
+
+
 @dataclass
 class Registry:
     today_blocks: list[TodayBlock] = field(default_factory=list)
@@ -81,6 +121,21 @@ class Registry:
     kpi_sources: dict[str, KpiSource] = field(default_factory=dict)
     run_owners: list[RunOwner] = field(default_factory=list)
     setup_steps: list[SetupStep] = field(default_factory=list)
+    calendar_sources: list[CalendarSource] = field(default_factory=list)
+
+    def add_calendar_source(self, source: CalendarSource) -> None:
+        if any(known.name == source.name for known in self.calendar_sources):
+            raise ImproperlyConfigured(f"Two calendar sources are named {source.name!r}.")
+        self.calendar_sources.append(source)
+
+    def calendar_events(self, *, user, start: datetime, end: datetime, feed: bool = False):
+        """Every registered source's events in [start, end), sorted by start; for a feed,
+        each source's series where it has them."""
+        events: list[CalendarEvent] = []
+        for source in self.calendar_sources:
+            read = source.series if feed and source.series is not None else source.occurrences
+            events.extend(read(user=user, start=start, end=end))
+        return sorted(events, key=_event_sort_key)
 
     def add_setup_step(self, step: SetupStep) -> None:
         if any(known.name == step.name for known in self.setup_steps):
@@ -122,6 +177,13 @@ class Registry:
             if owner.field == field:
                 return owner
         raise ImproperlyConfigured(f"No run owner uses the field {field!r}.")
+
+
+def _event_sort_key(event: CalendarEvent) -> tuple:
+    start = event.start
+    if isinstance(start, datetime):
+        return (start.date(), 1, start.timestamp(), event.title)
+    return (start, 0, 0.0, event.title)
 
 
 registry = Registry()

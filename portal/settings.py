@@ -284,6 +284,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Maintenance windows: occurrences started, their checklists opened, notices sent; each
+    # notice is claimed by a unique row first, so a second beat sends nothing twice.
+    "maintenance-scan": {
+        "task": "ops.maintenance_scan",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # The portal's own events at LOG_LEVEL (INFO); the libraries' chatter (Celery's task lines,

@@ -251,6 +251,22 @@ class ChecklistRun(models.Model):
         on_delete=models.SET_NULL,
         related_name="checklist_runs",
     )
+    # A maintenance window's pre- or post-maintenance checklist, or the run that does a
+    # maintenance task (completing it completes the task).
+    maintenance_window = models.ForeignKey(
+        "ops.MaintenanceWindow",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checklist_runs",
+    )
+    maintenance_task = models.ForeignKey(
+        "ops.MaintenanceTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checklist_runs",
+    )
     items_total = models.PositiveIntegerField(default=0)
     items_done = models.PositiveIntegerField(default=0)
     # Bumped on every change so open pages can ask "anything since version N?".

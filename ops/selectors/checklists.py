@@ -51,19 +51,24 @@ def runs_visible(*, runs: list[ChecklistRun], user) -> list[ChecklistRun]:
 
 
 def runs_visible_queryset(*, runs: QuerySet[ChecklistRun], user) -> QuerySet[ChecklistRun]:
-    """The same rule for a paginated list: one query per registered owner."""
-    for owner in registry.run_owners:
-        if owner.may_view is None:
-            continue
-        owned = (
-            runs.filter(**{f"{owner.field}__isnull": False})
-            .order_by()
-            .values_list(f"{owner.field}_id", flat=True)
-            .distinct()
-        )
-        hidden = [owner_id for owner_id in owned if not owner.may_view(user, owner_id)]
-        if hidden:
-            runs = runs.exclude(**{f"{owner.field}_id__in": hidden})
+    """The same rule for a paginated list: one query for the owners of all the runs, whatever
+    the number of kinds of owner."""
+    owners = [owner for owner in registry.run_owners if owner.may_view is not None]
+    if not owners:
+        return runs
+    fields = [f"{owner.field}_id" for owner in owners]
+    anyone = Q()
+    for owner in owners:
+        anyone |= Q(**{f"{owner.field}__isnull": False})
+    owned = runs.filter(anyone).order_by().values_list(*fields).distinct()
+    hidden: dict[str, set[int]] = {name: set() for name in fields}
+    for row in owned:
+        for owner, name, owner_id in zip(owners, fields, row, strict=True):
+            if owner_id is not None and not owner.may_view(user, owner_id):
+                hidden[name].add(owner_id)
+    for name, ids in hidden.items():
+        if ids:
+            runs = runs.exclude(**{f"{name}__in": ids})
     return runs
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from ops.models.health import (
@@ -19,6 +19,11 @@ from ops.models.health import (
     KpiMetric,
     MonitoredService,
     ServiceKind,
+)
+from ops.selectors.maintenance import (
+    maintenance_exclusion,
+    maintenance_intervals,
+    services_in_maintenance,
 )
 from portal.charts import Plot, plot
 from portal.health import ChecksStopped, checks_stopped
@@ -107,9 +112,14 @@ def health_tiles(*, now: datetime | None = None, only_problems: bool = False) ->
     services = list(MonitoredService.objects.filter(is_active=True).order_by("name", "id"))
     uptimes = _uptimes(services, now)
     sparks = _sparks(services, now)
+    in_maintenance = services_in_maintenance(now=now)
     tiles = []
     for service in services:
         state = service.shown_state(now)
+        if service.pk in in_maintenance:
+            # During a maintenance window the tile says so (its own colour, not critical); the
+            # checks still run and are recorded.
+            state = "maintenance"
         if only_problems and state == CheckState.OK:
             continue
         age = (
@@ -118,7 +128,9 @@ def health_tiles(*, now: datetime | None = None, only_problems: bool = False) ->
             else None
         )
         detail = service.last_detail
-        if state == "stale":
+        if state == "maintenance":
+            detail = _maintenance_detail(service, in_maintenance[service.pk])
+        elif state == "stale":
             detail = (
                 "no result yet"
                 if age is None
@@ -137,8 +149,14 @@ def health_tiles(*, now: datetime | None = None, only_problems: bool = False) ->
     return tiles
 
 
+def _maintenance_detail(service: MonitoredService, occurrence) -> str:
+    until = timezone.localtime(occurrence.ends_at)
+    check = f"{service.state}: {service.last_detail}" if service.last_detail else service.state
+    return f"Planned maintenance “{occurrence.window.title}” until {until:%H:%M} (check: {check})"
+
+
 def health_summary(tiles: list[Tile]) -> dict[str, int]:
-    counts = dict.fromkeys(["ok", "warning", "critical", "unknown", "stale"], 0)
+    counts = dict.fromkeys(["ok", "warning", "critical", "unknown", "stale", "maintenance"], 0)
     for tile in tiles:
         counts[tile.state] = counts.get(tile.state, 0) + 1
     return counts
@@ -151,6 +169,8 @@ class KpiValue:
     state: str
     source: str = ""
     unit: str = ""
+    # Availability and error rate: ``value`` leaves planned maintenance out; this counts it in.
+    with_maintenance: float | None = None
 
     @property
     def label(self) -> str:
@@ -191,9 +211,10 @@ def kpi_values(*, now: datetime | None = None, kpis: list[Kpi] | None = None) ->
         MonitoredService.objects.filter(is_active=True).values_list("pk", "kind", "last_metrics")
     )
     values = []
+    planned = _planned_maintenance(kpis, now)
     for kpi in kpis:
         since = now - timedelta(hours=kpi.window_hours)
-        value, source = None, ""
+        value, source, with_maintenance = None, "", None
         if kpi.metric in {KpiMetric.AVAILABILITY, KpiMetric.ERROR_RATE}:
             totals = CheckRollup.objects.filter(_service_filter(kpi), hour__gte=since).aggregate(
                 checks=Sum("checks"), up=Sum("up"), critical=Sum("critical")
@@ -202,6 +223,9 @@ def kpi_values(*, now: datetime | None = None, kpis: list[Kpi] | None = None) ->
                 part = totals["up"] if kpi.metric == KpiMetric.AVAILABILITY else totals["critical"]
                 value = round(100 * part / totals["checks"], 3)
                 source = f"{totals['checks']} checks"
+                value, source, with_maintenance = _without_maintenance(
+                    kpi, since, planned, totals, value, source
+                )
         elif kpi.metric == KpiMetric.LATENCY_P95:
             buckets: dict[str, int] = defaultdict(int)
             rows = CheckRollup.objects.filter(
@@ -234,8 +258,57 @@ def kpi_values(*, now: datetime | None = None, kpis: list[Kpi] | None = None) ->
             value, source = registry.kpi_sources[kpi.metric].value(since)
         else:
             source = "no app provides this KPI"
-        values.append(KpiValue(kpi=kpi, value=value, state=kpi.state_of(value), source=source))
+        values.append(
+            KpiValue(
+                kpi=kpi,
+                value=value,
+                state=kpi.state_of(value),
+                source=source,
+                with_maintenance=with_maintenance,
+            )
+        )
     return values
+
+
+def _planned_maintenance(kpis: list[Kpi], now: datetime) -> list:
+    """The planned maintenance intervals of the longest availability/error-rate window."""
+    hours = [
+        kpi.window_hours
+        for kpi in kpis
+        if kpi.metric in {KpiMetric.AVAILABILITY, KpiMetric.ERROR_RATE}
+    ]
+    if not hours:
+        return []
+    return maintenance_intervals(since=now - timedelta(hours=max(hours)), until=now)
+
+
+def _without_maintenance(kpi: Kpi, since: datetime, planned: list, totals: dict, value, source):
+    """(value without planned maintenance, source, value with it) from the raw results inside
+    the windows: one query per KPI, only when there was maintenance. Counted from the first
+    whole hour, as the hourly roll-ups are."""
+    first_hour = since.replace(minute=0, second=0, microsecond=0)
+    if first_hour < since:
+        first_hour += timedelta(hours=1)
+    intervals = [
+        (pk, max(start, first_hour), end) for pk, start, end in planned if end > first_hour
+    ]
+    if not intervals:
+        return value, source, None
+    inside = CheckResult.objects.filter(
+        _service_filter(kpi), maintenance_exclusion(intervals)
+    ).aggregate(
+        checks=Count("pk"),
+        up=Count("pk", filter=Q(state__in=[CheckState.OK, CheckState.WARNING])),
+        critical=Count("pk", filter=Q(state=CheckState.CRITICAL)),
+    )
+    if not inside["checks"]:
+        return value, source, None
+    checks = totals["checks"] - inside["checks"]
+    if checks <= 0:
+        return None, "only planned maintenance in this window", value
+    key = "up" if kpi.metric == KpiMetric.AVAILABILITY else "critical"
+    without = round(100 * (totals[key] - inside[key]) / checks, 3)
+    return without, f"{checks} checks, {inside['checks']} in planned maintenance left out", value
 
 
 def _latest(latest, kpi: Kpi, kind: str, key: str) -> list[float]:

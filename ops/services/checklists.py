@@ -59,6 +59,7 @@ def _open_run(
     period: tuple[datetime, datetime] | None = None,
     label: str = "",
     user=None,
+    owner: dict | None = None,
 ) -> ChecklistRun:
     deadline = template.deadline_after_open
     opened_at = period[0] if period else now
@@ -71,6 +72,7 @@ def _open_run(
         due_at=opened_at + deadline if deadline else None,
         created_at=now,
         created_by=user,
+        **(owner or {}),
     )
     run.items_total = _copy_items(run, template)
     if run.items_total == 0:
@@ -79,6 +81,14 @@ def _open_run(
         run.completed_at = now
     run.save(update_fields=["items_total", "status", "completed_at"])
     return run
+
+
+def open_owned_run(
+    *, template: ChecklistTemplate, now: datetime, label: str, owner: dict
+) -> ChecklistRun:
+    """Open a run that belongs to something (``owner`` names the run's foreign key, e.g.
+    ``{"maintenance_window": window}``), opened by the scheduler rather than a person."""
+    return _open_run(template=template, now=now, label=label, owner=owner)
 
 
 def checklist_runs_schedule(*, now: datetime | None = None) -> list[ChecklistRun]:

@@ -43,7 +43,7 @@ def _notification_text(incident: Incident, step: str, now: datetime) -> tuple[st
     return subject, body
 
 
-def _post_webhook(url: str, payload: dict) -> str:
+def post_webhook(url: str, payload: dict) -> str:
     """POST JSON; returns a short outcome ("200", "error: ..."), never raises."""
     data = json.dumps(payload).encode()
     request = urllib.request.Request(  # noqa: S310 (scheme checked in settings)
@@ -69,7 +69,7 @@ def _send(notification: IncidentNotification, incident: Incident, now: datetime)
             logger.exception("Incident notification e-mail failed for %s", incident.reference)
             notification.email_error = str(error)[:500]
     if settings.INCIDENT_WEBHOOK_URL:
-        notification.webhook_status = _post_webhook(
+        notification.webhook_status = post_webhook(
             settings.INCIDENT_WEBHOOK_URL,
             {
                 "text": f"{subject}\n{body}",

@@ -158,7 +158,11 @@ def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run_for_user(request, pk)
-    return render(request, RUN_PAGE, _run_context(request, run, items=run_items(run=run)))
+    return render(
+        request,
+        RUN_PAGE,
+        _run_context(request, run, items=run_items(run=run)),
+    )
 
 
 @require_GET
