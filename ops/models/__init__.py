@@ -27,6 +27,7 @@ from ops.models.incidents import (
     TimelineEntry,
     TimelineKind,
 )
+from ops.models.runbooks import RunbookSource
 
 __all__ = [
     "ActionItem",
@@ -48,6 +49,7 @@ __all__ = [
     "NotificationStep",
     "Postmortem",
     "RunItem",
+    "RunbookSource",
     "ServiceKind",
     "Severity",
     "TimelineEntry",

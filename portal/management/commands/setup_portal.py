@@ -12,10 +12,11 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.text import slugify
 
-from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, MonitoredService, ServiceKind
+from ops.models import ChecklistItem, ChecklistTemplate, MonitoredService, ServiceKind
+from ops.runbooks.files import runbook_files_collect
+from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
-from ops.services.runbooks import runbook_import
+from ops.services.runbooks import runbook_plan_apply
 from portal import roles
 
 DEFAULT_RUNBOOKS = Path(settings.BASE_DIR) / "ops" / "runbooks" / "defaults"
@@ -35,15 +36,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, demo: bool, admin: str, **options):
         call_command("migrate", interactive=False, verbosity=0)
-        runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
+        # Named by file name alone (as they always were); unchanged files are skipped unread.
+        defaults = sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md"))
+        plans = runbook_plan_build(
+            files=runbook_files_collect(defaults, root=str(DEFAULT_RUNBOOKS)).files
+        )
         with transaction.atomic():
-            for source, checklists in runbooks:
-                runbook_import(source_file=source, checklists=checklists)
+            runbook_plan_apply(plans=plans)
             created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
             if demo:
                 created += [self._user(name, role, staff=staff) for name, role, staff in DEMO_USERS]
                 monitored = self._monitor_the_portal()
-        count = sum(len(checklists) for _source, checklists in runbooks)
+        count = ChecklistTemplate.objects.filter(
+            source__name__in=[plan.name for plan in plans], retired_at__isnull=True
+        ).count()
         self.stdout.write(f"Default runbooks loaded: {count} checklists.")
         if demo:
             self.stdout.write(f"Monitored services of the portal itself: {monitored}.")
