@@ -52,6 +52,7 @@ bench: $(BIN)/.installed
 	$(PY) bench/health.py
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py
+	$(PY) bench/runbook_import.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache
