@@ -341,7 +341,8 @@ class _Reader:
         depth: int,
     ) -> None:
         if node.type in ("fence", "code_block"):
-            commands.append(node.content.rstrip("\n"))
+            # What indentation the lines share is the list item's, not the command's.
+            commands.append(textwrap.dedent(node.content).strip("\n"))
         elif node.type in ("bullet_list", "ordered_list"):
             code_lines: list[str] = []
             for entry in node.children:
@@ -403,7 +404,14 @@ class _Reader:
         quote_depth = sum(1 for ancestor in _ancestors(node) if ancestor.type == "blockquote")
         for _ in range(quote_depth):
             lines = [re.sub(r"^\s{0,3}>\s?", "", line, count=1) for line in lines]
-        text = textwrap.dedent("\n".join(line.rstrip() for line in lines)).strip("\n")
+        lines = [line.expandtabs(4).rstrip() for line in lines]
+        # The block's first line says how far it is indented; a lazy continuation line that
+        # starts further left loses only what it has.
+        first = next((line for line in lines if line), "")
+        indent = len(first) - len(first.lstrip(" "))
+        text = "\n".join(
+            line[min(indent, len(line) - len(line.lstrip(" "))) :] for line in lines
+        ).strip("\n")
         return re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL).strip("\n")
 
     def _check_text(self, text: str, line: int) -> None:
