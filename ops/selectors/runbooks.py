@@ -479,6 +479,13 @@ def _plan_items(
         if index not in match and free_old.get(text):
             match[index] = free_old[text].pop(0)
             moved.add(index)
+    # Reworded and moved: the most alike of what is left, wherever it is.
+    left_old = [i for i in range(len(old_texts)) if i not in set(match.values())]
+    left_new = [j for j in range(len(new_texts)) if j not in match]
+    if left_old and left_new:
+        for j, i in _similar_pairs(old_texts, left_old, new_texts, left_new).items():
+            match[j] = i
+            moved.add(j)
 
     rows: list[ItemRow] = []
     changes: list[ItemChange] = []
@@ -528,10 +535,11 @@ def _plan_items(
     return rows, changes
 
 
-def _similar_pairs(old_texts, old_range, new_texts, new_range) -> dict[int, int]:
+def _similar_pairs(old_texts, old_indexes, new_texts, new_indexes) -> dict[int, int]:
+    """Pairs of old and new texts at least ITEM_SIMILARITY alike, best first, then nearest."""
     scored = []
-    for j in new_range:
-        for i in old_range:
+    for new_rank, j in enumerate(new_indexes):
+        for old_rank, i in enumerate(old_indexes):
             matcher = SequenceMatcher(None, old_texts[i], new_texts[j], autojunk=False)
             if (
                 matcher.real_quick_ratio() < ITEM_SIMILARITY
@@ -540,7 +548,7 @@ def _similar_pairs(old_texts, old_range, new_texts, new_range) -> dict[int, int]
                 continue
             ratio = matcher.ratio()
             if ratio >= ITEM_SIMILARITY:
-                scored.append((-ratio, abs((i - old_range.start) - (j - new_range.start)), j, i))
+                scored.append((-ratio, abs(old_rank - new_rank), j, i))
     scored.sort()
     pairs: dict[int, int] = {}
     used: set[int] = set()
