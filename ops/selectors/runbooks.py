@@ -86,7 +86,10 @@ def runbook_plan_build(
     slugs = _SlugPool()
     for plan, checklists in to_plan:
         _plan_source(plan, checklists, existing=existing, slugs=slugs, force=force)
-        if plan.status == CHANGED and plan.sha256 == plan.previous_sha256 and not plan.writes:
+        forced_noop = plan.sha256 == plan.previous_sha256 and all(
+            template.is_noop for template in plan.templates
+        )
+        if plan.status == CHANGED and forced_noop:
             plan.status = UNCHANGED  # forced, and nothing to do
     return plans
 
@@ -284,6 +287,9 @@ def _match_templates(
     old_by_base: dict[str, list[_OldTemplate]] = defaultdict(list)
     for old in old_templates:
         old_by_base[old.key.split(DUPLICATE_SEPARATOR, 1)[0]].append(old)
+    for olds in old_by_base.values():
+        # In key order (checks, checks~2, ...): alike headings keep the keys they had.
+        olds.sort(key=_duplicate_number)
     used: set[int] = set()
     for base, indexes in by_base.items():
         if len(indexes) > 1:
@@ -320,6 +326,11 @@ def _match_templates(
     for index, old in _pair_by_items(leftovers, unmatched, minimum=TEMPLATE_SIMILARITY):
         pairs[index] = old
     return pairs, keys
+
+
+def _duplicate_number(old: _OldTemplate) -> int:
+    _base, _separator, number = old.key.partition(DUPLICATE_SEPARATOR)
+    return int(number) if number.isdigit() else 1
 
 
 def _pair_by_items(
