@@ -151,7 +151,9 @@ class ChecklistSectionAdmin(AuditedModelAdmin):
 
 @admin.register(ChecklistItem)
 class ChecklistItemAdmin(AuditedModelAdmin):
-    list_display = ["shown_text", "template", "section", "parent", "position"]
+    # The text may hold links: the change link is the id, so no link sits inside another.
+    list_display = ["id", "shown_text", "template", "section", "parent", "position"]
+    list_display_links = ["id"]
     list_filter = ["template"]
     search_fields = ["text", "command", "template__name"]
     list_select_related = ["template", "section", "parent"]

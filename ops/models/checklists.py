@@ -10,6 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from ops.runbooks.markdown import plain_text
 from ops.runbooks.schedule import is_valid_zone, zone_from_name
 
 
@@ -332,7 +333,13 @@ class ChecklistItem(models.Model):
         ordering = ["template", "position", "id"]
 
     def __str__(self) -> str:
-        return self.text
+        return self.text_plain
+
+    @property
+    def text_plain(self) -> str:
+        """The text's words without its Markdown, a link's address in brackets (for the audit
+        log, the timeline and other plain-text places)."""
+        return plain_text(self.text)
 
     def clean(self):
         if self.parent_id and self.parent.template_id != self.template_id:
@@ -474,7 +481,13 @@ class RunItem(models.Model):
         indexes = [models.Index(fields=["run", "rev"])]
 
     def __str__(self) -> str:
-        return self.text
+        return self.text_plain
+
+    @property
+    def text_plain(self) -> str:
+        """The text's words without its Markdown, a link's address in brackets (for the audit
+        log, the timeline and other plain-text places)."""
+        return plain_text(self.text)
 
     @property
     def is_settled(self) -> bool:

@@ -644,7 +644,7 @@ def incident_timeline_add_checklist_tick(
     now = now or timezone.now()
     incident = Incident.objects.select_for_update().get(pk=run.incident_id)
     verb = {"done": "Ticked", "open": "Unticked", "skipped": "Skipped"}[item.state]
-    text = f"{verb}: {item.text}"
+    text = f"{verb}: {item.text_plain}"
     if item.state == "skipped" and item.skip_reason:
         text += f" (reason: {item.skip_reason})"
     if run.is_complete:
