@@ -117,8 +117,8 @@ def _save_sources(plans: list[SourcePlan], *, user, now) -> dict[str, RunbookSou
         existing[source.name] = source
     for plan in plans:
         source = existing[plan.name]
-        if plan.status != GONE:
-            source.sha256 = plan.sha256
+        # A gone source forgets its hash: if its file comes back, it is planned again.
+        source.sha256 = "" if plan.status == GONE else plan.sha256
         source.imported_at = now
         source.imported_by = user if user is not None and user.is_authenticated else None
         source.last_plan = plan.as_dict()

@@ -204,6 +204,12 @@ def test_a_file_renamed_in_an_imported_directory_retires_the_old_checklists(runb
     out = capsys.readouterr().out
     assert "team/ops.md: no longer in the directory" in out
     assert "team/other.md: unchanged" in out
+    # Renamed back: its checklists come back too.
+    (runbooks.root / "team/daily.md").rename(runbooks.root / "team/ops.md")
+    assert runbooks.run(str(runbooks.root / "team")) == 0
+    old.refresh_from_db()
+    assert old.retired_at is None
+    assert sorted(t.source.name for t in live()) == ["team/ops.md", "team/other.md"]
 
 
 def test_source_name_given_explicitly_follows_the_file_wherever_it_is(runbooks):
