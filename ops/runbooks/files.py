@@ -31,7 +31,7 @@ class RunbookFiles:
 
 
 def runbook_files_collect(
-    paths: list[str], *, root: str | None = None, source: str | None = None
+    *, paths: list[str], root: str | None = None, source: str | None = None
 ) -> RunbookFiles:
     """Read every file named, and every ``*.md`` under every directory named, before anything
     is planned or written. Raises RunbookError naming the path and the reason."""

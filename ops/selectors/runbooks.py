@@ -43,7 +43,7 @@ DEFAULT_DUE_TIME = "09:00"
 
 
 def runbook_plan_build(
-    *, files: list[RunbookFile], gone_under: list[str] = (), force: bool = False
+    *, files: list[RunbookFile], gone_under: tuple[str, ...] | list[str] = (), force: bool = False
 ) -> list[SourcePlan]:
     """A plan per file (in the order given), plus one per source imported before under one of
     ``gone_under`` (directory names, "" for the whole root) whose file is no longer there.

@@ -334,7 +334,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(runbooks, capsys):
 def test_a_plan_made_stale_by_another_import_is_refused(runbooks):
     runbooks.load("ops.md", "## Daily\n- [ ] Disk\n")
     runbooks.write("ops.md", "## Daily\n- [ ] Disk\n- [ ] Certs\n")
-    found = runbook_files_collect([str(runbooks.root / "ops.md")], root=str(runbooks.root))
+    found = runbook_files_collect(paths=[str(runbooks.root / "ops.md")], root=str(runbooks.root))
     plans = runbook_plan_build(files=found.files)
     runbooks.load("ops.md", "## Daily\n- [ ] Disk\n- [ ] Backups\n")
     with pytest.raises(RunbookPlanStale, match="imported by someone else since the plan"):

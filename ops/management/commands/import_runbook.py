@@ -44,7 +44,7 @@ class Command(BaseCommand):
     def handle(self, *args, paths, root, source, dry_run, json: bool, force, user, **options):
         actor = self._user(user)
         try:
-            found = runbook_files_collect(paths, root=root, source=source)
+            found = runbook_files_collect(paths=paths, root=root, source=source)
             plans = runbook_plan_build(files=found.files, gone_under=found.directories, force=force)
         except RunbookError as error:
             raise CommandError(str(error)) from error

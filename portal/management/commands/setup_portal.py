@@ -39,7 +39,7 @@ class Command(BaseCommand):
         # Named by file name alone (as they always were); unchanged files are skipped unread.
         defaults = sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md"))
         plans = runbook_plan_build(
-            files=runbook_files_collect(defaults, root=str(DEFAULT_RUNBOOKS)).files
+            files=runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS)).files
         )
         with transaction.atomic():
             runbook_plan_apply(plans=plans)
