@@ -1,9 +1,10 @@
 """Applying a runbook import plan: exactly what ``import_runbook --dry-run`` shows, in one
 transaction.
 
-The plan is computed before (``ops.selectors.runbooks.runbook_plan_build``), so the write
-transaction only checks that nothing changed since and writes in bulk: on SQLite it holds the
-write lock for the writes alone (well under a second for 2,000 checklists of 20,000 items)."""
+The plan is computed before (``ops.selectors.runbooks.runbook_plan_build``) and the rows it
+writes are built before the transaction opens too, so the transaction only checks that nothing
+changed since and writes in bulk: on SQLite it holds the write lock for the writes alone (under
+two seconds for 2,000 checklists of 20,000 items, see bench/runbook_import.py)."""
 
 from __future__ import annotations
 
@@ -60,18 +61,17 @@ def runbook_plan_apply(*, plans: list[SourcePlan], user=None) -> list[SourcePlan
     if not applied:
         return []
     now = timezone.now()
+    actor = user if user is not None and user.is_authenticated else None
+    writes = _Writes.prepare(applied, user=actor, now=now)
     try:
         with transaction.atomic():
             _check_still_current(applied)
-            sources = _save_sources(applied, user=user, now=now)
+            sources = writes.save(now=now)
             for plan in applied:
-                _apply_templates(plan, source=sources[plan.name], now=now)
-            for plan in applied:
-                source = sources[plan.name]
                 audit_record(
                     actor=user,
                     action="runbook.import",
-                    target=source,
+                    target=sources[plan.name],
                     summary=plan.summary(),
                     before={"sha256": plan.previous_sha256},
                     after={"sha256": plan.sha256, **plan.counts()},
@@ -110,22 +110,146 @@ def _check_still_current(plans: list[SourcePlan]) -> None:
             )
 
 
-def _save_sources(plans: list[SourcePlan], *, user, now) -> dict[str, RunbookSource]:
-    existing = {s.name: s for s in RunbookSource.objects.filter(name__in=[p.name for p in plans])}
-    new = [RunbookSource(name=plan.name) for plan in plans if plan.name not in existing]
-    for source in RunbookSource.objects.bulk_create(new):
-        existing[source.name] = source
-    for plan in plans:
-        source = existing[plan.name]
-        # A gone source forgets its hash: if its file comes back, it is planned again.
-        source.sha256 = "" if plan.status == GONE else plan.sha256
-        source.imported_at = now
-        source.imported_by = user if user is not None and user.is_authenticated else None
-        source.last_plan = plan.as_dict()
-    RunbookSource.objects.bulk_update(
-        list(existing.values()), ["sha256", "imported_at", "imported_by", "last_plan"]
-    )
-    return existing
+class _Writes:
+    """Every row an import writes, built (and the rows it changes read) before the transaction,
+    so that inside it only the inserts, updates and deletes run."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, RunbookSource] = {}
+        self.new_sources: list[RunbookSource] = []
+        self.created: list[ChecklistTemplate] = []
+        self.updated: list[ChecklistTemplate] = []
+        self.released: list[int] = []  # templates whose key may pass to another
+        self.new_sections: list[ChecklistSection] = []
+        self.moved_sections: list[ChecklistSection] = []
+        self.unused_sections: list[int] = []
+        self.new_items: dict[int, list[ChecklistItem]] = defaultdict(list)  # by depth
+        self.changed_items: list[ChecklistItem] = []
+        self.removed_items: list[int] = []
+
+    @classmethod
+    def prepare(cls, plans: list[SourcePlan], *, user, now) -> _Writes:
+        writes = cls()
+        names = [plan.name for plan in plans]
+        writes.sources = {s.name: s for s in RunbookSource.objects.filter(name__in=names)}
+        for plan in plans:
+            source = writes.sources.get(plan.name)
+            if source is None:
+                source = writes.sources[plan.name] = RunbookSource(name=plan.name)
+                writes.new_sources.append(source)
+            # A gone source forgets its hash: if its file comes back, it is planned again.
+            source.sha256 = "" if plan.status == GONE else plan.sha256
+            source.imported_at = now
+            source.imported_by = user
+            source.last_plan = plan.as_dict()
+        ids = [t.template_id for plan in plans for t in plan.templates if t.template_id]
+        existing = ChecklistTemplate.objects.in_bulk(ids)
+        to_sync: list[tuple[TemplatePlan, ChecklistTemplate]] = []
+        for plan in plans:
+            for template_plan in plan.templates:
+                if template_plan.is_noop:
+                    continue
+                template = writes._template(
+                    template_plan, existing, source=writes.sources[plan.name], now=now
+                )
+                if template_plan.action != RETIRE and template_plan.items_changed:
+                    to_sync.append((template_plan, template))
+        sections = writes._sections(to_sync)
+        writes._items(to_sync, sections)
+        return writes
+
+    def _template(
+        self, plan: TemplatePlan, existing: dict, *, source: RunbookSource, now
+    ) -> ChecklistTemplate:
+        if plan.action == CREATE:
+            template = ChecklistTemplate(source=source, slug=plan.slug, created_at=now)
+            _template_fields(template, plan)
+            self.created.append(template)
+            return template
+        template = existing[plan.template_id]
+        self.released.append(template.pk)
+        if plan.action == RETIRE:
+            template.retired_at = now
+            template.is_active = False
+        else:
+            _template_fields(template, plan)
+            if plan.action == REVIVE:
+                template.retired_at = None
+                template.is_active = True
+        # bulk_update() skips save(): what save() does for every edit is done here.
+        template.next_run_at = None
+        template.updated_at = now
+        self.updated.append(template)
+        return template
+
+    def _sections(self, templates) -> dict[tuple[int, str], ChecklistSection]:
+        existing_ids = [template.pk for _, template in templates if template.pk]
+        existing: dict[tuple[int, str], ChecklistSection] = {
+            (section.template_id, section.title): section
+            for section in ChecklistSection.objects.filter(template_id__in=existing_ids)
+        }
+        wanted: dict[tuple[int, str], ChecklistSection] = {}
+        for template_plan, template in templates:
+            for position, title in enumerate(template_plan.sections):
+                section = existing.get((template.pk, title)) if template.pk else None
+                if section is None:
+                    section = ChecklistSection(template=template, title=title, position=position)
+                    self.new_sections.append(section)
+                elif section.position != position:
+                    section.position = position
+                    self.moved_sections.append(section)
+                wanted[(id(template), title)] = section
+        kept = {id(section) for section in wanted.values()}
+        self.unused_sections = [
+            section.pk for section in existing.values() if id(section) not in kept
+        ]
+        return wanted
+
+    def _items(self, templates, sections: dict[tuple[int, str], ChecklistSection]) -> None:
+        for template_plan, template in templates:
+            made: list[ChecklistItem] = []
+            for row in template_plan.rows:
+                item = ChecklistItem(
+                    id=row.row_id,
+                    template=template,
+                    parent=made[row.parent] if row.parent is not None else None,
+                    position=row.position,
+                    section=sections.get((id(template), row.section)),
+                    imported=row.imported,
+                    **row.values,
+                )
+                made.append(item)
+                if row.row_id is None:
+                    self.new_items[row.depth].append(item)
+                elif row.write:
+                    self.changed_items.append(item)
+            self.removed_items += template_plan.delete_item_ids
+
+    def save(self, *, now) -> dict[str, RunbookSource]:
+        """Sources, templates (keys released first: one may pass to another template, a
+        renamed or duplicate heading), sections, new items a level at a time (a child needs its
+        parent's key), the kept items that moved or changed, then the removed ones (their runs
+        keep their copies)."""
+        RunbookSource.objects.bulk_create(self.new_sources)
+        RunbookSource.objects.bulk_update(
+            list(self.sources.values()), ["sha256", "imported_at", "imported_by", "last_plan"]
+        )
+        if self.released:
+            ChecklistTemplate.objects.filter(pk__in=self.released).update(source_key="")
+        ChecklistTemplate.objects.bulk_create(self.created, batch_size=BATCH)
+        ChecklistTemplate.objects.bulk_update(
+            self.updated, TEMPLATE_UPDATE_FIELDS, batch_size=BATCH
+        )
+        ChecklistSection.objects.bulk_create(self.new_sections, batch_size=BATCH)
+        ChecklistSection.objects.bulk_update(self.moved_sections, ["position"], batch_size=BATCH)
+        if self.unused_sections:
+            ChecklistSection.objects.filter(pk__in=self.unused_sections).delete()
+        for depth in sorted(self.new_items):
+            ChecklistItem.objects.bulk_create(self.new_items[depth], batch_size=BATCH)
+        ChecklistItem.objects.bulk_update(self.changed_items, ITEM_UPDATE_FIELDS, batch_size=BATCH)
+        if self.removed_items:
+            ChecklistItem.objects.filter(pk__in=self.removed_items).delete()
+        return self.sources
 
 
 def _template_fields(template: ChecklistTemplate, plan: TemplatePlan) -> None:
@@ -135,112 +259,3 @@ def _template_fields(template: ChecklistTemplate, plan: TemplatePlan) -> None:
         setattr(template, name, value)
     template.imported = plan.imported
     template.source_key = plan.key
-
-
-def _apply_templates(plan: SourcePlan, *, source: RunbookSource, now) -> None:
-    changing = [t for t in plan.templates if not t.is_noop]
-    existing = ChecklistTemplate.objects.in_bulk([t.template_id for t in changing if t.template_id])
-    created: list[tuple[TemplatePlan, ChecklistTemplate]] = []
-    updated: list[ChecklistTemplate] = []
-    # Keys are unique per source: a key that passes from one template to another (a duplicate
-    # heading, a rename) is released first.
-    if any(t.template_id for t in changing):
-        ChecklistTemplate.objects.filter(pk__in=list(existing)).update(source_key="")
-    for template_plan in changing:
-        if template_plan.action == CREATE:
-            template = ChecklistTemplate(source=source, slug=template_plan.slug, created_at=now)
-            _template_fields(template, template_plan)
-            created.append((template_plan, template))
-            continue
-        template = existing[template_plan.template_id]
-        if template_plan.action == RETIRE:
-            template.retired_at = now
-            template.is_active = False
-        else:
-            _template_fields(template, template_plan)
-            if template_plan.action == REVIVE:
-                template.retired_at = None
-                template.is_active = True
-        # bulk_update() skips save(): what save() does for every edit is done here.
-        template.next_run_at = None
-        template.updated_at = now
-        updated.append(template)
-    ChecklistTemplate.objects.bulk_create([template for _, template in created], batch_size=BATCH)
-    ChecklistTemplate.objects.bulk_update(updated, TEMPLATE_UPDATE_FIELDS, batch_size=BATCH)
-    by_id = {template.pk: template for template in updated}
-    to_sync = [(template_plan, template) for template_plan, template in created] + [
-        (template_plan, by_id[template_plan.template_id])
-        for template_plan in changing
-        if template_plan.action != RETIRE
-        and template_plan.action != CREATE
-        and template_plan.items_changed
-    ]
-    _apply_items(to_sync)
-
-
-def _apply_items(templates: list[tuple[TemplatePlan, ChecklistTemplate]]) -> None:
-    """Sections, then new items a level at a time (a child needs its parent's key), then the
-    kept items that moved or changed, then the removed ones (their runs keep their copies)."""
-    sections = _apply_sections(templates)
-    rows_by_depth: dict[int, list[tuple[ChecklistItem, int | None, list]]] = defaultdict(list)
-    to_update: list[tuple[ChecklistItem, int | None, list]] = []
-    delete_ids: list[int] = []
-    for template_plan, template in templates:
-        made: list[ChecklistItem] = []
-        for row in template_plan.rows:
-            item = ChecklistItem(
-                id=row.row_id,
-                template=template,
-                position=row.position,
-                section=sections.get((template.pk, row.section)),
-                imported=row.imported,
-                **row.values,
-            )
-            made.append(item)
-            entry = (item, row.parent, made)
-            if row.row_id is None:
-                rows_by_depth[row.depth].append(entry)
-            elif row.write:
-                to_update.append(entry)
-        delete_ids += template_plan.delete_item_ids
-    for depth in sorted(rows_by_depth):
-        batch = rows_by_depth[depth]
-        for item, parent, made in batch:
-            item.parent = made[parent] if parent is not None else None
-        ChecklistItem.objects.bulk_create([item for item, _, _ in batch], batch_size=BATCH)
-    for item, parent, made in to_update:
-        item.parent = made[parent] if parent is not None else None
-    ChecklistItem.objects.bulk_update(
-        [item for item, _, _ in to_update], ITEM_UPDATE_FIELDS, batch_size=BATCH
-    )
-    if delete_ids:
-        ChecklistItem.objects.filter(pk__in=delete_ids).delete()
-
-
-def _apply_sections(
-    templates: list[tuple[TemplatePlan, ChecklistTemplate]],
-) -> dict[tuple[int, str], ChecklistSection]:
-    ids = [template.pk for _, template in templates]
-    existing: dict[tuple[int, str], ChecklistSection] = {
-        (section.template_id, section.title): section
-        for section in ChecklistSection.objects.filter(template_id__in=ids)
-    }
-    wanted: dict[tuple[int, str], ChecklistSection] = {}
-    new: list[ChecklistSection] = []
-    moved: list[ChecklistSection] = []
-    for template_plan, template in templates:
-        for position, title in enumerate(template_plan.sections):
-            section = existing.get((template.pk, title))
-            if section is None:
-                section = ChecklistSection(template=template, title=title, position=position)
-                new.append(section)
-            elif section.position != position:
-                section.position = position
-                moved.append(section)
-            wanted[(template.pk, title)] = section
-    ChecklistSection.objects.bulk_create(new, batch_size=BATCH)
-    ChecklistSection.objects.bulk_update(moved, ["position"], batch_size=BATCH)
-    unused = [section.pk for key, section in existing.items() if key not in wanted]
-    if unused:
-        ChecklistSection.objects.filter(pk__in=unused).delete()
-    return wanted
