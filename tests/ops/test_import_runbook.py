@@ -331,6 +331,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(runbooks, capsys):
     assert RunbookSource.objects.get(name="ops.md").last_plan == source
 
 
+def test_what_the_heading_does_not_say_clearly_is_a_warning_in_the_plan(runbooks, capsys):
+    assert runbooks.load("ops.md", "## Daily checks (08:00 IST)\n- [ ] Disk\n") == 0
+    out = capsys.readouterr().out
+    assert 'warning: line 1 (Daily checks (08:00 IST)): "IST" names more than one time zone' in out
+    template = ChecklistTemplate.objects.get()
+    assert (template.due_time, template.time_zone) == (time(8), "")
+
+
 def test_a_plan_made_stale_by_another_import_is_refused(runbooks):
     runbooks.load("ops.md", "## Daily\n- [ ] Disk\n")
     runbooks.write("ops.md", "## Daily\n- [ ] Disk\n- [ ] Certs\n")

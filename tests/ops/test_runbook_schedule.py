@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ops.models import ChecklistTemplate
-from ops.runbooks.schedule import read_schedule
+from ops.models import Cadence, ChecklistTemplate
+from ops.runbooks.schedule import CADENCES, read_schedule
 
 T = datetime.time
 
@@ -71,6 +71,10 @@ def test_what_cannot_be_read_is_a_warning_not_a_guess(heading, warning):
     schedule = read_schedule([heading])
     assert any(warning in text for text in schedule.warnings), schedule.warnings
     assert schedule.time_zone == "" and schedule.due_day is None
+
+
+def test_every_cadence_the_importer_reads_is_one_a_template_has():
+    assert set(CADENCES) == set(Cadence.values)
 
 
 def _template(**fields) -> ChecklistTemplate:
