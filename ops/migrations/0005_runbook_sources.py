@@ -63,6 +63,14 @@ class Migration(migrations.Migration):
                 ),
                 ("name", models.CharField(max_length=255, unique=True)),
                 (
+                    "root",
+                    models.CharField(
+                        blank=True,
+                        help_text="The directory its name is relative to, on the machine that imported it last. Importing that directory again retires the checklists of files gone from it.",
+                        max_length=500,
+                    ),
+                ),
+                (
                     "sha256",
                     models.CharField(
                         blank=True, help_text="Of the file last imported.", max_length=64

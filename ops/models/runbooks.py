@@ -10,6 +10,12 @@ class RunbookSource(models.Model):
     templates it defined keep their origin even when the file is gone."""
 
     name = models.CharField(max_length=255, unique=True)
+    root = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="The directory its name is relative to, on the machine that imported it last. "
+        "Importing that directory again retires the checklists of files gone from it.",
+    )
     sha256 = models.CharField(max_length=64, blank=True, help_text="Of the file last imported.")
     imported_at = models.DateTimeField(null=True, blank=True)
     imported_by = models.ForeignKey(

@@ -25,6 +25,7 @@ class RunbookFile:
 @dataclass
 class RunbookFiles:
     files: list[RunbookFile]
+    root: str  # the resolved root the names are relative to; "" for --source
     # Directories imported whole (relative to the root, "" for the root itself): a source
     # imported from one of them before whose file is gone has its checklists retired.
     directories: list[str]
@@ -61,7 +62,7 @@ def runbook_files_collect(
             files.setdefault(name, RunbookFile(name, _read(path, given)))
         else:
             raise RunbookError(f"{given}: not a file")
-    return RunbookFiles(list(files.values()), directories)
+    return RunbookFiles(list(files.values()), str(base), directories)
 
 
 def _single_source(paths: list[str], source: str) -> RunbookFiles:
@@ -85,7 +86,7 @@ def _single_source(paths: list[str], source: str) -> RunbookFiles:
         raise RunbookError(f"{paths[0]}: no such file")
     if not path.is_file():
         raise RunbookError(f"{paths[0]}: not a file (--source names one file)")
-    return RunbookFiles([RunbookFile(name, _read(path, paths[0]))], [])
+    return RunbookFiles([RunbookFile(name, _read(path, paths[0]))], "", [])
 
 
 def _name(path: Path, base: Path, given: str) -> str:

@@ -134,6 +134,7 @@ class SourcePlan:
     templates: list[TemplatePlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     forced: bool = False
+    root: str = ""
 
     @property
     def writes(self) -> bool:

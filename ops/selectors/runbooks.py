@@ -43,10 +43,15 @@ DEFAULT_DUE_TIME = "09:00"
 
 
 def runbook_plan_build(
-    *, files: list[RunbookFile], gone_under: tuple[str, ...] | list[str] = (), force: bool = False
+    *,
+    files: list[RunbookFile],
+    root: str = "",
+    gone_under: tuple[str, ...] | list[str] = (),
+    force: bool = False,
 ) -> list[SourcePlan]:
-    """A plan per file (in the order given), plus one per source imported before under one of
-    ``gone_under`` (directory names, "" for the whole root) whose file is no longer there.
+    """A plan per file (in the order given), plus one per source imported before from the same
+    ``root`` and under one of ``gone_under`` (directories relative to it, "" for the root
+    itself) whose file is no longer there.
     An unchanged file (same SHA-256) is not even parsed, unless ``force``. Raises RunbookError
     for a file that cannot be read."""
     hashes = {file.name: runbook_hash(file.data) for file in files}
@@ -63,13 +68,14 @@ def runbook_plan_build(
             previous_sha256=previous,
             source_id=source.pk if source else None,
             forced=force,
+            root=root,
         )
         plans.append(plan)
         if previous == plan.sha256 and not force:
             plan.status = UNCHANGED
             continue
         to_plan.append((plan, parse_runbook(file.data, name=file.name)))
-    gone = _gone_sources(names=set(hashes), under=list(gone_under))
+    gone = _gone_sources(names=set(hashes), root=root, under=list(gone_under))
     for source in gone:
         plan = SourcePlan(
             name=source.name,
@@ -77,6 +83,7 @@ def runbook_plan_build(
             previous_sha256=source.sha256,
             source_id=source.pk,
             forced=force,
+            root=root,
         )
         plans.append(plan)
         to_plan.append((plan, []))
@@ -94,13 +101,17 @@ def runbook_plan_build(
     return plans
 
 
-def _gone_sources(*, names: set[str], under: list[str]) -> list[RunbookSource]:
-    if not under:
+def _gone_sources(*, names: set[str], root: str, under: list[str]) -> list[RunbookSource]:
+    """Sources last imported from ``root`` (only: another root's sources, the default
+    runbooks among them, are never touched) under one of the directories ``under``."""
+    if not root or not under:
         return []
-    query = Q()
+    query = Q(pk__in=[])
     for prefix in under:
         query |= Q() if prefix in ("", ".") else Q(name__startswith=f"{prefix.rstrip('/')}/")
-    candidates = RunbookSource.objects.filter(query).exclude(name__in=names).order_by("name")
+    candidates = (
+        RunbookSource.objects.filter(query, root=root).exclude(name__in=names).order_by("name")
+    )
     # Only those that still define live templates have anything to retire.
     return [s for s in candidates if s.templates.filter(retired_at__isnull=True).exists()]
 

@@ -139,6 +139,8 @@ class _Writes:
                 writes.new_sources.append(source)
             # A gone source forgets its hash: if its file comes back, it is planned again.
             source.sha256 = "" if plan.status == GONE else plan.sha256
+            if plan.root:
+                source.root = plan.root
             source.imported_at = now
             source.imported_by = user
             source.last_plan = plan.as_dict()
@@ -232,7 +234,8 @@ class _Writes:
         keep their copies)."""
         RunbookSource.objects.bulk_create(self.new_sources)
         RunbookSource.objects.bulk_update(
-            list(self.sources.values()), ["sha256", "imported_at", "imported_by", "last_plan"]
+            list(self.sources.values()),
+            ["root", "sha256", "imported_at", "imported_by", "last_plan"],
         )
         if self.released:
             ChecklistTemplate.objects.filter(pk__in=self.released).update(source_key="")

@@ -212,6 +212,16 @@ def test_a_file_renamed_in_an_imported_directory_retires_the_old_checklists(runb
     assert sorted(t.source.name for t in live()) == ["team/ops.md", "team/other.md"]
 
 
+def test_importing_a_whole_root_leaves_the_sources_of_other_roots_alone(runbooks, tmp_path_factory):
+    other = tmp_path_factory.mktemp("defaults")
+    (other / "daily.md").write_text("## Daily\n- [ ] Disk\n")
+    assert manage("import_runbook", "--root", str(other), str(other)) == 0
+    runbooks.write("team.md", "## Weekly\n- [ ] Costs\n")
+    assert runbooks.run(str(runbooks.root)) == 0
+    assert sorted(t.name for t in live()) == ["Daily", "Weekly"]
+    assert RunbookSource.objects.get(name="daily.md").root == str(other.resolve())
+
+
 def test_source_name_given_explicitly_follows_the_file_wherever_it_is(runbooks):
     one = runbooks.write("a/ops.md", "## Daily\n- [ ] Disk\n")
     assert runbooks.run("--source", "ops-runbook", str(one)) == 0

@@ -45,7 +45,9 @@ class Command(BaseCommand):
         actor = self._user(user)
         try:
             found = runbook_files_collect(paths=paths, root=root, source=source)
-            plans = runbook_plan_build(files=found.files, gone_under=found.directories, force=force)
+            plans = runbook_plan_build(
+                files=found.files, root=found.root, gone_under=found.directories, force=force
+            )
         except RunbookError as error:
             raise CommandError(str(error)) from error
         shown = [plan.as_dict() for plan in plans]

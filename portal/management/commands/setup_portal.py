@@ -38,9 +38,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         # Named by file name alone (as they always were); unchanged files are skipped unread.
         defaults = sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md"))
-        plans = runbook_plan_build(
-            files=runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS)).files
-        )
+        found = runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS))
+        plans = runbook_plan_build(files=found.files, root=found.root)
         with transaction.atomic():
             runbook_plan_apply(plans=plans)
             created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
