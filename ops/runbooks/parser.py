@@ -298,9 +298,9 @@ class _Reader:
     def section_list_item(self, node: SyntaxTreeNode, section: _Section, *, depth: int) -> None:
         self._check_depth(node, depth)
         if _is_task(node):
-            item = self.item(node, depth=depth)
-            item.section = section.label
-            section.items.append(item)
+            for item in _unless_empty(self.item(node, depth=depth)):
+                item.section = section.label
+                section.items.append(item)
         elif _has_task(node):
             # A plain bullet over task items names their group: "- Mock run / - [ ] Stage".
             head, *rest = node.children
@@ -348,10 +348,9 @@ class _Reader:
             for entry in node.children:
                 self._check_depth(entry, depth + 1)
                 if _is_task(entry):
-                    item.children.append(self.item(entry, depth=depth + 1))
+                    item.children.extend(_unless_empty(self.item(entry, depth=depth + 1)))
                 elif _has_task(entry):
-                    group = self.group(entry, depth=depth + 1)
-                    item.children.append(group)
+                    item.children.extend(_unless_empty(self.group(entry, depth=depth + 1)))
                 elif (code := _only_code(entry)) is not None:
                     code_lines.append(code)
                 else:
@@ -421,6 +420,12 @@ class _Reader:
     def _check_depth(self, node: SyntaxTreeNode, depth: int) -> None:
         if depth > MAX_NESTING:
             raise self.error(_line(node), f"nested more than {MAX_NESTING} levels deep")
+
+
+def _unless_empty(item: ParsedItem) -> list[ParsedItem]:
+    """An item whose text was only a comment ("- [ ] <!-- later -->") is no item; what is
+    nested in it takes its place."""
+    return [item] if item.text else item.children
 
 
 def _line(node: SyntaxTreeNode) -> int:

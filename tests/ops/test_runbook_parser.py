@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ops.runbooks.parser import (
     CADENCES,
@@ -433,8 +435,10 @@ def test_html_comments_are_not_content():
         "-->\n"
         "- [ ] Publish <!-- paste link -->\n"
         "- [ ] Announce <!-- in\n  two lines --> it\n"
+        "- [ ] <!-- to do -->\n"
+        "  - [ ] Thank everyone\n"
     )
-    assert texts(checklist.items) == ["Tag", "Publish", "Announce it"]
+    assert texts(checklist.items) == ["Tag", "Publish", "Announce it", "Thank everyone"]
     assert checklist.description == ""
 
 
@@ -831,3 +835,57 @@ def walk(items: list[ParsedItem]):
     for item in items:
         yield item
         yield from walk(item.children)
+
+
+# --- Anything at all -----------------------------------------------------------------------------
+
+MARKDOWN_PIECES = [
+    "# ",
+    "## ",
+    "- ",
+    "* ",
+    "1. ",
+    "2) ",
+    "[ ] ",
+    "[x] ",
+    "> ",
+    "  ",
+    "    ",
+    "\t",
+    "\n",
+    "\n\n",
+    "```",
+    "~~~",
+    "<!--",
+    "-->",
+    "**",
+    "_",
+    "`",
+    "[a](b)",
+    "](",
+    "|",
+    "---",
+    "===",
+    "{#k}",
+    "text",
+    "Daily",
+    "09:00",
+    "\u00fc\u00f6\u00ae",
+    "\U0001f6a8",
+    "\\",
+    "<b>",
+    "\r\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MARKDOWN_PIECES), max_size=60).map("".join))
+def test_any_text_gives_checklists_or_a_one_line_error(markdown):
+    try:
+        checklists = parse_runbook(markdown.encode(), name="fuzz.md")
+    except RunbookError as error:
+        assert str(error).startswith("fuzz.md") and "\n" not in str(error)
+        return
+    for checklist in checklists:
+        assert checklist.items and checklist.title and checklist.key
+        assert all(item.text and len(item.text) <= MAX_ITEM_TEXT for item in walk(checklist.items))
