@@ -235,6 +235,8 @@ def _words(text: str) -> list[str]:
 
 
 def _find_phrase(words: list[str], phrase: tuple[str, ...]) -> int | None:
+    if phrase[0] not in words:
+        return None
     size = len(phrase)
     for start in range(len(words) - size + 1):
         if tuple(words[start : start + size]) == phrase:

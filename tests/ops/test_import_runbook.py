@@ -141,6 +141,29 @@ def test_retiming_a_heading_updates_its_checklist_instead_of_opening_a_second(ru
     assert len(checklist_runs_schedule(now=datetime(2026, 11, 24, 10, tzinfo=UTC))) == 1
 
 
+def test_the_schedule_words_of_headings_reach_the_templates_and_the_scheduler(runbooks):
+    runbooks.load(
+        "ops.md",
+        "## Weekly (Friday 16:00)\n- [ ] Costs\n## Monthly (on the 15th)\n- [ ] Bills\n"
+        "## Nightly\n- [ ] Backups\n## Canary traffic shift\n- [ ] Watch\n",
+    )
+    templates = {t.name: t for t in ChecklistTemplate.objects.all()}
+    weekly = templates["Weekly (Friday 16:00)"]
+    assert (weekly.cadence, weekly.due_weekday, weekly.due_time) == ("weekly", 4, time(16))
+    assert (
+        templates["Monthly (on the 15th)"].cadence,
+        templates["Monthly (on the 15th)"].due_day,
+    ) == (
+        "monthly",
+        15,
+    )
+    assert templates["Nightly"].schedule_label() == "Daily at 22:00"
+    assert templates["Canary traffic shift"].cadence == "on-demand"
+    friday = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)
+    opened = {run.template.name for run in checklist_runs_schedule(now=friday)}
+    assert "Weekly (Friday 16:00)" in opened
+
+
 def test_a_renamed_heading_keeps_its_template_and_history(runbooks, capsys):
     runbooks.load("ops.md", "## Morning checks\n- [ ] Disk\n- [ ] Backups\n- [ ] Certs\n")
     (template,) = live()
