@@ -62,6 +62,7 @@ MAX_DESCRIPTION = 20_000
 MAX_HELP = 20_000
 MAX_COMMAND = 20_000
 MAX_NESTING = 8
+MAX_LINE = 10_000  # longer lines are not prose; refused before parsing, which they would slow
 MAX_KEY = 480
 KEY_SEPARATOR = "/"
 
@@ -117,6 +118,11 @@ def parse_runbook(data: bytes, *, name: str) -> list[ParsedChecklist]:
     if not text.strip():
         raise RunbookError(f"{name}: is empty")
     lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE:
+            raise RunbookError(
+                f"{name}:{number}: line is {len(line):,} characters; at most {MAX_LINE:,}"
+            )
     tree = SyntaxTreeNode(_MARKDOWN.parse(text))
     checklists = _Reader(name=name, lines=lines).read(tree)
     if not checklists:
@@ -204,6 +210,7 @@ class _Reader:
         return RunbookError(f"{self.name}:{line}: {message}")
 
     def read(self, tree: SyntaxTreeNode) -> list[ParsedChecklist]:
+        self._check_nesting(tree)
         file_title = _title_from_name(self.name)
         sections = [_Section(file_title, [], [_slug(file_title)], "", 1)]
         parents: list[tuple[int, str, str]] = []  # (level, title, key part)
@@ -226,7 +233,7 @@ class _Reader:
                 )
                 parents.append((level, title, part))
             else:
-                self.section_block(node, sections[-1], depth=0)
+                self.section_block(node, sections[-1])
         checklists = [self.checklist(section) for section in sections if section.items]
         self._check_anchors(checklists)
         return checklists
@@ -277,15 +284,14 @@ class _Reader:
 
     # Blocks directly in a section: items, the labels that group them, and prose.
 
-    def section_block(self, node: SyntaxTreeNode, section: _Section, *, depth: int) -> None:
+    def section_block(self, node: SyntaxTreeNode, section: _Section) -> None:
         if node.type in ("bullet_list", "ordered_list"):
             for entry in node.children:
-                self.section_list_item(entry, section, depth=depth + 1)
+                self.section_list_item(entry, section)
         elif node.type == "blockquote":
-            self._check_depth(node, depth + 1)
             if _has_task(node):
                 for child in node.children:
-                    self.section_block(child, section, depth=depth + 1)
+                    self.section_block(child, section)
             else:
                 section.description.append(self.source(node))
         elif node.type == "paragraph" and (label := _bold_label(node)):
@@ -295,10 +301,9 @@ class _Reader:
         elif node.type != "hr":
             section.description.append(self.source(node))
 
-    def section_list_item(self, node: SyntaxTreeNode, section: _Section, *, depth: int) -> None:
-        self._check_depth(node, depth)
+    def section_list_item(self, node: SyntaxTreeNode, section: _Section) -> None:
         if _is_task(node):
-            for item in _unless_empty(self.item(node, depth=depth)):
+            for item in _unless_empty(self.item(node)):
                 item.section = section.label
                 section.items.append(item)
         elif _has_task(node):
@@ -308,21 +313,21 @@ class _Reader:
             label = self.inline_text(head) if head.type == "paragraph" else ""
             section.label = " › ".join(part for part in (outer, _plain(label)) if part)
             for child in rest if head.type == "paragraph" else node.children:
-                self.section_block(child, section, depth=depth)
+                self.section_block(child, section)
             section.label = outer
         else:
             section.description.append(self.source(node))
 
     # One task item and what is nested in it.
 
-    def item(self, node: SyntaxTreeNode, *, depth: int) -> ParsedItem:
+    def item(self, node: SyntaxTreeNode) -> ParsedItem:
         head, *rest = node.children
         item = ParsedItem(text=self.inline_text(head), line=_line(node))
         self._check_text(item.text, item.line)
         help_parts: list[str] = []
         commands: list[str] = []
         for child in rest:
-            self.item_block(child, item, help_parts, commands, depth=depth)
+            self.item_block(child, item, help_parts, commands)
         item.command = "\n\n".join(command for command in commands if command)
         item.help_text = "\n\n".join(part for part in help_parts if part)
         if len(item.command) > MAX_COMMAND:
@@ -337,8 +342,6 @@ class _Reader:
         item: ParsedItem,
         help_parts: list[str],
         commands: list[str],
-        *,
-        depth: int,
     ) -> None:
         if node.type in ("fence", "code_block"):
             # What indentation the lines share is the list item's, not the command's.
@@ -346,11 +349,10 @@ class _Reader:
         elif node.type in ("bullet_list", "ordered_list"):
             code_lines: list[str] = []
             for entry in node.children:
-                self._check_depth(entry, depth + 1)
                 if _is_task(entry):
-                    item.children.extend(_unless_empty(self.item(entry, depth=depth + 1)))
+                    item.children.extend(_unless_empty(self.item(entry)))
                 elif _has_task(entry):
-                    item.children.extend(_unless_empty(self.group(entry, depth=depth + 1)))
+                    item.children.extend(_unless_empty(self.group(entry)))
                 elif (code := _only_code(entry)) is not None:
                     code_lines.append(code)
                 else:
@@ -358,15 +360,14 @@ class _Reader:
             if code_lines:
                 commands.append("\n".join(code_lines))
         elif node.type == "blockquote" and _has_task(node):
-            self._check_depth(node, depth + 1)
             for child in node.children:
-                self.item_block(child, item, help_parts, commands, depth=depth + 1)
+                self.item_block(child, item, help_parts, commands)
         elif node.type == "html_block" and _is_comment(node.content):
             return
         elif node.type != "hr":
             help_parts.append(self.source(node))
 
-    def group(self, node: SyntaxTreeNode, *, depth: int) -> ParsedItem:
+    def group(self, node: SyntaxTreeNode) -> ParsedItem:
         """A plain bullet nested in an item that holds task items: an item grouping them."""
         head, *rest = node.children
         group = ParsedItem(text=self.inline_text(head) if head.type == "paragraph" else "")
@@ -375,7 +376,7 @@ class _Reader:
         help_parts: list[str] = []
         commands: list[str] = []
         for child in rest if head.type == "paragraph" else node.children:
-            self.item_block(child, group, help_parts, commands, depth=depth)
+            self.item_block(child, group, help_parts, commands)
         group.command = "\n\n".join(commands)
         group.help_text = "\n\n".join(help_parts)
         return group
@@ -411,15 +412,37 @@ class _Reader:
         text = "\n".join(
             line[min(indent, len(line) - len(line.lstrip(" "))) :] for line in lines
         ).strip("\n")
-        return re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL).strip("\n")
+        return _without_comments(text).strip("\n")
 
     def _check_text(self, text: str, line: int) -> None:
         if len(text) > MAX_ITEM_TEXT:
             raise self.error(line, f"item text is {len(text)} characters; at most {MAX_ITEM_TEXT}")
 
-    def _check_depth(self, node: SyntaxTreeNode, depth: int) -> None:
-        if depth > MAX_NESTING:
-            raise self.error(_line(node), f"nested more than {MAX_NESTING} levels deep")
+    def _check_nesting(self, tree: SyntaxTreeNode) -> None:
+        """List items and block quotes at most MAX_NESTING deep, anywhere: deeper, the parser
+        would stop reading (its own limit) and the rest of the file would be lost silently."""
+        stack = [(child, 0) for child in reversed(tree.children)]
+        while stack:
+            node, depth = stack.pop()
+            if node.type in ("list_item", "blockquote"):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise self.error(_line(node), f"nested more than {MAX_NESTING} levels deep")
+            stack.extend((child, depth) for child in reversed(node.children))
+
+
+def _without_comments(text: str) -> str:
+    """Text without its complete HTML comments; one never closed is left as it is. Linear: a
+    pattern would rescan to the end from every unclosed "<!--"."""
+    parts, position = [], 0
+    while (start := text.find("<!--", position)) != -1:
+        end = text.find("-->", start + 4)
+        if end == -1:
+            break
+        parts.append(text[position:start])
+        position = end + 3
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _unless_empty(item: ParsedItem) -> list[ParsedItem]:

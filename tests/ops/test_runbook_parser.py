@@ -522,9 +522,29 @@ def test_nesting_deeper_than_eight_levels_is_an_error_naming_the_line(levels):
     assert str(raised.value) == "deep.md:10: nested more than 8 levels deep"
 
 
-def test_deep_block_quotes_count_as_nesting():
+@pytest.mark.parametrize("quotes", [9, 5000])
+def test_deep_block_quotes_count_as_nesting(quotes):
     with pytest.raises(RunbookError, match=r"^q\.md:2: nested more than 8 levels deep$"):
-        parse("# A\n" + ">" * 12 + " - [ ] x\n", name="q.md")
+        parse("# A\n" + ">" * quotes + " - [ ] x\n", name="q.md")
+
+
+def test_deep_plain_nesting_is_an_error_too_rather_than_losing_what_follows():
+    # Past its own limit the parser would stop reading: the last item would vanish silently.
+    deep = "".join(f"{'  ' * level}- step\n" for level in range(2000))
+    with pytest.raises(RunbookError, match=r"^p\.md:12: nested more than 8 levels deep$"):
+        parse(f"# A\n- [ ] first\n\n{deep}\n- [ ] last\n", name="p.md")
+
+
+def test_a_line_too_long_to_be_prose_is_refused_before_parsing():
+    with pytest.raises(
+        RunbookError, match=r"^l\.md:3: line is 100,001 characters; at most 10,000$"
+    ):
+        parse("# A\n- [ ] a\n" + "[" * 100_001 + "\n", name="l.md")
+
+
+def test_an_unclosed_comment_hides_the_rest_of_its_block_as_on_github():
+    checklist = only_checklist("# A\n- [ ] a\n\n" + "<!--" * 2000 + "\nhidden\n\n- [ ] b\n")
+    assert texts(checklist.items) == ["a"]
 
 
 def test_nul_bytes_are_refused_with_the_line():
