@@ -192,7 +192,15 @@ class RunbookSourceAdmin(HistoryAdmin):
     search_fields = ["name"]
     list_select_related = ["imported_by"]
     inlines = [RunbookTemplateInline]
-    fields = ["name", "sha256", "imported_at", "imported_by", "created_at", "last_plan_shown"]
+    fields = [
+        "name",
+        "root",
+        "sha256",
+        "imported_at",
+        "imported_by",
+        "created_at",
+        "last_plan_shown",
+    ]
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields
