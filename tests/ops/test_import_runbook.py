@@ -10,7 +10,13 @@ from django.core.management import ManagementUtility
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from ops.models import ChecklistItem, ChecklistRun, ChecklistTemplate, RunbookSource
+from ops.models import (
+    ChecklistItem,
+    ChecklistRun,
+    ChecklistTemplate,
+    MonitoredService,
+    RunbookSource,
+)
 from ops.runbooks.files import runbook_files_collect
 from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
@@ -255,8 +261,6 @@ def test_source_name_given_explicitly_follows_the_file_wherever_it_is(runbooks):
 
 
 def test_a_reworded_item_keeps_its_row_evidence_link_and_runs(runbooks, make_template, capsys):
-    from ops.models import MonitoredService
-
     service = MonitoredService.objects.create(name="Web", slug="web", kind="http", target="x")
     runbooks.load("ops.md", "## Daily\n- [ ] Check the web service answers\n- [ ] Disk\n")
     item = ChecklistItem.objects.get(text="Check the web service answers")
