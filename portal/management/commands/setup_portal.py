@@ -8,12 +8,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
 from ops.models import ChecklistItem, ChecklistTemplate, MonitoredService, ServiceKind
 from ops.runbooks.files import runbook_files_collect
+from ops.runbooks.parser import RunbookError
 from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.runbooks import runbook_plan_apply
@@ -38,8 +39,11 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         # Named by file name alone (as they always were); unchanged files are skipped unread.
         defaults = sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md"))
-        found = runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS))
-        plans = runbook_plan_build(files=found.files, root=found.root)
+        try:
+            found = runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS))
+            plans = runbook_plan_build(files=found.files, root=found.root)
+        except RunbookError as error:
+            raise CommandError(f"A default runbook cannot be read: {error}") from error
         with transaction.atomic():
             runbook_plan_apply(plans=plans)
             created = [self._user(admin, roles.ADMIN, staff=True, superuser=True)]
