@@ -17,7 +17,7 @@ from ops.models import (
     MonitoredService,
     RunbookSource,
 )
-from ops.runbooks.files import runbook_files_collect
+from ops.runbooks.files import MAX_RUNBOOK_BYTES, runbook_files_collect
 from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.runbooks import RunbookPlanStale, runbook_plan_apply
@@ -471,6 +471,8 @@ def test_bad_paths_and_options(runbooks, tmp_path_factory, capsys):
     (runbooks.root / "empty-dir").mkdir()
     outside = tmp_path_factory.mktemp("elsewhere") / "ops.md"
     outside.write_text("## Checks\n- [ ] One\n")
+    huge = runbooks.root / "huge.md"
+    huge.write_bytes(b"- [ ] x\n" * (MAX_RUNBOOK_BYTES // 8 + 1))
     cases = [
         ((str(runbooks.root / "missing.md"),), "missing.md: no such file"),
         ((str(runbooks.root / "empty-dir"),), "no Markdown files (*.md) in this directory"),
@@ -480,6 +482,7 @@ def test_bad_paths_and_options(runbooks, tmp_path_factory, capsys):
         (("--source", "", good), "a source name is a relative path"),
         (("--user", "nobody-here", good), "--user nobody-here: no active user of that name"),
         (("--root", str(runbooks.root / "good.md"), good), "the root is not a directory"),
+        ((str(huge),), "huge.md: is 10,485,768 bytes; a runbook may have at most 10,485,760"),
     ]
     for args, message in cases:
         assert runbooks.run(*args) == 1, args
