@@ -26,8 +26,10 @@ Around the items
     plain bullet holding task items name the section of the items that follow.
 
 Refused, naming the line
-    Item text over ``MAX_ITEM_TEXT`` characters, a title over ``MAX_TITLE``, nesting deeper than
-    ``MAX_NESTING`` levels, an explicit key used twice.
+    Item text over ``MAX_ITEM_TEXT`` characters, a title over ``MAX_TITLE``, a line over
+    ``MAX_LINE``, list items or quotes nested deeper than ``MAX_NESTING`` levels (anywhere, as
+    past its own limit the parser would silently stop reading), an explicit key used twice, a
+    NUL byte.
 """
 
 from __future__ import annotations
