@@ -87,7 +87,13 @@ def runbook_plan_apply(*, plans: list[SourcePlan], user=None) -> list[SourcePlan
 def _check_still_current(plans: list[SourcePlan]) -> None:
     """Refuse when another import or an admin changed what the plan was made from."""
     names = [plan.name for plan in plans]
-    hashes = dict(RunbookSource.objects.filter(name__in=names).values_list("name", "sha256"))
+    # Locked until the commit (PostgreSQL; SQLite's write lock is already held): a second
+    # import of the same sources waits here, then finds them changed and refuses.
+    hashes = dict(
+        RunbookSource.objects.select_for_update()
+        .filter(name__in=names)
+        .values_list("name", "sha256")
+    )
     for plan in plans:
         known = plan.source_id is not None
         if known != (plan.name in hashes) or (known and hashes[plan.name] != plan.previous_sha256):
