@@ -185,6 +185,16 @@ class ChecklistTemplate(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("ops:template_detail", args=[self.slug])
 
+    def clean(self):
+        if self.retired_at is not None and self.is_active:
+            source = self.source.name if self.source_id else "its runbook"
+            raise ValidationError(
+                {
+                    "is_active": f"Retired: {source} no longer defines it. Add it back to the "
+                    "runbook and import it again to bring it back."
+                }
+            )
+
     @property
     def is_scheduled(self) -> bool:
         return self.cadence != Cadence.ON_DEMAND

@@ -88,6 +88,35 @@ def test_retired_templates_are_shown_apart(operator):
     assert "Release gate" not in client.get(reverse("ops:today")).content.decode()
 
 
+def test_a_retired_template_cannot_be_reactivated_in_the_admin():
+    import_runbook("ops.md", "## Daily checks\n- [ ] Disk\n## Release gate\n- [ ] Tests green\n")
+    import_runbook("ops.md", "## Daily checks\n- [ ] Disk\n")
+    gate = ChecklistTemplate.objects.get(name="Release gate")
+    admin = User.objects.create_superuser("boss", password="a-long-enough-password")
+    url = reverse("admin:ops_checklisttemplate_change", args=[gate.pk])
+    form = client_for(admin).get(url).context["adminform"].form
+    data = {
+        name: value
+        for name, value in form.initial.items()
+        if value is not None and name in form.fields
+    }
+    data.update(
+        {
+            "is_active": "on",
+            "due_time": "09:00",
+            "sections-TOTAL_FORMS": "0",
+            "sections-INITIAL_FORMS": "0",
+            "items-TOTAL_FORMS": "0",
+            "items-INITIAL_FORMS": "0",
+        }
+    )
+    response = client_for(admin).post(url, data)
+    assert response.status_code == 200
+    assert "Retired: ops.md no longer defines it." in response.content.decode()
+    gate.refresh_from_db()
+    assert not gate.is_active
+
+
 def test_the_admin_shows_each_source_its_last_plan_and_templates(django_assert_max_num_queries):
     admin = User.objects.create_superuser("boss", password="a-long-enough-password")
     client = client_for(admin)
