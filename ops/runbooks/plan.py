@@ -75,7 +75,12 @@ class ItemRow:
     values: dict  # text, command, help_text to write (an admin's edit kept, unless forced)
     imported: dict  # text, command, help_text the source says
     depth: int = 0
-    write: bool = True  # False: the existing row already holds all of it
+    # The columns of an existing row that change (empty: it holds all of it already).
+    fields: tuple[str, ...] = ()
+
+    @property
+    def write(self) -> bool:
+        return self.row_id is None or bool(self.fields)
 
 
 @dataclass

@@ -533,15 +533,18 @@ def _plan_items(
             else:
                 values[name] = source[name]
         parent_row = rows[parent].row_id if parent is not None else None
-        write = (
-            values != old.values
-            or source != old.imported
-            or position != old.position
-            or parent_row != old.parent_id
-            or (parent is not None and parent_row is None)  # under a new item
-            or section != old.section
-        )
-        rows.append(ItemRow(old.id, parent, position, section, values, source, depth, write))
+        changed = {
+            "text": values["text"] != old.values["text"],
+            "command": values["command"] != old.values["command"],
+            "help_text": values["help_text"] != old.values["help_text"],
+            "imported": source != old.imported,
+            "position": position != old.position,
+            # A new parent (parent_row None under a parent) is an item created by this import.
+            "parent": parent_row != old.parent_id or (parent is not None and parent_row is None),
+            "section": section != old.section,
+        }
+        fields = tuple(name for name, differs in changed.items() if differs)
+        rows.append(ItemRow(old.id, parent, position, section, values, source, depth, fields))
         if old.source_text != item.text:
             changes.append(
                 ItemChange("reworded", item.text, old_text=old.source_text, line=item.line)
