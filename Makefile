@@ -62,6 +62,7 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/incidents.py
 	$(PY) bench/uploads.py
 	$(PY) bench/maintenance.py
+	$(PY) bench/runbook_import.py
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -1,5 +1,8 @@
 from django import forms
 from django.contrib import admin
+from django.db.models import Count, Q
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ops.models import (
     ActionItem,
@@ -17,6 +20,7 @@ from ops.models import (
     MaintenanceWindow,
     MonitoredService,
     Postmortem,
+    RunbookSource,
     RunItem,
     Severity,
     TaskCompletion,
@@ -24,10 +28,17 @@ from ops.models import (
     WindowNotice,
     WindowOccurrence,
 )
+from ops.runbooks.markdown import render_inline
+from ops.runbooks.plan import plan_as_text
 from ops.services.health import monitored_service_set_active
 from ops.services.health_checks import describe_target
 from ops.services.maintenance import TASK_FIELDS, maintenance_task_save, task_schedule_problems
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
+
+
+def _rendered(text: str):
+    """Item text as the pages show it: its inline Markdown rendered, raw HTML escaped."""
+    return mark_safe(render_inline(text))  # noqa: S308 - markdown-it escapes; html is off
 
 
 class ChecklistSectionInline(admin.TabularInline):
@@ -50,13 +61,42 @@ class ChecklistItemInline(admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class RetiredFilter(admin.SimpleListFilter):
+    title = "retired"
+    parameter_name = "retired"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Live"), ("yes", "Retired")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(retired_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ChecklistTemplate)
 class ChecklistTemplateAdmin(AuditedModelAdmin):
-    list_display = ["name", "cadence", "schedule_label", "is_active", "source_file", "updated_at"]
-    list_filter = ["cadence", "is_active", "source_file"]
-    search_fields = ["name", "context", "description"]
+    list_display = [
+        "name",
+        "cadence",
+        "schedule_label",
+        "is_active",
+        "retired_at",
+        "source",
+        "updated_at",
+    ]
+    list_filter = ["cadence", "is_active", RetiredFilter, "source"]
+    list_select_related = ["source"]
+    search_fields = ["name", "context", "description", "source__name"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["source_file", "source_key", "next_run_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "source",
+        "source_key",
+        "retired_at",
+        "next_run_at",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [ChecklistSectionInline, ChecklistItemInline]
     fieldsets = [
         (None, {"fields": ["name", "slug", "context", "description", "is_active"]}),
@@ -65,16 +105,22 @@ class ChecklistTemplateAdmin(AuditedModelAdmin):
             {
                 "fields": [
                     "cadence",
+                    "weekdays_only",
                     "due_time",
+                    "time_zone",
                     "due_weekday",
                     "due_day",
+                    "due_week",
                     "complete_within",
                     "estimated_minutes",
                     "next_run_at",
                 ]
             },
         ),
-        ("Origin", {"fields": ["source_file", "source_key", "created_at", "updated_at"]}),
+        (
+            "Origin",
+            {"fields": ["source", "source_key", "retired_at", "created_at", "updated_at"]},
+        ),
     ]
 
     @admin.display(description="Schedule")
@@ -115,12 +161,88 @@ class ChecklistSectionAdmin(AuditedModelAdmin):
 
 @admin.register(ChecklistItem)
 class ChecklistItemAdmin(AuditedModelAdmin):
-    list_display = ["text", "template", "section", "parent", "position"]
+    # The text may hold links: the change link is the id, so no link sits inside another.
+    list_display = ["id", "shown_text", "template", "section", "parent", "position"]
+    list_display_links = ["id"]
     list_filter = ["template"]
     search_fields = ["text", "command", "template__name"]
     list_select_related = ["template", "section", "parent"]
     autocomplete_fields = ["template"]
     raw_id_fields = ["section", "parent"]
+    readonly_fields = ["shown_text"]
+
+    @admin.display(description="Text as shown", ordering="text")
+    def shown_text(self, obj: ChecklistItem):
+        return _rendered(obj.text)
+
+
+class RunbookTemplateInline(admin.TabularInline):
+    model = ChecklistTemplate
+    extra = 0
+    can_delete = False
+    fields = ["name", "source_key", "schedule", "retired_at"]
+    readonly_fields = fields
+    show_change_link = True
+    ordering = ["retired_at", "source_key"]
+
+    @admin.display(description="Schedule")
+    def schedule(self, obj: ChecklistTemplate) -> str:
+        return obj.schedule_label()
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RunbookSource)
+class RunbookSourceAdmin(HistoryAdmin):
+    """Sources change only through `manage.py import_runbook`: shown read-only here, with the
+    plan of their last import and the templates they define (retired ones last)."""
+
+    list_display = ["name", "short_hash", "imported_at", "imported_by", "live", "retired"]
+    search_fields = ["name"]
+    list_select_related = ["imported_by"]
+    inlines = [RunbookTemplateInline]
+    fields = [
+        "name",
+        "root",
+        "sha256",
+        "imported_at",
+        "imported_by",
+        "created_at",
+        "last_plan_shown",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    @admin.display(description="SHA-256")
+    def short_hash(self, obj: RunbookSource) -> str:
+        return obj.sha256[:12]
+
+    @admin.display(description="Live templates", ordering="live_count")
+    def live(self, obj: RunbookSource) -> int:
+        return obj.live_count
+
+    @admin.display(description="Retired", ordering="retired_count")
+    def retired(self, obj: RunbookSource) -> int:
+        return obj.retired_count
+
+    @admin.display(description="Last plan")
+    def last_plan_shown(self, obj: RunbookSource):
+        if not obj.last_plan:
+            return "—"
+        return format_html("<pre>{}</pre>", plan_as_text([obj.last_plan]))
+
+    def get_queryset(self, request):
+        # The counts in one query, not two per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                live_count=Count("templates", filter=Q(templates__retired_at__isnull=True)),
+                retired_count=Count("templates", filter=Q(templates__retired_at__isnull=False)),
+            )
+        )
 
 
 @admin.register(RunItem)

@@ -12,15 +12,17 @@ from django.http import HttpRequest
 from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
-from ops.management.commands.import_runbook import read_runbooks
 from ops.models import (
     ChecklistItem,
+    ChecklistTemplate,
     Incident,
     MaintenanceTask,
     MaintenanceWindow,
     MonitoredService,
     ServiceKind,
 )
+from ops.runbooks.files import runbook_files_collect
+from ops.runbooks.parser import RunbookError
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -38,6 +40,7 @@ from ops.selectors.maintenance import (
     tasks_needing_attention,
     upcoming_occurrences,
 )
+from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
@@ -45,8 +48,15 @@ from ops.services.maintenance import (
     maintenance_defaults_load,
     maintenance_task_run_item_changed,
 )
-from ops.services.runbooks import runbook_import
-from portal.registry import CalendarSource, Registry, RunOwner, SetupStep, TodayBlock
+from ops.services.runbooks import runbook_plan_apply
+from portal.registry import (
+    CalendarSource,
+    Registry,
+    RunOwner,
+    SetupFailed,
+    SetupStep,
+    TodayBlock,
+)
 from portal.services.audit import audit_record
 
 DEFAULT_RUNBOOKS = Path(__file__).resolve().parent / "runbooks" / "defaults"
@@ -252,11 +262,18 @@ def _task_events(*, user, start: datetime, end: datetime) -> list:
 
 
 def _load_default_runbooks(*, demo: bool) -> str:
-    runbooks = read_runbooks(sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md")))
+    """Named by file name alone (as they always were); unchanged files are skipped unread."""
+    defaults = sorted(str(path) for path in DEFAULT_RUNBOOKS.glob("*.md"))
+    try:
+        found = runbook_files_collect(paths=defaults, root=str(DEFAULT_RUNBOOKS))
+        plans = runbook_plan_build(files=found.files, root=found.root)
+    except RunbookError as error:
+        raise SetupFailed(f"A default runbook cannot be read: {error}") from error
     with transaction.atomic():
-        for source, checklists in runbooks:
-            runbook_import(source_file=source, checklists=checklists)
-    count = sum(len(checklists) for _source, checklists in runbooks)
+        runbook_plan_apply(plans=plans)
+    count = ChecklistTemplate.objects.filter(
+        source__name__in=[plan.name for plan in plans], retired_at__isnull=True
+    ).count()
     return f"Default runbooks loaded: {count} checklists."
 
 

@@ -64,6 +64,10 @@ class RunOwner:
         return getattr(run, f"{self.field}_id", None)
 
 
+class SetupFailed(Exception):
+    """A setup step cannot do its part; the message says why (setup_portal shows it)."""
+
+
 @dataclass(frozen=True)
 class SetupStep:
     """Part of `manage.py setup_portal` (run by `make run`, idempotent): ``run(demo=)`` does

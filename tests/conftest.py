@@ -18,8 +18,6 @@ from portal import roles
 from portal.history import history_unlocked
 
 PASSWORD = "correct-horse-battery-staple"
-# ../shared/seeds from the repository root: CI clones the repository next to shared/.
-SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 
 
 NEEDS_POSTGRES = (

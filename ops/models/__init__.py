@@ -37,6 +37,7 @@ from ops.models.maintenance import (
     WindowNotice,
     WindowOccurrence,
 )
+from ops.models.runbooks import RunbookSource
 
 __all__ = [
     "ActionItem",
@@ -63,6 +64,7 @@ __all__ = [
     "OccurrenceStatus",
     "Postmortem",
     "RunItem",
+    "RunbookSource",
     "ServiceKind",
     "Severity",
     "TaskCompletion",

@@ -10,13 +10,30 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from ops.runbooks.markdown import plain_text
+from ops.runbooks.schedule import is_valid_zone, zone_from_name
+
 
 class Cadence(models.TextChoices):
     DAILY = "daily", "Daily"
     WEEKLY = "weekly", "Weekly"
+    BIWEEKLY = "biweekly", "Every two weeks"
     MONTHLY = "monthly", "Monthly"
     QUARTERLY = "quarterly", "Quarterly"
+    SEMIANNUAL = "semiannual", "Twice a year"
+    YEARLY = "yearly", "Yearly"
     ON_DEMAND = "on-demand", "On demand"
+
+
+# Cadences that open once every N months, in months aligned on January.
+MONTHS_PER_PERIOD = {
+    Cadence.MONTHLY: 1,
+    Cadence.QUARTERLY: 3,
+    Cadence.SEMIANNUAL: 6,
+    Cadence.YEARLY: 12,
+}
+# A Monday that every-two-weeks periods count from.
+BIWEEKLY_ANCHOR = date(2001, 1, 1)
 
 
 class Weekday(models.IntegerChoices):
@@ -29,13 +46,24 @@ class Weekday(models.IntegerChoices):
     SUNDAY = 6, "Sunday"
 
 
+class WeekOfMonth(models.IntegerChoices):
+    FIRST = 1, "first"
+    SECOND = 2, "second"
+    THIRD = 3, "third"
+    FOURTH = 4, "fourth"
+    LAST = 5, "last"
+
+
 # How long after its period opens a run may stay open before it is flagged overdue, when the
 # template does not say.
 DEFAULT_COMPLETE_WITHIN = {
     Cadence.DAILY: timedelta(hours=3),
     Cadence.WEEKLY: timedelta(days=2),
     Cadence.MONTHLY: timedelta(days=5),
+    Cadence.BIWEEKLY: timedelta(days=4),
     Cadence.QUARTERLY: timedelta(days=14),
+    Cadence.SEMIANNUAL: timedelta(days=30),
+    Cadence.YEARLY: timedelta(days=30),
 }
 
 
@@ -48,6 +76,11 @@ def _add_months(day: date, months: int) -> date:
     return day.replace(year=day.year + month_index // 12, month=month_index % 12 + 1)
 
 
+def _validate_zone(value: str) -> None:
+    if value and not is_valid_zone(value):
+        raise ValidationError(f"“{value}” is not a time zone (e.g. Europe/Berlin or UTC+05:30).")
+
+
 class ChecklistTemplate(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=220, unique=True)
@@ -56,16 +89,35 @@ class ChecklistTemplate(models.Model):
     )
     description = models.TextField(blank=True)
     cadence = models.CharField(max_length=16, choices=Cadence, default=Cadence.ON_DEMAND)
+    weekdays_only = models.BooleanField(
+        default=False, help_text="Daily checklists open Monday to Friday only."
+    )
     due_time = models.TimeField(
-        default=time(9, 0), help_text="Local time of day the run opens (PORTAL_TIME_ZONE)."
+        default=time(9, 0), help_text="Local time of day the run opens (in the time zone)."
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[_validate_zone],
+        help_text="An IANA zone (Europe/Berlin) or UTC+05:30. Empty: the portal's zone.",
     )
     due_weekday = models.PositiveSmallIntegerField(
-        choices=Weekday, default=Weekday.MONDAY, help_text="Weekly checklists open on this day."
+        choices=Weekday,
+        default=Weekday.MONDAY,
+        help_text="Weekly and two-weekly checklists open on this day; with a week of the month, "
+        "monthly ones too.",
     )
     due_day = models.PositiveSmallIntegerField(
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(28)],
-        help_text="Monthly and quarterly checklists open on this day of the month (1-28).",
+        help_text="Monthly to yearly checklists open on this day of the month (1-28).",
+    )
+    due_week = models.PositiveSmallIntegerField(
+        choices=WeekOfMonth,
+        null=True,
+        blank=True,
+        help_text="Instead of a day: monthly to yearly checklists open on this weekday of the "
+        "month (the first Monday).",
     )
     complete_within = models.DurationField(
         null=True,
@@ -75,8 +127,32 @@ class ChecklistTemplate(models.Model):
     )
     estimated_minutes = models.PositiveIntegerField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
-    source_file = models.CharField(max_length=255, blank=True, editable=False)
-    source_key = models.CharField(max_length=500, blank=True, editable=False)
+    source = models.ForeignKey(
+        "ops.RunbookSource",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="templates",
+        editable=False,
+    )
+    source_key = models.CharField(
+        max_length=500,
+        blank=True,
+        editable=False,
+        help_text="Its identity in the runbook: the heading path, or the heading's {#key}.",
+    )
+    imported = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The values the last import set, to tell an edit in the admin from the source.",
+    )
+    retired_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Its runbook no longer defines it: no new runs, its history is kept.",
+    )
     next_run_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -91,9 +167,9 @@ class ChecklistTemplate(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["source_file", "source_key"],
-                condition=~models.Q(source_key=""),
-                name="checklist_template_unique_source",
+                fields=["source", "source_key"],
+                condition=models.Q(source__isnull=False) & ~models.Q(source_key=""),
+                name="checklist_template_unique_source_key",
             )
         ]
 
@@ -109,9 +185,27 @@ class ChecklistTemplate(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("ops:template_detail", args=[self.slug])
 
+    def clean(self):
+        if self.retired_at is not None and self.is_active:
+            source = self.source.name if self.source_id else "its runbook"
+            raise ValidationError(
+                {
+                    "is_active": f"Retired: {source} no longer defines it. Add it back to the "
+                    "runbook and import it again to bring it back."
+                }
+            )
+
     @property
     def is_scheduled(self) -> bool:
         return self.cadence != Cadence.ON_DEMAND
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
+
+    @property
+    def zone(self):
+        return zone_from_name(self.time_zone) if self.time_zone else _local_zone()
 
     @property
     def deadline_after_open(self) -> timedelta | None:
@@ -121,47 +215,84 @@ class ChecklistTemplate(models.Model):
 
     def schedule_label(self) -> str:
         at = self.due_time.strftime("%H:%M")
+        if self.time_zone:
+            at = f"{at} {self.time_zone}"
+        weekday = Weekday(self.due_weekday).label
+        if self.due_week:
+            on = f"on the {WeekOfMonth(self.due_week).label} {weekday}"
+        else:
+            on = f"on day {self.due_day}"
         match self.cadence:
             case Cadence.DAILY:
-                return f"Daily at {at}"
+                return f"Weekdays at {at}" if self.weekdays_only else f"Daily at {at}"
             case Cadence.WEEKLY:
-                return f"{Weekday(self.due_weekday).label}s at {at}"
+                return f"{weekday}s at {at}"
+            case Cadence.BIWEEKLY:
+                return f"Every other {weekday} at {at}"
             case Cadence.MONTHLY:
-                return f"Monthly on day {self.due_day} at {at}"
+                return f"Monthly {on} at {at}"
             case Cadence.QUARTERLY:
-                return f"Quarterly on day {self.due_day} at {at}"
+                return f"Quarterly {on} at {at}"
+            case Cadence.SEMIANNUAL:
+                return f"Twice a year (January, July) {on} at {at}"
+            case Cadence.YEARLY:
+                return f"Yearly in January {on} at {at}"
         return "On demand"
 
     def _opening_on(self, day: date) -> datetime:
-        return datetime.combine(day, self.due_time, tzinfo=_local_zone())
+        return datetime.combine(day, self.due_time, tzinfo=self.zone)
+
+    def _opening_in_month(self, first: date) -> date:
+        if not self.due_week:
+            return first.replace(day=self.due_day)
+        if self.due_week == WeekOfMonth.LAST:
+            last = _add_months(first, 1) - timedelta(days=1)
+            return last - timedelta(days=(last.weekday() - self.due_weekday) % 7)
+        first_weekday = first + timedelta(days=(self.due_weekday - first.weekday()) % 7)
+        return first_weekday + timedelta(days=7 * (self.due_week - 1))
+
+    def _last_opening_day(self, day: date) -> date:
+        """The latest day on or before ``day`` a run of this template opens on."""
+        if self.cadence == Cadence.DAILY:
+            if self.weekdays_only and day.weekday() > 4:
+                return day - timedelta(days=day.weekday() - 4)
+            return day
+        if self.cadence == Cadence.WEEKLY:
+            return day - timedelta(days=(day.weekday() - self.due_weekday) % 7)
+        if self.cadence == Cadence.BIWEEKLY:
+            anchor = BIWEEKLY_ANCHOR + timedelta(days=self.due_weekday)
+            return day - timedelta(days=(day - anchor).days % 14)
+        months = MONTHS_PER_PERIOD[self.cadence]
+        first = date(day.year, ((day.month - 1) // months) * months + 1, 1)
+        opening = self._opening_in_month(first)
+        if opening > day:
+            opening = self._opening_in_month(_add_months(first, -months))
+        return opening
+
+    def _next_opening_day(self, opening: date) -> date:
+        """The opening day after ``opening`` (itself an opening day)."""
+        if self.cadence == Cadence.DAILY:
+            following = opening + timedelta(days=1)
+            while self.weekdays_only and following.weekday() > 4:
+                following += timedelta(days=1)
+            return following
+        if self.cadence == Cadence.WEEKLY:
+            return opening + timedelta(days=7)
+        if self.cadence == Cadence.BIWEEKLY:
+            return opening + timedelta(days=14)
+        months = MONTHS_PER_PERIOD[self.cadence]
+        return self._opening_in_month(_add_months(opening.replace(day=1), months))
 
     def period_at(self, moment: datetime) -> tuple[datetime, datetime]:
         """The (start, end) of the period that contains ``moment``: it starts when the run
         opens (today's 09:00, this Monday's 09:00, ...) and ends when the next one opens."""
         if not self.is_scheduled:
             raise ValueError("On-demand checklists have no period.")
-        local = moment.astimezone(_local_zone())
-        today = local.date()
-        if self.cadence == Cadence.DAILY:
-            first = today
-            step = timedelta(days=1)
-            start = self._opening_on(first)
-            if start > local:
-                start = self._opening_on(first - step)
-            return start, self._opening_on(start.date() + step)
-        if self.cadence == Cadence.WEEKLY:
-            first = today - timedelta(days=(today.weekday() - self.due_weekday) % 7)
-            start = self._opening_on(first)
-            if start > local:
-                start = self._opening_on(first - timedelta(days=7))
-            return start, self._opening_on(start.date() + timedelta(days=7))
-        months = 1 if self.cadence == Cadence.MONTHLY else 3
-        month = today.month if months == 1 else ((today.month - 1) // 3) * 3 + 1
-        first = date(today.year, month, self.due_day)
-        start = self._opening_on(first)
-        if start > local:
-            start = self._opening_on(_add_months(first, -months))
-        return start, self._opening_on(_add_months(start.date(), months))
+        local = moment.astimezone(self.zone)
+        opening = self._last_opening_day(local.date())
+        if self._opening_on(opening) > local:
+            opening = self._last_opening_day(opening - timedelta(days=1))
+        return self._opening_on(opening), self._opening_on(self._next_opening_day(opening))
 
 
 class ChecklistSection(models.Model):
@@ -201,12 +332,24 @@ class ChecklistItem(models.Model):
     evidence_kpi = models.ForeignKey(
         "ops.Kpi", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    imported = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The text, command and help text the last import set; empty when added here.",
+    )
 
     class Meta:
         ordering = ["template", "position", "id"]
 
     def __str__(self) -> str:
-        return self.text
+        return self.text_plain
+
+    @property
+    def text_plain(self) -> str:
+        """The text's words without its Markdown, a link's address in brackets (for the audit
+        log, the timeline and other plain-text places)."""
+        return plain_text(self.text)
 
     def clean(self):
         if self.parent_id and self.parent.template_id != self.template_id:
@@ -385,10 +528,16 @@ class RunItem(models.Model):
         indexes = [models.Index(fields=["run", "rev"])]
 
     def __str__(self) -> str:
-        return self.text
+        return self.text_plain
 
     def get_absolute_url(self) -> str:
         return reverse("ops:run_detail", args=[self.run_id]) + f"#item-{self.pk}"
+
+    @property
+    def text_plain(self) -> str:
+        """The text's words without its Markdown, a link's address in brackets (for the audit
+        log, the timeline and other plain-text places)."""
+        return plain_text(self.text)
 
     @property
     def is_settled(self) -> bool:

@@ -1,80 +1,113 @@
-"""Read Markdown runbooks into checklist templates.
+"""Read Markdown runbooks into checklists, on a CommonMark parser (markdown-it-py with
+mdit-py-plugins' task lists), so comments, fences, quotes, nesting, links, code spans and tables
+behave as GitHub renders them.
 
-Plain Python with no Django import, so the importer, a management command and the tests can all
-use it and it can be tested on a file alone.
+Plain Python with no Django import: the importer, the management command and the tests use it,
+and it can be tested on a file alone.
 
 What becomes a checklist
-    Every heading (ATX ``#`` to ``######``, or setext ``===``/``---`` under a line at column 0)
-    whose own section, the lines up to the next heading of any level, holds task-list items.
-    Task items written before the first heading form a checklist titled after the file:
-    ``daily-ops.md`` gives "Daily ops" (see ``_title_from_name``).
+    Every heading whose own section (up to the next heading of any level) holds task-list items.
+    Items before the first heading form a checklist titled after the file. A heading may end with
+    an explicit key, ``## Daily checks {#daily}``, kept when the heading is reworded.
 
 What becomes an item
-    ``- [ ]``, ``* [ ]``, ``+ [ ]``, ``1. [ ]`` and ``1) [ ]``. A ticked box (``[x]``) is read
-    like an empty one: a template has no state, and seeds tick boxes to record a past launch.
-    A task item indented deeper than the one before it is its child. Below an item:
+    A list item that starts with ``[ ]`` or ``[x]`` (any marker, any depth, inside block quotes
+    too). Its text keeps its inline Markdown (links, code spans, emphasis) without HTML comments.
+    Nested under it:
 
-    - a fenced block indented under it is its ``command`` (several are joined by a blank line);
-    - a line that directly continues the item's line is part of its text, as Markdown renders it;
-    - other text indented under it (prose, plain bullets) is its ``help_text``, kept as Markdown
-      source and dedented, one line per paragraph or bullet (wrapped lines are joined, blank
-      lines dropped), so it reads well as plain text too.
+    - task items are its children; a plain bullet that holds task items is a child grouping them;
+    - fenced or indented code, and plain bullets that are nothing but a code span, are its
+      ``command`` (joined by a blank line / a line break);
+    - anything else (prose, plain bullets, tables, quotes) is its ``help_text``, as Markdown.
 
-    Anything not indented under an item (a table, a fence at column 0, prose) is not part of it.
-    Everything inside a fenced block is code: no headings, no items.
+Around the items
+    Prose and other blocks of the section that are not items are the checklist's
+    ``description``. A paragraph of only bold text (``**Before the release**``) and a top-level
+    plain bullet holding task items name the section of the items that follow.
 
-What is inferred from the headings
-    - ``cadence``: the first cadence word in the heading, else in its parents, nearest first;
-    - ``due_time``: a time in the heading itself ("9 AM UTC", "6 pm", "14:30"); a zone is not
-      read, the portal applies its own;
-    - ``estimated_minutes``: a parenthesised duration ("(10 minutes)", "(2 hours)") in the
-      heading or, failing that, the nearest parent that has one.
+Refused, naming the line
+    Item text over ``MAX_ITEM_TEXT`` characters, a title over ``MAX_TITLE``, a line over
+    ``MAX_LINE``, list items or quotes nested deeper than ``MAX_NESTING`` levels (anywhere, as
+    past its own limit the parser would silently stop reading), an explicit key used twice, a
+    NUL byte.
 """
 
 from __future__ import annotations
 
-import datetime
+import hashlib
 import re
 import textwrap
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-DAILY = "daily"
-WEEKLY = "weekly"
-MONTHLY = "monthly"
-QUARTERLY = "quarterly"
-ON_DEMAND = "on-demand"
-CADENCES = (DAILY, WEEKLY, MONTHLY, QUARTERLY, ON_DEMAND)
+from markdown_it.tree import SyntaxTreeNode
 
-_CADENCE_WORDS = {
-    "daily": DAILY,
-    "morning": DAILY,
-    "midday": DAILY,
-    "evening": DAILY,
-    "shift": DAILY,
-    "weekly": WEEKLY,
-    "monthly": MONTHLY,
-    "quarterly": QUARTERLY,
-}
+from ops.runbooks.markdown import parser as markdown_parser
+from ops.runbooks.schedule import CADENCES, Schedule, key_text, read_schedule
+
+__all__ = [
+    "CADENCES",
+    "MAX_ITEM_TEXT",
+    "MAX_NESTING",
+    "ParsedChecklist",
+    "ParsedItem",
+    "RunbookError",
+    "checklist_as_dict",
+    "parse_runbook",
+]
+
+MAX_ITEM_TEXT = 500
+MAX_TITLE = 200
+MAX_SECTION_TITLE = 200
+MAX_DESCRIPTION = 20_000
+MAX_HELP = 20_000
+MAX_COMMAND = 20_000
+MAX_NESTING = 8
+MAX_LINE = 10_000  # longer lines are not prose; refused before parsing, which they would slow
+MAX_KEY = 480
+KEY_SEPARATOR = "/"
+
+_ANCHOR_RE = re.compile(r"\s*\{#([A-Za-z0-9][A-Za-z0-9_.:-]{0,99})\}\s*$")
+_MARKDOWN = markdown_parser()
 
 
 @dataclass
 class ParsedItem:
-    text: str  # plain text: no emphasis or link markup, code spans without their backticks
-    command: str = ""  # the fenced blocks nested in the item, dedented, joined by a blank line
-    help_text: str = ""  # the prose and plain bullets nested in the item, as Markdown lines
+    text: str  # inline Markdown, on one line
+    command: str = ""
+    help_text: str = ""  # Markdown
+    section: str = ""  # only on top-level items
+    line: int = 0  # 1-based line of the item in its file
     children: list[ParsedItem] = field(default_factory=list)
 
 
 @dataclass
 class ParsedChecklist:
-    title: str  # the heading without emoji or Markdown markup
+    title: str  # the heading as plain text, without emoji
     path: list[str]  # the titles of the enclosing headings, outermost first
-    cadence: str  # one of CADENCES
-    due_time: datetime.time | None
-    estimated_minutes: int | None
+    key: str  # stable within its file: the explicit {#key}, else the heading path
+    schedule: Schedule
+    description: str
     items: list[ParsedItem]
+    line: int = 0
+    explicit_key: bool = False
+
+    @property
+    def cadence(self) -> str:
+        return self.schedule.cadence
+
+    @property
+    def due_time(self):
+        return self.schedule.due_time
+
+    @property
+    def estimated_minutes(self) -> int | None:
+        return self.schedule.estimated_minutes
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.schedule.warnings
 
 
 class RunbookError(ValueError):
@@ -86,35 +119,55 @@ def parse_runbook(data: bytes, *, name: str) -> list[ParsedChecklist]:
     text = _decode(data, name=name)
     if not text.strip():
         raise RunbookError(f"{name}: is empty")
-    checklists = _build_checklists(_scan(text.split("\n")), file_title=_title_from_name(name))
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE:
+            raise RunbookError(
+                f"{name}:{number}: line is {len(line):,} characters; at most {MAX_LINE:,}"
+            )
+    tree = SyntaxTreeNode(_MARKDOWN.parse(text))
+    checklists = _Reader(name=name, lines=lines).read(tree)
     if not checklists:
         raise RunbookError(f"{name}: contains no task-list items (- [ ] ...)")
     return checklists
 
 
+def runbook_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def checklist_as_dict(checklist: ParsedChecklist) -> dict:
     """A JSON-ready copy of a checklist, for previews, logs and tests."""
-    due_time = checklist.due_time
+    plan = checklist.schedule
     return {
         "title": checklist.title,
         "path": list(checklist.path),
-        "cadence": checklist.cadence,
-        "due_time": due_time.strftime("%H:%M") if due_time else None,
-        "estimated_minutes": checklist.estimated_minutes,
-        "items": [_item_as_dict(item) for item in checklist.items],
+        "key": checklist.key,
+        "cadence": plan.cadence,
+        "weekdays_only": plan.weekdays_only,
+        "due_time": plan.due_time.strftime("%H:%M") if plan.due_time else None,
+        "due_weekday": plan.due_weekday,
+        "due_day": plan.due_day,
+        "due_week": plan.due_week,
+        "time_zone": plan.time_zone,
+        "estimated_minutes": plan.estimated_minutes,
+        "description": checklist.description,
+        "warnings": list(plan.warnings),
+        "items": [item_as_dict(item) for item in checklist.items],
     }
 
 
-def _item_as_dict(item: ParsedItem) -> dict:
+def item_as_dict(item: ParsedItem) -> dict:
     return {
         "text": item.text,
         "command": item.command,
         "help_text": item.help_text,
-        "children": [_item_as_dict(child) for child in item.children],
+        "section": item.section,
+        "children": [item_as_dict(child) for child in item.children],
     }
 
 
-# --- Bytes to lines -----------------------------------------------------------------------------
+# --- Bytes to text ------------------------------------------------------------------------------
 
 
 def _decode(data: bytes, *, name: str) -> str:
@@ -125,331 +178,366 @@ def _decode(data: bytes, *, name: str) -> str:
         raise RunbookError(
             f"{name}: not valid UTF-8 (byte 0x{byte:02x} at offset {error.start})"
         ) from None
-    # Editors on Windows write a BOM and CRLF; neither may reach the Markdown rules below.
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise RunbookError(f"{name}:{line}: contains a NUL byte; is it a text file?")
+    # Editors on Windows write a BOM and CRLF.
     text = text.removeprefix("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-# --- Lines to blocks ----------------------------------------------------------------------------
-# A first pass turns lines into blocks, so fenced code is set aside (and its content never read
-# as headings or items) before a second pass builds the checklists.
+# --- Tree to checklists -------------------------------------------------------------------------
 
 
 @dataclass
-class _Heading:
-    level: int
-    text: str
+class _Section:
+    """The blocks under one heading, until the next heading."""
+
+    title: str
+    path: list[str]
+    key_parts: list[str]
+    anchor: str
+    line: int
+    items: list[ParsedItem] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    label: str = ""  # the bold pseudo-heading the next items belong to
 
 
-@dataclass
-class _Task:
-    indent: int
-    text: str
+class _Reader:
+    def __init__(self, *, name: str, lines: list[str]) -> None:
+        self.name = name
+        self.lines = lines
 
+    def error(self, line: int, message: str) -> RunbookError:
+        return RunbookError(f"{self.name}:{line}: {message}")
 
-@dataclass
-class _Text:
-    """Any other non-blank line: prose, a plain bullet, a table row, a rule."""
+    def read(self, tree: SyntaxTreeNode) -> list[ParsedChecklist]:
+        self._check_nesting(tree)
+        file_title = _title_from_name(self.name)
+        sections = [_Section(file_title, [], [_slug(file_title)], "", 1)]
+        parents: list[tuple[int, str, str]] = []  # (level, title, key part)
+        for node in tree.children:
+            if node.type == "heading":
+                level = int(node.tag[1])
+                raw = node.children[0].content if node.children else ""
+                title, anchor = self._heading(raw, line=_line(node))
+                while parents and parents[-1][0] >= level:
+                    parents.pop()
+                part = anchor or _slug(key_text(title)) or _slug(title) or "untitled"
+                sections.append(
+                    _Section(
+                        title=title or file_title,
+                        path=[text for _, text, _ in parents if text],
+                        key_parts=[*(key for _, _, key in parents), part],
+                        anchor=anchor,
+                        line=_line(node),
+                    )
+                )
+                parents.append((level, title, part))
+            else:
+                self.section_block(node, sections[-1])
+        checklists = [self.checklist(section) for section in sections if section.items]
+        self._check_anchors(checklists)
+        return checklists
 
-    indent: int
-    text: str
-    # A plain bullet, a rule, a quote or a table row starts a block of its own, so unlike prose
-    # it never continues the line above.
-    starts_block: bool
+    def _heading(self, raw: str, *, line: int) -> tuple[str, str]:
+        anchor = ""
+        if match := _ANCHOR_RE.search(raw):
+            anchor, raw = match.group(1), raw[: match.start()]
+        title = _clean_title(raw)
+        if len(title) > MAX_TITLE:
+            raise self.error(line, f"heading is {len(title)} characters; at most {MAX_TITLE}")
+        return title, anchor
 
-
-@dataclass
-class _Fence:
-    indent: int
-    body: str
-
-
-@dataclass
-class _Blank:
-    pass
-
-
-_Block = _Heading | _Task | _Text | _Fence | _Blank
-
-_ATX_HEADING_RE = re.compile(r"(#{1,6})(?:[ \t]+(.*))?$")
-_SETEXT_UNDERLINE_RE = re.compile(r"(=+|-+)[ \t]*$")
-_FENCE_OPEN_RE = re.compile(r"(`{3,}(?=[^`]*$)|~{3,})")
-_TASK_RE = re.compile(r"(?:[-*+]|\d{1,9}[.)])[ \t]+\[[ xX]\][ \t]+(\S.*)$")
-_BLOCK_START_RE = re.compile(
-    r"(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)"  # a plain list item
-    r"|([-*_])[ \t]*(?:\1[ \t]*){2,}$"  # a thematic break
-    r"|[>|]"  # a block quote or a table row
-)
-
-
-def _scan(lines: list[str]) -> list[_Block]:
-    blocks: list[_Block] = []
-    index = 0
-    while index < len(lines):
-        indent, rest = _split_indent(lines[index])
-        index += 1
-        if opener := _FENCE_OPEN_RE.match(rest):
-            body, index = _read_fence(lines, index, indent=indent, marker=opener.group(1))
-            blocks.append(_Fence(indent, body))
-        elif indent <= 3 and _SETEXT_UNDERLINE_RE.match(rest):
-            if not _underline_paragraph(blocks, level=1 if rest.startswith("=") else 2):
-                # A rule, or a line of "=" under nothing: either way it continues no paragraph,
-                # which also keeps the walk back in _underline_paragraph linear.
-                blocks.append(_Text(indent, rest, starts_block=True))
-        else:
-            blocks.append(_classify(indent, rest))
-    return blocks
-
-
-def _split_indent(line: str) -> tuple[int, str]:
-    """The column of a line's first non-blank character, tabs stopping every 4, and the rest."""
-    column = 0
-    for position, char in enumerate(line):
-        if char == " ":
-            column += 1
-        elif char == "\t":
-            column += 4 - column % 4
-        else:
-            return column, line[position:]
-    return column, ""
-
-
-def _classify(indent: int, rest: str) -> _Block:
-    if not rest:
-        return _Blank()
-    if indent <= 3 and (heading := _ATX_HEADING_RE.match(rest)):
-        return _Heading(len(heading.group(1)), _strip_closing_hashes(heading.group(2) or ""))
-    if task := _TASK_RE.match(rest):
-        return _Task(indent, task.group(1))
-    return _Text(indent, rest, starts_block=bool(_BLOCK_START_RE.match(rest)))
-
-
-def _strip_closing_hashes(text: str) -> str:
-    """Drop an ATX heading's optional closing sequence: "Title ##" is "Title", "C#" stays."""
-    text = text.rstrip(" \t")
-    without = text.rstrip("#")
-    if without != text and (not without or without[-1] in " \t"):
-        return without.rstrip(" \t")
-    return text
-
-
-def _read_fence(lines: list[str], index: int, *, indent: int, marker: str) -> tuple[str, int]:
-    """The body of a fence opened just before ``index``, and the index after it."""
-    body: list[tuple[int, str]] = []
-    while index < len(lines):
-        line_indent, rest = _split_indent(lines[index])
-        if _closes_fence(rest, marker):
-            return _fence_body(body, indent), index + 1
-        if indent and rest and line_indent < indent:
-            # An indented fence lives in a list item, and a less indented line ends the item
-            # and the fence with it (as in CommonMark), so a forgotten closing fence cannot
-            # swallow the rest of the runbook.
-            return _fence_body(body, indent), index
-        body.append((line_indent, rest))
-        index += 1
-    return _fence_body(body, indent), index
-
-
-def _closes_fence(rest: str, marker: str) -> bool:
-    """A run of the opening character, at least as long as the opening one, and nothing else."""
-    rest = rest.rstrip()
-    return len(rest) >= len(marker) and rest == marker[0] * len(rest)
-
-
-def _fence_body(lines: list[tuple[int, str]], indent: int) -> str:
-    # Content lines lose the opening fence's indentation; what indentation is left in common is
-    # an accident of the list item, not part of the command.
-    text = "\n".join(" " * max(column - indent, 0) + rest.rstrip() for column, rest in lines)
-    return textwrap.dedent(text).strip("\n")
-
-
-def _underline_paragraph(blocks: list[_Block], *, level: int) -> bool:
-    """Turn the paragraph just above a setext underline into a heading, if there is one."""
-    start = len(blocks)
-    while start and _is_paragraph_line(blocks[start - 1]):
-        start -= 1
-    # Only a paragraph at column 0 that opens the file or follows a blank line, a heading or a
-    # fence: a line that merely continues a list item does not become a heading in CommonMark.
-    before = blocks[start - 1] if start else _Blank()
-    if start == len(blocks) or not isinstance(before, _Blank | _Heading | _Fence):
-        return False
-    text = " ".join(block.text for block in blocks[start:] if isinstance(block, _Text))
-    blocks[start:] = [_Heading(level, text)]
-    return True
-
-
-def _is_paragraph_line(block: _Block) -> bool:
-    return isinstance(block, _Text) and block.indent == 0 and not block.starts_block
-
-
-# --- Blocks to checklists -----------------------------------------------------------------------
-
-
-def _build_checklists(blocks: list[_Block], *, file_title: str) -> list[ParsedChecklist]:
-    checklists: list[ParsedChecklist] = []
-    parents: list[tuple[int, str]] = []  # (level, cleaned title) of the enclosing headings
-    # Items before the first heading make a checklist named after the file.
-    title, path, tree = file_title, [], _ItemTree()
-    for block in blocks:
-        if not isinstance(block, _Heading):
-            tree.add(block)
-            continue
-        if items := tree.close():
-            checklists.append(_make_checklist(title, path, items))
-        while parents and parents[-1][0] >= block.level:
-            parents.pop()
-        heading = _clean_heading(block.text)
-        # A heading of nothing but an emoji still owns its items; it borrows the file's name.
-        title = heading or file_title
-        path = [text for _, text in parents if text]
-        tree = _ItemTree()
-        parents.append((block.level, heading))
-    if items := tree.close():
-        checklists.append(_make_checklist(title, path, items))
-    return checklists
-
-
-def _make_checklist(title: str, path: list[str], items: list[ParsedItem]) -> ParsedChecklist:
-    nearest_first = [title, *reversed(path)]
-    return ParsedChecklist(
-        title=title,
-        path=path,
-        cadence=_infer_cadence(nearest_first),
-        due_time=_parse_due_time(title),
-        estimated_minutes=_find_estimate(nearest_first),
-        items=items,
-    )
-
-
-@dataclass
-class _OpenItem:
-    """An item whose lines are still being read; its fields are filled in when it closes."""
-
-    indent: int
-    item: ParsedItem
-    text_lines: list[str]  # one paragraph, however many lines it was wrapped over
-    help_lines: list[tuple[int, list[str]]] = field(default_factory=list)  # (indent, paragraph)
-    commands: list[str] = field(default_factory=list)
-
-
-class _ItemTree:
-    """One section's task items, nested by indentation."""
-
-    def __init__(self) -> None:
-        self._items: list[ParsedItem] = []
-        self._open: list[_OpenItem] = []  # the innermost open item last
-        self._paragraph: list[str] | None = None  # what a next line of prose continues
-
-    def add(self, block: _Task | _Text | _Fence | _Blank) -> None:
-        if isinstance(block, _Blank):
-            self._paragraph = None
-            return
-        if isinstance(block, _Text) and self._paragraph is not None and not block.starts_block:
-            # Markdown wraps a paragraph onto the next line, however that line is indented.
-            self._paragraph.append(block.text)
-            return
-        self._paragraph = None
-        # Whatever starts at or left of an item's marker is no longer inside that item.
-        self._close_items_from(block.indent)
-        if isinstance(block, _Task):
-            self._open_item(block)
-        elif not self._open:
-            return
-        elif isinstance(block, _Fence):
-            self._open[-1].commands.append(block.body)
-        else:
-            self._paragraph = [block.text]
-            self._open[-1].help_lines.append((block.indent, self._paragraph))
-
-    def close(self) -> list[ParsedItem]:
-        self._close_items_from(0)
-        return self._items
-
-    def _open_item(self, task: _Task) -> None:
-        item = ParsedItem(text="")
-        siblings = self._open[-1].item.children if self._open else self._items
-        siblings.append(item)
-        self._paragraph = [task.text]
-        self._open.append(_OpenItem(task.indent, item, text_lines=self._paragraph))
-
-    def _close_items_from(self, column: int) -> None:
-        """Close the open items whose marker stands at ``column`` or right of it."""
-        while self._open and self._open[-1].indent >= column:
-            _finish_item(self._open.pop())
-
-
-def _finish_item(open_item: _OpenItem) -> None:
-    item = open_item.item
-    item.text = _clean_inline(" ".join(open_item.text_lines))
-    item.command = "\n\n".join(command for command in open_item.commands if command)
-    if open_item.help_lines:
-        # Dedented so the shallowest line starts at column 0; deeper bullets keep their nesting.
-        base = min(indent for indent, _ in open_item.help_lines)
-        item.help_text = "\n".join(
-            " " * (indent - base) + " ".join(line.strip() for line in paragraph)
-            for indent, paragraph in open_item.help_lines
+    def checklist(self, section: _Section) -> ParsedChecklist:
+        key = section.anchor or KEY_SEPARATOR.join(section.key_parts)
+        if len(key) > MAX_KEY:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            key = f"{key[: MAX_KEY - 17]}~{digest}"
+        description = "\n\n".join(section.description)
+        if len(description) > MAX_DESCRIPTION:
+            raise self.error(
+                section.line,
+                f"the prose of this section is {len(description)} characters; "
+                f"at most {MAX_DESCRIPTION}",
+            )
+        return ParsedChecklist(
+            title=section.title,
+            path=section.path,
+            key=key,
+            schedule=read_schedule([section.title, *reversed(section.path)]),
+            description=description,
+            items=section.items,
+            line=section.line,
+            explicit_key=bool(section.anchor),
         )
 
+    def _check_anchors(self, checklists: list[ParsedChecklist]) -> None:
+        seen: dict[str, int] = {}
+        for checklist in checklists:
+            if not checklist.explicit_key:
+                continue
+            if checklist.key in seen:
+                raise self.error(
+                    checklist.line,
+                    f"the key {{#{checklist.key}}} is already used on line {seen[checklist.key]}",
+                )
+            seen[checklist.key] = checklist.line
 
-# --- Cleaning text ------------------------------------------------------------------------------
+    # Blocks directly in a section: items, the labels that group them, and prose.
 
-_CODE_SPAN_RE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-_ESCAPE_RE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_PLACEHOLDER_RE = re.compile(r"\x00(\d+)\x00")
-# No pattern below may scan past the next delimiter of its kind: text comes from uploaded files,
-# and a pattern that can rescan to the end of the line from every "[" or "*" is quadratic.
-_LINK_RE = re.compile(r"!?\[([^\[\]]*)\](?:\([^()]*\)|\[[^\[\]]*\])")
-_AUTOLINK_RE = re.compile(r"<((?:https?|mailto|ftp):[^<>\s]+)>")
+    def section_block(self, node: SyntaxTreeNode, section: _Section) -> None:
+        if node.type in ("bullet_list", "ordered_list"):
+            for entry in node.children:
+                self.section_list_item(entry, section)
+        elif node.type == "blockquote":
+            if _has_task(node):
+                for child in node.children:
+                    self.section_block(child, section)
+            else:
+                section.description.append(self.source(node))
+        elif node.type == "paragraph" and (label := _bold_label(node)):
+            section.label = label
+        elif node.type == "html_block" and _is_comment(node.content):
+            return
+        elif node.type != "hr":
+            section.description.append(self.source(node))
+
+    def section_list_item(self, node: SyntaxTreeNode, section: _Section) -> None:
+        if _is_task(node):
+            for item in _unless_empty(self.item(node)):
+                item.section = section.label
+                section.items.append(item)
+        elif _has_task(node):
+            # A plain bullet over task items names their group: "- Mock run / - [ ] Stage".
+            head, *rest = node.children
+            outer = section.label
+            label = self.inline_text(head) if head.type == "paragraph" else ""
+            section.label = " › ".join(part for part in (outer, _plain(label)) if part)
+            for child in rest if head.type == "paragraph" else node.children:
+                self.section_block(child, section)
+            section.label = outer
+        else:
+            section.description.append(self.source(node))
+
+    # One task item and what is nested in it.
+
+    def item(self, node: SyntaxTreeNode) -> ParsedItem:
+        head, *rest = node.children
+        item = ParsedItem(text=self.inline_text(head), line=_line(node))
+        self._check_text(item.text, item.line)
+        help_parts: list[str] = []
+        commands: list[str] = []
+        for child in rest:
+            self.item_block(child, item, help_parts, commands)
+        item.command = "\n\n".join(command for command in commands if command)
+        item.help_text = "\n\n".join(part for part in help_parts if part)
+        if len(item.command) > MAX_COMMAND:
+            raise self.error(item.line, f"the item's commands are over {MAX_COMMAND} characters")
+        if len(item.help_text) > MAX_HELP:
+            raise self.error(item.line, f"the item's help text is over {MAX_HELP} characters")
+        return item
+
+    def item_block(
+        self,
+        node: SyntaxTreeNode,
+        item: ParsedItem,
+        help_parts: list[str],
+        commands: list[str],
+    ) -> None:
+        if node.type in ("fence", "code_block"):
+            # What indentation the lines share is the list item's, not the command's.
+            commands.append(textwrap.dedent(node.content).strip("\n"))
+        elif node.type in ("bullet_list", "ordered_list"):
+            code_lines: list[str] = []
+            for entry in node.children:
+                if _is_task(entry):
+                    item.children.extend(_unless_empty(self.item(entry)))
+                elif _has_task(entry):
+                    item.children.extend(_unless_empty(self.group(entry)))
+                elif (code := _only_code(entry)) is not None:
+                    code_lines.append(code)
+                else:
+                    help_parts.append(self.source(entry))
+            if code_lines:
+                commands.append("\n".join(code_lines))
+        elif node.type == "blockquote" and _has_task(node):
+            for child in node.children:
+                self.item_block(child, item, help_parts, commands)
+        elif node.type == "html_block" and _is_comment(node.content):
+            return
+        elif node.type != "hr":
+            help_parts.append(self.source(node))
+
+    def group(self, node: SyntaxTreeNode) -> ParsedItem:
+        """A plain bullet nested in an item that holds task items: an item grouping them."""
+        head, *rest = node.children
+        group = ParsedItem(text=self.inline_text(head) if head.type == "paragraph" else "")
+        group.line = _line(node)
+        self._check_text(group.text, group.line)
+        help_parts: list[str] = []
+        commands: list[str] = []
+        for child in rest if head.type == "paragraph" else node.children:
+            self.item_block(child, group, help_parts, commands)
+        group.command = "\n\n".join(commands)
+        group.help_text = "\n\n".join(help_parts)
+        return group
+
+    def inline_text(self, paragraph: SyntaxTreeNode) -> str:
+        """An item's inline Markdown on one line: HTML comments out, whitespace collapsed."""
+        inline = paragraph.children[0] if paragraph.children else None
+        if inline is None:
+            return ""
+        content = inline.content
+        for child in inline.children:
+            if child.type == "html_inline" and _is_comment(child.content):
+                content = content.replace(child.content, " ", 1)
+        content = re.sub(r"^\s*\[[ xX]\]\s+", "", content)
+        text = " ".join(content.split())
+        return _repair_mojibake(text)
+
+    def source(self, node: SyntaxTreeNode) -> str:
+        """The Markdown source of a block, dedented, without block-quote markers, with HTML
+        comments left out."""
+        if node.map is None:
+            return ""
+        start, end = node.map
+        lines = self.lines[start:end]
+        quote_depth = sum(1 for ancestor in _ancestors(node) if ancestor.type == "blockquote")
+        for _ in range(quote_depth):
+            lines = [re.sub(r"^\s{0,3}>\s?", "", line, count=1) for line in lines]
+        lines = [line.expandtabs(4).rstrip() for line in lines]
+        # The block's first line says how far it is indented; a lazy continuation line that
+        # starts further left loses only what it has.
+        first = next((line for line in lines if line), "")
+        indent = len(first) - len(first.lstrip(" "))
+        text = "\n".join(
+            line[min(indent, len(line) - len(line.lstrip(" "))) :] for line in lines
+        ).strip("\n")
+        return _without_comments(text).strip("\n")
+
+    def _check_text(self, text: str, line: int) -> None:
+        if len(text) > MAX_ITEM_TEXT:
+            raise self.error(line, f"item text is {len(text)} characters; at most {MAX_ITEM_TEXT}")
+
+    def _check_nesting(self, tree: SyntaxTreeNode) -> None:
+        """List items and block quotes at most MAX_NESTING deep, anywhere: deeper, the parser
+        would stop reading (its own limit) and the rest of the file would be lost silently."""
+        stack = [(child, 0) for child in reversed(tree.children)]
+        while stack:
+            node, depth = stack.pop()
+            if node.type in ("list_item", "blockquote"):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise self.error(_line(node), f"nested more than {MAX_NESTING} levels deep")
+            stack.extend((child, depth) for child in reversed(node.children))
 
 
-def _emphasis(marker: str, *, within_words: bool) -> re.Pattern[str]:
-    # Markers must hug their text, as in Markdown, so "5 * 3 * 2" survives; underscores do not
-    # work inside words, so snake_case_names survive too.
-    char = re.escape(marker[0])
-    pattern = rf"{re.escape(marker)}([^{char}\s](?:[^{char}]*[^{char}\s])?){re.escape(marker)}"
-    return re.compile(pattern if within_words else rf"(?<!\w){pattern}(?!\w)")
+def _without_comments(text: str) -> str:
+    """Text without its complete HTML comments; one never closed is left as it is. Linear: a
+    pattern would rescan to the end from every unclosed "<!--"."""
+    parts, position = [], 0
+    while (start := text.find("<!--", position)) != -1:
+        end = text.find("-->", start + 4)
+        if end == -1:
+            break
+        parts.append(text[position:start])
+        position = end + 3
+    parts.append(text[position:])
+    return "".join(parts)
 
 
-# Strong before emphasis, so "**a**" is not read as "*" + "*a*" + "*".
-_EMPHASIS_RES = (
-    _emphasis("**", within_words=True),
-    _emphasis("__", within_words=False),
-    _emphasis("~~", within_words=True),
-    _emphasis("*", within_words=True),
-    _emphasis("_", within_words=False),
-)
-_EMPHASIS_PASSES = 3  # each pass undoes one level of nesting, as in "**a *b* c**"
+def _unless_empty(item: ParsedItem) -> list[ParsedItem]:
+    """An item whose text was only a comment ("- [ ] <!-- later -->") is no item; what is
+    nested in it takes its place."""
+    return [item] if item.text else item.children
+
+
+def _line(node: SyntaxTreeNode) -> int:
+    return node.map[0] + 1 if node.map else 0
+
+
+def _ancestors(node: SyntaxTreeNode):
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
+
+
+def _is_task(node: SyntaxTreeNode) -> bool:
+    return node.type == "list_item" and "task-list-item" in str(node.attrs.get("class", ""))
+
+
+def _has_task(node: SyntaxTreeNode) -> bool:
+    return any(_is_task(child) or _has_task(child) for child in node.children)
+
+
+def _is_comment(html: str) -> bool:
+    stripped = html.strip()
+    return stripped.startswith("<!--") and stripped.endswith("-->")
+
+
+def _bold_label(paragraph: SyntaxTreeNode) -> str:
+    """The text of a paragraph that is only bold text (a pseudo-heading), else ""."""
+    inline = paragraph.children[0] if paragraph.children else None
+    if inline is None:
+        return ""
+    children = [
+        child
+        for child in inline.children
+        if not (child.type == "text" and not child.content.strip())
+    ]
+    if children and children[-1].type == "text" and children[-1].content.strip() == ":":
+        children = children[:-1]
+    if len(children) != 1 or children[0].type != "strong":
+        return ""
+    label = "".join(_node_text(children[0])).strip().rstrip(":").strip()
+    return label[:MAX_SECTION_TITLE]
+
+
+def _only_code(list_item: SyntaxTreeNode) -> str | None:
+    """The code of a plain bullet that is nothing but one code span, else None."""
+    if len(list_item.children) != 1 or list_item.children[0].type != "paragraph":
+        return None
+    inline = list_item.children[0].children[0]
+    children = [child for child in inline.children if not _is_blank_text(child)]
+    if len(children) == 1 and children[0].type == "code_inline":
+        return children[0].content
+    return None
+
+
+def _is_blank_text(node: SyntaxTreeNode) -> bool:
+    return node.type == "text" and not node.content.strip()
+
+
+def _node_text(node: SyntaxTreeNode) -> list[str]:
+    if node.type in ("text", "code_inline"):
+        return [node.content]
+    if node.type in ("softbreak", "hardbreak"):
+        return [" "]
+    return [part for child in node.children for part in _node_text(child)]
+
+
+def _plain(markdown: str) -> str:
+    """Plain text of a line of inline Markdown (for titles and labels)."""
+    tree = SyntaxTreeNode(_MARKDOWN.parseInline(markdown))
+    return " ".join("".join(_node_text(tree)).split())
+
+
+# --- Cleaning titles ----------------------------------------------------------------------------
+
 # Joiners and selectors that only shape an emoji: left alone they would survive its removal.
 _EMOJI_COMPONENTS = frozenset("\u200d\u20e3\ufe0e\ufe0f")
 
 
-def _clean_heading(text: str) -> str:
-    text = _clean_inline(text)
+def _clean_title(markdown: str) -> str:
+    text = _plain(_repair_mojibake(markdown))
     return " ".join("".join(char for char in text if not _is_pictograph(char)).split())
 
 
-def _clean_inline(text: str) -> str:
-    """Plain text of inline Markdown: no emphasis, links reduced to their text, code unquoted."""
-    text = _repair_mojibake(text.replace("\x00", ""))
-    # Code spans and escaped characters are literal: set them aside while markers are removed.
-    kept: list[str] = []
-
-    def keep(literal: str) -> str:
-        kept.append(literal)
-        return f"\x00{len(kept) - 1}\x00"
-
-    text = _CODE_SPAN_RE.sub(lambda match: keep(match.group(2).strip()), text)
-    text = _ESCAPE_RE.sub(lambda match: keep(match.group(1)), text)
-    text = _LINK_RE.sub(r"\1", text)
-    text = _AUTOLINK_RE.sub(r"\1", text)
-    for _ in range(_EMPHASIS_PASSES):
-        before = text
-        for emphasis in _EMPHASIS_RES:
-            text = emphasis.sub(r"\1", text)
-        if text == before:
-            break
-    text = _PLACEHOLDER_RE.sub(lambda match: kept[int(match.group(1))], text)
-    return " ".join(text.split())
+def _slug(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _repair_mojibake(text: str) -> str:
@@ -492,42 +580,3 @@ def _title_from_name(name: str) -> str:
     stem = PurePosixPath(name.replace("\\", "/")).stem
     words = " ".join(re.sub(r"[-_.]+", " ", stem).split())
     return words[:1].upper() + words[1:] if words else "Runbook"
-
-
-# --- Inferring from headings --------------------------------------------------------------------
-
-_CADENCE_RE = re.compile(r"\b(" + "|".join(_CADENCE_WORDS) + r")\b", re.IGNORECASE)
-_TIME_12H_RE = re.compile(r"\b(1[0-2]|0?[1-9])(?::([0-5]\d))?\s*([ap])\.?\s*m\b", re.IGNORECASE)
-_TIME_24H_RE = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
-_ESTIMATE_RE = re.compile(
-    r"\(\s*(?:~|about\s+|approx\.?\s+)?(?:\d+(?:\.\d+)?\s*[-\u2013]\s*)?"
-    r"(\d+(?:\.\d+)?)\s*(minutes?|mins?|m|hours?|hrs?|h)\s*\)",
-    re.IGNORECASE,
-)
-
-
-def _infer_cadence(headings_nearest_first: list[str]) -> str:
-    """The first cadence word of the nearest heading that has one (leftmost in that heading)."""
-    for heading in headings_nearest_first:
-        if match := _CADENCE_RE.search(heading):
-            return _CADENCE_WORDS[match.group(1).lower()]
-    return ON_DEMAND
-
-
-def _parse_due_time(heading: str) -> datetime.time | None:
-    if match := _TIME_12H_RE.search(heading):
-        afternoon = match.group(3).lower() == "p"
-        hour = int(match.group(1)) % 12 + (12 if afternoon else 0)
-        return datetime.time(hour, int(match.group(2) or 0))
-    if match := _TIME_24H_RE.search(heading):
-        return datetime.time(int(match.group(1)), int(match.group(2)))
-    return None
-
-
-def _find_estimate(headings_nearest_first: list[str]) -> int | None:
-    """Minutes of the nearest "(N minutes)" or "(N hours)"; a range counts as its upper end."""
-    for heading in headings_nearest_first:
-        if match := _ESTIMATE_RE.search(heading):
-            amount, unit = float(match.group(1)), match.group(2).lower()
-            return round(amount * 60 if unit.startswith("h") else amount)
-    return None

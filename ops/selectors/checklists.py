@@ -170,6 +170,21 @@ def _may_view_owners(user, owners, owner_ids, seen: dict) -> bool:
     return True
 
 
+def templates_listed(*, query: str = "") -> tuple[list[ChecklistTemplate], list[ChecklistTemplate]]:
+    """The checklists page: live templates (active first), and apart from them the retired
+    ones, most recently retired first. ``query`` searches names, context and source names."""
+    templates = ChecklistTemplate.objects.select_related("source")
+    if query:
+        templates = templates.filter(
+            Q(name__icontains=query)
+            | Q(context__icontains=query)
+            | Q(source__name__icontains=query)
+        )
+    live = list(templates.filter(retired_at__isnull=True).order_by("-is_active", "cadence", "name"))
+    retired = list(templates.filter(retired_at__isnull=False).order_by("-retired_at", "name"))
+    return live, retired
+
+
 def active_templates() -> list[ChecklistTemplate]:
     return list(ChecklistTemplate.objects.filter(is_active=True).order_by("cadence", "name"))
 

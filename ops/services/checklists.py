@@ -220,7 +220,7 @@ def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, b
         actor=user,
         action=f"checklist.item.{action}",
         target=item,
-        summary=f"{run}: {item.text}"[:500],
+        summary=f"{run}: {item.text_plain}"[:500],
         before=before,
         after=_item_snapshot(item),
     )

@@ -776,7 +776,7 @@ def incident_run_item_changed(
     if incident.is_closed:
         return None  # frozen: incident_run_frozen refused the change before it was made
     verb = {"done": "Ticked", "open": "Unticked", "skipped": "Skipped"}[item.state]
-    text = f"{verb}: {item.text}"
+    text = f"{verb}: {item.text_plain}"
     if item.state == "skipped" and item.skip_reason:
         text += f" (reason: {item.skip_reason})"
     if run.is_complete:

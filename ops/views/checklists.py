@@ -5,7 +5,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -21,6 +20,7 @@ from ops.selectors.checklists import (
     runs_visible_queryset,
     template_histories,
     template_items_ordered,
+    templates_listed,
 )
 from ops.services.checklists import (
     checklist_item_note,
@@ -43,18 +43,14 @@ view_runs = permission_required("ops.view_checklistrun", raise_exception=True)
 @permission_required("ops.view_checklisttemplate", raise_exception=True)
 def template_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    templates = ChecklistTemplate.objects.order_by("-is_active", "cadence", "name")
     query = request.GET.get("q", "").strip()
-    if query:
-        templates = templates.filter(
-            Q(name__icontains=query) | Q(context__icontains=query) | Q(source_file__icontains=query)
-        )
-    templates = list(templates)
+    live, retired = templates_listed(query=query)
     return render(
         request,
         "ops/checklists/template_list.html",
         {
-            "histories": template_histories(templates=templates, now=now, user=request.user),
+            "histories": template_histories(templates=live, now=now, user=request.user),
+            "retired": retired,
             "query": query,
             "can_start": request.user.has_perm("ops.start_checklistrun"),
         },
@@ -64,7 +60,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("ops.view_checklisttemplate", raise_exception=True)
 def template_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    template = get_object_or_404(ChecklistTemplate, slug=slug)
+    template = get_object_or_404(ChecklistTemplate.objects.select_related("source"), slug=slug)
     runs = runs_visible_queryset(
         runs=template.runs.select_related("completed_by", "created_by").order_by(
             "-created_at", "-id"

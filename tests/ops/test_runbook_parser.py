@@ -1,26 +1,27 @@
-"""The Markdown runbook parser: the seed runbooks, edge cases, and the project's own defaults.
+"""The Markdown runbook parser: the seed runbooks, edge cases as GitHub renders them, errors
+that name the line, and the project's own defaults.
 
-Plain pytest with no Django and no database: the parser imports nothing from Django.
+Plain pytest with no database: the parser imports nothing from Django.
 """
 
 import datetime
 import re
-from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ops.runbooks.parser import (
     CADENCES,
+    MAX_ITEM_TEXT,
     ParsedChecklist,
     ParsedItem,
     RunbookError,
     checklist_as_dict,
     parse_runbook,
 )
+from tests.paths import REPO, SEEDS
 
-REPO = Path(__file__).resolve().parents[2]
-# CI runs from a fresh clone with shared/ beside it, so the seeds are found relative to the repo.
-SEEDS = REPO.parent / "shared" / "seeds"
 DEFAULTS = REPO / "ops" / "runbooks" / "defaults"
 
 
@@ -171,7 +172,7 @@ def test_nested_items_and_fenced_command():
     assert build.command == "docker build -t app .\n\ndocker push app"
     assert build.children[0].text == "Tag it"
     assert build.children[0].command == "docker tag app app:1.2"
-    assert ship == ParsedItem(text="Ship it")
+    assert (ship.text, ship.command, ship.help_text, ship.children) == ("Ship it", "", "", [])
 
 
 def test_several_fences_in_one_item_are_joined_by_a_blank_line():
@@ -222,14 +223,25 @@ def test_tab_indentation_nests():
     assert parent.children[0].children[0].text == "Grandchild"
 
 
-def test_plain_bullets_and_prose_are_not_items():
+def test_plain_bullets_prose_and_tables_are_not_items_but_the_description():
     checklist = only_checklist(
-        "# A\nIntro prose.\n\n- plain bullet\n1. numbered step\n- [ ] Real item\n| a | b |\n"
+        "# A\nIntro prose.\n\n- plain bullet\n\n1. numbered step\n\n- [ ] Real item\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n"
     )
     assert texts(checklist.items) == ["Real item"]
+    assert checklist.description == (
+        "Intro prose.\n\n- plain bullet\n\n1. numbered step\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    )
 
 
-def test_nested_prose_and_plain_bullets_become_help_text():
+def test_a_line_right_under_an_item_continues_it_as_on_github():
+    # Without a blank line (or a delimiter row) "| a | b |" is a lazy continuation line.
+    assert texts(only_checklist("# A\n- [ ] Real item\n| a | b |\n").items) == [
+        "Real item | a | b |"
+    ]
+
+
+def test_nested_prose_plain_bullets_and_tables_become_markdown_help_text():
     (item,) = only_checklist(
         "# A\n"
         "- [ ] Check resources\n"
@@ -240,15 +252,21 @@ def test_nested_prose_and_plain_bullets_become_help_text():
         "  Scale up when **both**\n"
         "  are high.\n"
         "\n"
+        "  | metric | limit |\n"
+        "  |---|---|\n"
+        "  | disk | 80 % |\n"
+        "\n"
         "Not indented: not help.\n"
     ).items
     assert item.text == "Check resources"
     assert item.help_text == (
-        "- CPU under 70 %\n  - per service\n- Memory under 75 %\nScale up when **both** are high."
+        "- CPU under 70 %\n  - per service\n\n- Memory under 75 %\n\n"
+        "Scale up when **both**\nare high.\n\n"
+        "| metric | limit |\n|---|---|\n| disk | 80 % |"
     )
 
 
-def test_wrapped_help_lines_and_bullets_are_joined():
+def test_lazy_continuation_lines_stay_in_their_paragraph():
     item, _ = only_checklist(
         "# A\n"
         "- [ ] Rotate keys\n"
@@ -261,7 +279,8 @@ def test_wrapped_help_lines_and_bullets_are_joined():
         "- [ ] Next\n"
     ).items
     assert item.help_text == (
-        "Issue the new key, deploy it, then revoke the old one.\n- keep the old one for a day"
+        "Issue the new key,\ndeploy it,\nthen revoke the old one.\n\n"
+        "- keep the old one\n  for a day"
     )
 
 
@@ -380,25 +399,184 @@ def test_setext_headings():
     ]
 
 
-def test_markdown_is_removed_from_titles_and_items():
+def test_titles_are_plain_text_and_items_keep_their_inline_markdown():
     checklist = only_checklist(
         "## **Weekly** [review](https://x.test) ###\n"
         "- [ ] **Backups** verified\n"
         "- [ ] _Check_ the [dashboard](https://grafana.test/d/1 'Ops') and ![logo](l.png)\n"
         "- [ ] Run `redis-cli -u $REDIS_URL ping` and ``a `tick` b``\n"
-        "- [ ] Keep snake_case_names, 5 * 3 * 2, \\*stars\\* and ~~old~~ text\n"
         "- [ ] Visit <https://status.test> ***now***\n"
-        "- [ ] Code keeps `**stars**` and `a_b_`\n"
     )
     assert checklist.title == "Weekly review"
     assert texts(checklist.items) == [
-        "Backups verified",
-        "Check the dashboard and logo",
-        "Run redis-cli -u $REDIS_URL ping and a `tick` b",
-        "Keep snake_case_names, 5 * 3 * 2, *stars* and old text",
-        "Visit https://status.test now",
-        "Code keeps **stars** and a_b_",
+        "**Backups** verified",
+        "_Check_ the [dashboard](https://grafana.test/d/1 'Ops') and ![logo](l.png)",
+        "Run `redis-cli -u $REDIS_URL ping` and ``a `tick` b``",
+        "Visit <https://status.test> ***now***",
     ]
+
+
+def test_link_urls_are_kept_even_with_parentheses():
+    (item,) = only_checklist(
+        "# A\n- [ ] via the [admin](https://en.wikipedia.org/wiki/Ops_(computing)) page\n"
+    ).items
+    assert item.text == "via the [admin](https://en.wikipedia.org/wiki/Ops_(computing)) page"
+
+
+def test_html_comments_are_not_content():
+    checklist = only_checklist(
+        "# Release\n"
+        "- [ ] Tag\n"
+        "<!--\n"
+        "- [ ] Mock run\n"
+        "-->\n"
+        "- [ ] Publish <!-- paste link -->\n"
+        "- [ ] Announce <!-- in\n  two lines --> it\n"
+        "- [ ] <!-- to do -->\n"
+        "  - [ ] Thank everyone\n"
+    )
+    assert texts(checklist.items) == ["Tag", "Publish", "Announce it", "Thank everyone"]
+    assert checklist.description == ""
+
+
+def test_an_issue_template_full_of_comments_gives_one_checklist():
+    checklists = parse(
+        "<!-- Thanks for cutting a release! -->\n"
+        "## Cut the release\n"
+        "<!--\n## Not a heading\n- [ ] Not an item\n-->\n"
+        "- [ ] Branch <!-- e.g. release-1.2 -->\n"
+        "- [ ] Build\n"
+    )
+    assert [(c.title, texts(c.items)) for c in checklists] == [
+        ("Cut the release", ["Branch", "Build"])
+    ]
+
+
+def test_a_sub_bullet_of_only_inline_code_is_a_command():
+    (item,) = only_checklist(
+        "# A\n- [ ] Queue is short\n  - `redis-cli llen celery`\n  - `redis-cli info`\n"
+        "  - compare with `yesterday`\n"
+    ).items
+    assert item.command == "redis-cli llen celery\nredis-cli info"
+    assert item.help_text == "- compare with `yesterday`"
+
+
+def test_context_is_kept_lead_in_bold_groups_plain_bullet_parents_and_quotes():
+    checklist = only_checklist(
+        "## Release\n"
+        "Run this on release day.\n\n"
+        "**Before the release:**\n"
+        "- [ ] Freeze\n"
+        "- Mock run\n"
+        "  - [ ] Stage\n"
+        "\n"
+        "**After the release**\n"
+        "> - [ ] Announce\n"
+        "- [ ] Thank everyone\n"
+        "  - Retro\n"
+        "    - [ ] Book the room\n"
+    )
+    assert checklist.description == "Run this on release day."
+    assert [(item.text, item.section) for item in checklist.items] == [
+        ("Freeze", "Before the release"),
+        ("Stage", "Before the release › Mock run"),
+        ("Announce", "After the release"),
+        ("Thank everyone", "After the release"),
+    ]
+    (retro,) = checklist.items[3].children
+    assert (retro.text, texts(retro.children)) == ("Retro", ["Book the room"])
+
+
+def test_item_text_over_the_limit_is_an_error_naming_the_line():
+    long = "x" * (MAX_ITEM_TEXT + 1)
+    with pytest.raises(RunbookError) as raised:
+        parse(f"# A\n- [ ] short\n\n- [ ] {long}\n", name="long.md")
+    assert str(raised.value) == (
+        f"long.md:4: item text is {MAX_ITEM_TEXT + 1} characters; at most {MAX_ITEM_TEXT}"
+    )
+    assert texts(only_checklist(f"# A\n- [ ] {'x' * MAX_ITEM_TEXT}\n").items)[0] == (
+        "x" * MAX_ITEM_TEXT
+    )
+
+
+def _nested(levels: int) -> str:
+    return "# A\n" + "".join(f"{'  ' * level}- [ ] level {level + 1}\n" for level in range(levels))
+
+
+def test_nesting_of_eight_levels_is_read():
+    (top,) = only_checklist(_nested(8)).items
+    depth = 1
+    while top.children:
+        (top,) = top.children
+        depth += 1
+    assert depth == 8
+
+
+@pytest.mark.parametrize("levels", [9, 1000])
+def test_nesting_deeper_than_eight_levels_is_an_error_naming_the_line(levels):
+    with pytest.raises(RunbookError) as raised:
+        parse(_nested(levels), name="deep.md")
+    assert str(raised.value) == "deep.md:10: nested more than 8 levels deep"
+
+
+@pytest.mark.parametrize("quotes", [9, 5000])
+def test_deep_block_quotes_count_as_nesting(quotes):
+    with pytest.raises(RunbookError, match=r"^q\.md:2: nested more than 8 levels deep$"):
+        parse("# A\n" + ">" * quotes + " - [ ] x\n", name="q.md")
+
+
+def test_deep_plain_nesting_is_an_error_too_rather_than_losing_what_follows():
+    # Past its own limit the parser would stop reading: the last item would vanish silently.
+    deep = "".join(f"{'  ' * level}- step\n" for level in range(2000))
+    with pytest.raises(RunbookError, match=r"^p\.md:12: nested more than 8 levels deep$"):
+        parse(f"# A\n- [ ] first\n\n{deep}\n- [ ] last\n", name="p.md")
+
+
+def test_a_line_too_long_to_be_prose_is_refused_before_parsing():
+    with pytest.raises(
+        RunbookError, match=r"^l\.md:3: line is 100,001 characters; at most 10,000$"
+    ):
+        parse("# A\n- [ ] a\n" + "[" * 100_001 + "\n", name="l.md")
+
+
+def test_an_unclosed_comment_hides_the_rest_of_its_block_as_on_github():
+    checklist = only_checklist("# A\n- [ ] a\n\n" + "<!--" * 2000 + "\nhidden\n\n- [ ] b\n")
+    assert texts(checklist.items) == ["a"]
+
+
+def test_nul_bytes_are_refused_with_the_line():
+    with pytest.raises(RunbookError, match=r"^bin\.md:2: contains a NUL byte"):
+        parse_runbook(b"# A\n- [ ] a\x00b\n", name="bin.md")
+
+
+def test_keys_are_heading_paths_without_times_zones_or_durations():
+    checklists = parse(
+        "# Ops\n## Daily checks (08:00 UTC)\n- [ ] a\n"
+        "## Weekly review (30 minutes)\n### Costs\n- [ ] b\n"
+    )
+    assert [c.key for c in checklists] == ["ops/daily-checks", "ops/weekly-review/costs"]
+    retimed = parse("# Ops\n## Daily checks (08:30 Europe/Berlin)\n- [ ] a\n")
+    assert retimed[0].key == "ops/daily-checks"
+
+
+def test_explicit_key_is_kept_and_removed_from_the_title():
+    (checklist,) = parse("# Ops\n## Handover at dusk {#handover}\n- [ ] a\n")
+    assert (checklist.title, checklist.key, checklist.explicit_key) == (
+        "Handover at dusk",
+        "handover",
+        True,
+    )
+
+
+def test_an_explicit_key_used_twice_is_an_error_naming_both_lines():
+    with pytest.raises(RunbookError) as raised:
+        parse("# A {#k}\n- [ ] a\n# B {#k}\n- [ ] b\n", name="dup.md")
+    assert str(raised.value) == "dup.md:3: the key {#k} is already used on line 1"
+
+
+def test_heading_over_the_limit_is_an_error_naming_the_line():
+    with pytest.raises(RunbookError, match=r"^h\.md:2: heading is 201 characters; at most 200$"):
+        parse("- [ ] a\n# " + "h" * 201 + "\n- [ ] b\n", name="h.md")
 
 
 def test_trailing_spaces_and_tabs_are_stripped():
@@ -416,7 +594,8 @@ def test_trailing_spaces_and_tabs_are_stripped():
         ("# Morning\n- [ ] a\n", "daily"),
         ("# MIDDAY look\n- [ ] a\n", "daily"),
         ("# Evening\n- [ ] a\n", "daily"),
-        ("# Shift handover\n- [ ] a\n", "daily"),
+        ("# Shift handover\n- [ ] a\n", "on-demand"),  # "shift" says no cadence
+        ("# Canary traffic shift\n- [ ] a\n", "on-demand"),
         ("# Weekly\n- [ ] a\n", "weekly"),
         ("# Monthly tasks\n- [ ] a\n", "monthly"),
         ("# Quarterly rotation\n- [ ] a\n", "quarterly"),
@@ -464,8 +643,11 @@ def test_due_time_from_heading(heading, due_time):
     assert only_checklist(f"## {heading}\n- [ ] a\n").due_time == due_time
 
 
-def test_due_time_is_not_inherited():
-    assert only_checklist("# Morning (9 AM)\n## Extra\n- [ ] a\n").due_time is None
+def test_due_time_comes_with_the_cadence_from_a_parent():
+    checklist = only_checklist("# Weekly maintenance (Sunday 02:00 UTC)\n## Backups\n- [ ] a\n")
+    assert (checklist.cadence, checklist.due_time) == ("weekly", datetime.time(2, 0))
+    assert (checklist.schedule.due_weekday, checklist.schedule.time_zone) == (6, "UTC")
+    assert only_checklist("# Runbook (9 AM)\n## Extra\n- [ ] a\n").due_time is None
 
 
 @pytest.mark.parametrize(
@@ -537,15 +719,32 @@ def test_checklist_as_dict():
     assert checklist_as_dict(checklist) == {
         "title": "Morning check (9 AM) (10 minutes)",
         "path": ["Daily"],
+        "key": "daily/morning-check",
         "cadence": "daily",
+        "weekdays_only": False,
         "due_time": "09:00",
+        "due_weekday": None,
+        "due_day": None,
+        "due_week": None,
+        "time_zone": "",
         "estimated_minutes": 10,
+        "description": "",
+        "warnings": [],
         "items": [
             {
                 "text": "Health",
                 "command": "curl -s $URL",
                 "help_text": "Look at every service.",
-                "children": [{"text": "Cache", "command": "", "help_text": "", "children": []}],
+                "section": "",
+                "children": [
+                    {
+                        "text": "Cache",
+                        "command": "",
+                        "help_text": "",
+                        "section": "",
+                        "children": [],
+                    }
+                ],
             }
         ],
     }
@@ -584,7 +783,11 @@ def test_default_checklists_have_the_cadence_their_titles_say():
         words = re.findall(r"\w+", checklist.title.lower())
         implied = {IMPLIED_CADENCE[word] for word in words if word in IMPLIED_CADENCE}
         assert implied <= {checklist.cadence}, checklist.title
-    assert {c.cadence for c in parse_defaults()} == set(CADENCES)
+    assert (
+        {"daily", "weekly", "monthly", "quarterly", "on-demand"}
+        <= {c.cadence for c in parse_defaults()}
+        <= set(CADENCES)
+    )
 
 
 def test_default_daily_checks_have_due_times():
@@ -593,6 +796,7 @@ def test_default_daily_checks_have_due_times():
         "Morning check (09:00)": datetime.time(9, 0),
         "Midday check (12:00)": datetime.time(12, 0),
         "Evening check (18:00)": datetime.time(18, 0),
+        "Morning health check (15 minutes)": datetime.time(9, 0),
     }
 
 
@@ -648,3 +852,57 @@ def walk(items: list[ParsedItem]):
     for item in items:
         yield item
         yield from walk(item.children)
+
+
+# --- Anything at all -----------------------------------------------------------------------------
+
+MARKDOWN_PIECES = [
+    "# ",
+    "## ",
+    "- ",
+    "* ",
+    "1. ",
+    "2) ",
+    "[ ] ",
+    "[x] ",
+    "> ",
+    "  ",
+    "    ",
+    "\t",
+    "\n",
+    "\n\n",
+    "```",
+    "~~~",
+    "<!--",
+    "-->",
+    "**",
+    "_",
+    "`",
+    "[a](b)",
+    "](",
+    "|",
+    "---",
+    "===",
+    "{#k}",
+    "text",
+    "Daily",
+    "09:00",
+    "\u00fc\u00f6\u00ae",
+    "\U0001f6a8",
+    "\\",
+    "<b>",
+    "\r\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MARKDOWN_PIECES), max_size=60).map("".join))
+def test_any_text_gives_checklists_or_a_one_line_error(markdown):
+    try:
+        checklists = parse_runbook(markdown.encode(), name="fuzz.md")
+    except RunbookError as error:
+        assert str(error).startswith("fuzz.md") and "\n" not in str(error)
+        return
+    for checklist in checklists:
+        assert checklist.items and checklist.title and checklist.key
+        assert all(item.text and len(item.text) <= MAX_ITEM_TEXT for item in walk(checklist.items))

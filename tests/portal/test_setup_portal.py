@@ -39,7 +39,7 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(passwords["admin"])
     assert User.objects.get(username="operator").groups.get().name == roles.OPERATOR
-    assert ChecklistTemplate.objects.filter(source_file="daily-operations.md").exists()
+    assert ChecklistTemplate.objects.filter(source__name="daily-operations.md").exists()
     # Which runs open depends on the hour (a check already past its deadline waits for its next
     # period); the command reports what it opened.
     assert f"Runs opened for the current period: {ChecklistRun.objects.count()}." in out
@@ -50,6 +50,8 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
     assert ChecklistTemplate.objects.count() == len(
         set(ChecklistTemplate.objects.values_list("source_key", flat=True))
     )
+    # Unchanged default runbooks are skipped on every start: no audit entry, no write.
+    assert AuditEntry.objects.filter(action="runbook.import").count() == 4
 
 
 def test_the_demo_web_check_follows_host_and_port(settings):

@@ -1,81 +1,85 @@
-"""python manage.py import_runbook FILE.md [FILE.md ...] [--dry-run] [--json]"""
+"""python manage.py import_runbook PATH [PATH ...] [--root DIR | --source NAME] [--dry-run]
+[--json] [--force] [--user NAME]"""
 
 import json
-from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from ops.runbooks.parser import RunbookError, checklist_as_dict, parse_runbook
-from ops.services.runbooks import runbook_import
-
-
-def read_runbooks(paths: list[str]) -> list[tuple[str, list]]:
-    """Parse every file before anything is written, so one bad file imports nothing."""
-    parsed = []
-    for name in paths:
-        path = Path(name)
-        if not path.exists():
-            raise CommandError(f"{name}: no such file")
-        if not path.is_file():
-            raise CommandError(f"{name}: not a file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CommandError(f"{name}: cannot be read ({exc.strerror})") from exc
-        try:
-            parsed.append((path.name, parse_runbook(data, name=path.name)))
-        except RunbookError as exc:
-            raise CommandError(str(exc)) from exc
-    return parsed
+from ops.runbooks.files import runbook_files_collect
+from ops.runbooks.parser import RunbookError
+from ops.runbooks.plan import plan_as_text
+from ops.selectors.runbooks import runbook_plan_build
+from ops.services.runbooks import RunbookPlanStale, runbook_plan_apply
 
 
 class Command(BaseCommand):
     help = (
         "Import Markdown runbooks as checklist templates: every heading with task-list items "
-        "becomes a checklist. Re-importing a file updates its checklists in place."
+        "becomes a checklist. Each file is a source named by its path relative to --root (or "
+        "--source NAME); re-importing it updates, adds and retires its checklists as its plan "
+        "shows. A directory imports every *.md under it and retires the checklists of files "
+        "that are gone from it."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("files", nargs="+", metavar="FILE.md")
+        parser.add_argument("paths", nargs="+", metavar="PATH", help="Files or directories.")
         parser.add_argument(
-            "--dry-run", action="store_true", help="Show what would be imported; write nothing."
+            "--root",
+            default=".",
+            help="Sources are named by their path relative to this directory (default: the "
+            "current directory).",
         )
+        parser.add_argument("--source", help="Name the one file given as this source.")
+        parser.add_argument("--dry-run", action="store_true", help="Show the plan; write nothing.")
+        parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
         parser.add_argument(
-            "--json", action="store_true", help="Print the checklists as a JSON list."
+            "--force",
+            action="store_true",
+            help="Take the runbook's values over edits made in the admin, and re-plan sources "
+            "whose file is unchanged.",
         )
+        parser.add_argument("--user", help="Record the import as done by this user.")
 
-    def handle(self, *args, files, dry_run, json: bool, **options):
-        runbooks = read_runbooks(files)
+    def handle(self, *args, paths, root, source, dry_run, json: bool, force, user, **options):
+        actor = self._user(user)
+        try:
+            found = runbook_files_collect(paths=paths, root=root, source=source)
+            plans = runbook_plan_build(
+                files=found.files, root=found.root, gone_under=found.directories, force=force
+            )
+        except RunbookError as error:
+            raise CommandError(str(error)) from error
+        shown = [plan.as_dict() for plan in plans]
         if json:
-            self._print_json(runbooks)
+            self.stdout.write(_json_dump({"dry_run": dry_run, "sources": shown}))
+        else:
+            self.stdout.write(plan_as_text(shown))
         if dry_run:
             if not json:
-                for source, checklists in runbooks:
-                    for checklist in checklists:
-                        self.stdout.write(
-                            f"{source}: {checklist.title} ({checklist.cadence}, "
-                            f"{len(checklist.items)} items)"
-                        )
+                self.stdout.write("Dry run: nothing was written.")
             return
-        with transaction.atomic():
-            reports = [
-                (source, runbook_import(source_file=source, checklists=checklists))
-                for source, checklists in runbooks
-            ]
+        try:
+            applied = runbook_plan_apply(plans=plans, user=actor)
+        except RunbookPlanStale as stale:
+            raise CommandError(stale.message) from stale
         if not json:
-            for source, report in reports:
-                self.stdout.write(
-                    self.style.SUCCESS(
-                        f"{source}: {len(report.created)} checklists created, "
-                        f"{len(report.updated)} updated"
-                    )
+            skipped = len(plans) - len(applied)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Imported {len(applied)} source{'s' if len(applied) != 1 else ''}"
+                    f"{f', {skipped} unchanged' if skipped else ''}."
                 )
+            )
 
-    def _print_json(self, runbooks) -> None:
-        payload = [
-            {**checklist_as_dict(checklist), "source": source}
-            for source, checklists in runbooks
-            for checklist in checklists
-        ]
-        self.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False))
+    def _user(self, username: str | None):
+        if username is None:
+            return None
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise CommandError(f"--user {username}: no active user of that name")
+        return user
+
+
+def _json_dump(payload: dict) -> str:
+    return json.dumps(payload, indent=2, ensure_ascii=False)

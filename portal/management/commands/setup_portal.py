@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal import roles
-from portal.registry import registry
+from portal.registry import SetupFailed, registry
 
 DEMO_USERS = [
     ("operator", roles.OPERATOR, False),
@@ -55,7 +55,10 @@ class Command(BaseCommand):
         parser.add_argument("--admin", default="admin", help="Username of the admin to create.")
 
     def handle(self, *args, demo: bool, admin: str, **options):
-        result = portal_setup(demo=demo, admin=admin)
+        try:
+            result = portal_setup(demo=demo, admin=admin)
+        except SetupFailed as failed:
+            raise CommandError(str(failed)) from failed
         for line in result.lines:
             self.stdout.write(line)
         new = [user for user in result.users if user.password]
