@@ -2,8 +2,6 @@
 checks, cancelled, completed), the scan that opens pre- and post-maintenance runs and moves
 occurrences along, and the runbooks' defaults."""
 
-import hashlib
-import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -31,6 +29,7 @@ from portal import formatting
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
+from portal.services.tokens import secret_token_new, secret_token_user
 
 MAX_NOTE = 2000
 MAX_REASON = 500
@@ -672,10 +671,6 @@ def maintenance_defaults_load(*, now: datetime | None = None) -> tuple[int, int]
 # The secret calendar feed
 
 
-def _digest(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 @transaction.atomic
 def calendar_feed_create(*, user) -> tuple[CalendarFeedToken, str]:
     """A new secret feed URL's token for ``user`` (shown once); an earlier one is revoked."""
@@ -683,9 +678,9 @@ def calendar_feed_create(*, user) -> tuple[CalendarFeedToken, str]:
         raise ActionRefused("An inactive user has no calendar feed.")
     now = timezone.now()
     CalendarFeedToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=now)
-    raw = FEED_PREFIX + secrets.token_urlsafe(32)
+    raw, digest = secret_token_new(prefix=FEED_PREFIX)
     token = CalendarFeedToken.objects.create(
-        user=user, prefix=raw[:12], digest=_digest(raw), created_at=now
+        user=user, prefix=raw[:12], digest=digest, created_at=now
     )
     audit_record(actor=user, action="calendar_feed.create", target=token)
     return token, raw
@@ -703,16 +698,4 @@ def calendar_feed_revoke(*, user) -> int:
 
 def calendar_feed_user(raw: str):
     """The active user a live feed token belongs to, or None."""
-    if not raw.startswith(FEED_PREFIX):
-        return None
-    token = (
-        CalendarFeedToken.objects.select_related("user")
-        .filter(digest=_digest(raw), revoked_at__isnull=True)
-        .first()
-    )
-    if token is None or not token.user.is_active:
-        return None
-    now = timezone.now()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        CalendarFeedToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return secret_token_user(model=CalendarFeedToken, raw=raw, prefix=FEED_PREFIX)
