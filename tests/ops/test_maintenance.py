@@ -347,7 +347,7 @@ def test_today_shows_overdue_tasks_and_the_coming_windows(manager, operator, mak
         now=timezone.now(),
     )
     html = client_for(operator).get(reverse("today")).content.decode()
-    assert "Tasks overdue or due this week" in html and "OS updates" in html
+    assert "Tasks overdue or due in the next 7 days" in html and "OS updates" in html
     assert "Kernel patching" in html
 
 
