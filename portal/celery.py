@@ -15,6 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+# portal.metrics is imported inside these handlers: this module is imported before Django's
+# settings are read, and prometheus_client must not start before settings has set
+# PROMETHEUS_MULTIPROC_DIR (else a worker's counters would be single-process ones).
 @signals.task_success.connect
 def _task_succeeded(sender=None, **kwargs):
     from portal.metrics import count_task
