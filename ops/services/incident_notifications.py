@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from ops.models import Incident, IncidentNotification, NotificationStep, TimelineKind
 from ops.models.incidents import OPEN_STATUSES
-from ops.services.incidents import person_name
+from ops.services.incident_rules import person_name
 from portal.formatting import duration
 from portal.services.audit import audit_record
 

@@ -7,12 +7,9 @@ one transaction, adds timeline entries for what changed and records the change i
 log. ``now`` is a parameter so the clocks can be tested with a controlled time."""
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,7 +18,6 @@ from ops.models import (
     ChecklistTemplate,
     Incident,
     IncidentStatus,
-    MonitoredService,
     Postmortem,
     RunItem,
     Severity,
@@ -31,6 +27,21 @@ from ops.models import (
 from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
 from ops.services.checklists import checklist_run_cancel, checklist_run_start
+from ops.services.incident_rules import (
+    EDITABLE,
+    MAX_NOTE,
+    TEXT_FIELDS,
+    TIME_FIELDS,
+    TIME_LABELS,
+    commander_checked,
+    conflicts_checked,
+    incident_snapshot,
+    monitored_services_named,
+    person_name,
+    severity_named,
+    text_cleaned,
+    times_checked,
+)
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
@@ -39,37 +50,6 @@ from portal.services.audit import audit_record
 logger = logging.getLogger(__name__)
 
 RESPONSE_CHECKLIST_NAME = "Incident response checklist"
-MAX_TITLE = 200
-MAX_SERVICES = 300
-MAX_TEXT = 20_000
-MAX_NOTE = 5_000
-# Times may be a little ahead of the server's clock (a laptop's clock); beyond that they are
-# typing mistakes.
-CLOCK_SKEW = timedelta(minutes=5)
-
-TIME_FIELDS = ("started_at", "detected_at", "acknowledged_at", "mitigated_at", "resolved_at")
-TIME_LABELS = {
-    "started_at": "Started",
-    "detected_at": "Detected",
-    "acknowledged_at": "Acknowledged",
-    "mitigated_at": "Mitigated",
-    "resolved_at": "Resolved",
-}
-TEXT_FIELDS = {
-    "title": ("Title", MAX_TITLE),
-    "affected_services": ("Affected services", MAX_SERVICES),
-    "summary": ("Summary", MAX_TEXT),
-    "customer_impact": ("Customer impact", MAX_TEXT),
-    "chat_url": ("Chat channel", 500),
-    "status_page_url": ("Status page", 500),
-    "ticket_urls": ("Tickets", MAX_TEXT),
-}
-URL_FIELDS = ("chat_url", "status_page_url")
-EDITABLE = (*TEXT_FIELDS, *TIME_FIELDS, "personal_data", "severity", "commander")
-
-
-def person_name(user) -> str:
-    return user.get_username() if user is not None else "system"
 
 
 def incident_lock(incident: Incident) -> Incident:
@@ -80,105 +60,6 @@ def incident_lock(incident: Incident) -> Incident:
         .select_related("severity", "commander")
         .get(pk=incident.pk)
     )
-
-
-def _severity(code: str) -> Severity:
-    code = (code or "").strip()
-    if not code:
-        raise ActionRefused("Choose a severity.", field="severity")
-    severity = Severity.objects.filter(code__iexact=code).first()
-    if severity is None:
-        known = ", ".join(Severity.objects.filter(is_active=True).values_list("code", flat=True))
-        raise ActionRefused(
-            f"There is no severity “{code}”; choose one of {known}.", field="severity"
-        )
-    return severity
-
-
-def _commander(value) -> Any:
-    """A user, a username, or empty for none; it must be someone who may update incidents."""
-    if value in (None, ""):
-        return None
-    user = value
-    if not hasattr(value, "pk"):
-        user = get_user_model().objects.filter(username=value, is_active=True).first()
-        if user is None:
-            raise ActionRefused(f"There is no active user “{value}” to be the commander.")
-    if not user.has_perm("ops.update_incident"):
-        raise ActionRefused(
-            f"{user.get_username()} may not update incidents, so cannot command one."
-        )
-    return user
-
-
-def _clean_text(field: str, value: str | None) -> str:
-    label, limit = TEXT_FIELDS[field]
-    value = (value or "").strip()
-    if field == "title" and not value:
-        raise ActionRefused("Give the incident a title.", field="title")
-    if len(value) > limit:
-        raise ActionRefused(
-            f"{label} is too long ({len(value)} characters; at most {limit}).", field=field
-        )
-    if field in URL_FIELDS and value:
-        _check_url(label, value, field)
-    if field == "ticket_urls":
-        for line in value.splitlines():
-            if line.strip():
-                _check_url(label, line.strip(), field)
-    return value
-
-
-def _check_url(label: str, value: str, field: str) -> None:
-    try:
-        URLValidator(schemes=["http", "https"])(value)
-    except ValidationError:
-        message = f"{label}: “{value}” is not an http(s) link."
-        raise ActionRefused(message, field=field) from None
-
-
-def _check_times(values: dict[str, datetime | None], now: datetime) -> None:
-    """The order the clocks must follow; the first broken rule is the message."""
-    for field in TIME_FIELDS:
-        moment = values.get(field)
-        if moment is not None and timezone.is_naive(moment):
-            raise ActionRefused(f"{TIME_LABELS[field]} needs a time zone.", field=field)
-        if moment is not None and moment > now + CLOCK_SKEW:
-            raise ActionRefused(f"{TIME_LABELS[field]} is in the future.", field=field)
-    if values.get("started_at") is None or values.get("detected_at") is None:
-        raise ActionRefused("Say when the incident started and when it was detected.")
-    rules = [
-        ("detected_at", "started_at", "Detected cannot be before started."),
-        ("acknowledged_at", "detected_at", "Acknowledged cannot be before detected."),
-        ("mitigated_at", "started_at", "Mitigated cannot be before started."),
-        ("resolved_at", "started_at", "Resolved cannot be before started."),
-        ("resolved_at", "mitigated_at", "Resolved cannot be before mitigated."),
-    ]
-    for later, earlier, message in rules:
-        if values.get(later) and values.get(earlier) and values[later] < values[earlier]:
-            raise ActionRefused(message, field=later)
-
-
-def _snapshot(incident: Incident) -> dict:
-    return {
-        "status": incident.status,
-        "severity": incident.severity.code,
-        "commander": incident.commander.get_username() if incident.commander else None,
-        **{
-            field: getattr(incident, field) and getattr(incident, field).isoformat()
-            for field in TIME_FIELDS
-        },
-    }
-
-
-def _monitored_services(slugs) -> list:
-    """The monitored services named by slug; an unknown one is refused by name."""
-    wanted = list(dict.fromkeys(str(slug).strip() for slug in slugs if str(slug).strip()))
-    found = {service.slug: service for service in MonitoredService.objects.filter(slug__in=wanted)}
-    missing = [slug for slug in wanted if slug not in found]
-    if missing:
-        raise ActionRefused(f"No monitored service “{missing[0]}”.")
-    return [found[slug] for slug in wanted]
 
 
 def _services_entry(incident: Incident, services: list, *, user, now: datetime) -> None:
@@ -223,8 +104,8 @@ def incident_open(
     """Record a new incident and start its severity's response checklist."""
     require_perm(user, "ops.open_incident", "You may not open incidents.")
     now = now or timezone.now()
-    level = _severity(severity)
-    monitored = _monitored_services(services)
+    level = severity_named(severity)
+    monitored = monitored_services_named(services)
     if not level.is_active:
         raise ActionRefused(f"Severity {level.code} is no longer offered for new incidents.")
     texts = {
@@ -236,13 +117,13 @@ def incident_open(
         "status_page_url": status_page_url,
         "ticket_urls": ticket_urls,
     }
-    texts = {field: _clean_text(field, value) for field, value in texts.items()}
+    texts = {field: text_cleaned(field, value) for field, value in texts.items()}
     detected_at = detected_at or now
     started_at = started_at or detected_at
-    _check_times({"started_at": started_at, "detected_at": detected_at}, now)
+    times_checked({"started_at": started_at, "detected_at": detected_at}, now)
     incident = Incident(
         severity=level,
-        commander=_commander(commander),
+        commander=commander_checked(commander),
         started_at=started_at,
         detected_at=detected_at,
         personal_data=bool(personal_data),
@@ -285,99 +166,9 @@ def incident_open(
         action="incident.open",
         target=incident,
         summary=f"{level.code}: {incident.title}",
-        after=_snapshot(incident),
+        after=incident_snapshot(incident),
     )
     return incident
-
-
-def _comparable(field: str, value) -> Any:
-    """A field's value in one form whatever gave it (the incident, a form, a caller): text
-    stripped, severity and commander by name, times to the minute (as a form shows them)."""
-    if field in TEXT_FIELDS:
-        return (value or "").strip()
-    if field == "severity":
-        code = value.code if hasattr(value, "code") else (value or "")
-        return code.strip().upper()
-    if field == "commander":
-        return value.get_username() if hasattr(value, "get_username") else (value or "")
-    if field == "personal_data":
-        return bool(value)
-    if field == "services":
-        return sorted({str(slug).strip() for slug in value or () if str(slug).strip()})
-    if field in TIME_FIELDS:
-        if value is None:
-            return None
-        return timezone.localtime(value).replace(second=0, microsecond=0)
-    return value
-
-
-def _shown(field: str, value) -> str:
-    """A value as the conflict message shows it."""
-    if value in (None, "", []):
-        return "empty"
-    if field in TIME_FIELDS:
-        return f"{value:%Y-%m-%d %H:%M}"
-    if field == "personal_data":
-        return "yes" if value else "no"
-    if field == "services":
-        return ", ".join(value)
-    text = str(value)
-    return f"“{text[:80]}{'…' if len(text) > 80 else ''}”"
-
-
-FIELD_LABELS = {
-    **{field: label for field, (label, _limit) in TEXT_FIELDS.items()},
-    **TIME_LABELS,
-    "severity": "Severity",
-    "commander": "Commander",
-    "personal_data": "Personal data",
-    "services": "Affected monitored services",
-}
-
-
-class EditConflict(ActionRefused):
-    """The incident changed since the form was opened, in a field the user changed too."""
-
-    def __init__(self, message: str, *, changed: dict[str, str]):
-        super().__init__(message, status=409)
-        self.changed = changed
-
-
-def _check_conflicts(
-    incident: Incident, *, version: int | None, opened: dict | None, changes: dict
-) -> None:
-    """Optimistic concurrency: a form carries the version it was opened at and the values it
-    showed. When the incident moved on since, a field the user changed that somebody else
-    changed too (to something else) refuses the whole save, saying what changed meanwhile."""
-    if version is None or version == incident.version:
-        return
-    current = {field: getattr(incident, field) for field in EDITABLE}
-    current["services"] = list(incident.services.values_list("slug", flat=True))
-    meanwhile = {
-        field: _comparable(field, value)
-        for field, value in current.items()
-        if opened is not None
-        and field in opened
-        and _comparable(field, value) != _comparable(field, opened[field])
-    }
-    conflicts = [
-        field
-        for field, new in changes.items()
-        if (opened is None or field in meanwhile)
-        and _comparable(field, current[field]) != _comparable(field, new)
-    ]
-    if not conflicts:
-        return
-    if opened is None:
-        meanwhile = {field: _comparable(field, current[field]) for field in conflicts}
-    said = "; ".join(
-        f"{FIELD_LABELS[field]} is now {_shown(field, value)}" for field, value in meanwhile.items()
-    )
-    raise EditConflict(
-        f"Somebody changed this incident while you were editing it: {said}. "
-        "Your changes are still in the form: check them against these and save again.",
-        changed={field: _shown(field, value) for field, value in meanwhile.items()},
-    )
 
 
 @transaction.atomic
@@ -402,10 +193,10 @@ def incident_update(
     incident = incident_lock(incident)
     if incident.is_closed:
         raise ActionRefused("This incident is closed: it can no longer be changed.", status=409)
-    _check_conflicts(incident, version=version, opened=opened, changes=changes)
-    before = _snapshot(incident)
+    conflicts_checked(incident, version=version, opened=opened, changes=changes)
+    before = incident_snapshot(incident)
     if "services" in changes:
-        monitored = _monitored_services(changes.pop("services"))
+        monitored = monitored_services_named(changes.pop("services"))
         if {s.pk for s in monitored} != set(incident.services.values_list("pk", flat=True)):
             incident.services.set(monitored)
             _services_entry(incident, monitored, user=user, now=now)
@@ -416,17 +207,17 @@ def incident_update(
                     target=incident,
                     summary="services",
                     before=before,
-                    after=_snapshot(incident),
+                    after=incident_snapshot(incident),
                 )
                 return incident
     new: dict[str, Any] = {}
     for field, value in changes.items():
         if field in TEXT_FIELDS:
-            new[field] = _clean_text(field, value)
+            new[field] = text_cleaned(field, value)
         elif field == "severity":
-            new[field] = _severity(value if isinstance(value, str) else value.code)
+            new[field] = severity_named(value if isinstance(value, str) else value.code)
         elif field == "commander":
-            new[field] = _commander(value)
+            new[field] = commander_checked(value)
         elif field == "personal_data":
             new[field] = bool(value)
         else:
@@ -437,7 +228,7 @@ def incident_update(
     if resolved and "mitigated_at" not in new and mitigated and started <= resolved < mitigated:
         new["mitigated_at"] = resolved
     times = {field: new.get(field, getattr(incident, field)) for field in TIME_FIELDS}
-    _check_times(times, now)
+    times_checked(times, now)
     if times["acknowledged_at"] is None and incident.acknowledged_at is not None:
         raise ActionRefused(
             "An acknowledgement cannot be removed; correct its time instead.",
@@ -513,7 +304,7 @@ def incident_update(
         target=incident,
         summary=", ".join(sorted(changed)),
         before=before,
-        after=_snapshot(incident),
+        after=incident_snapshot(incident),
     )
     return incident
 
@@ -541,7 +332,7 @@ def incident_acknowledge(
             f"{timezone.localtime(incident.acknowledged_at):%H:%M}.",
             status=409,
         )
-    _check_times(
+    times_checked(
         {
             "started_at": incident.started_at,
             "detected_at": incident.detected_at,
@@ -561,7 +352,10 @@ def incident_acknowledge(
     )
     incident.save()
     audit_record(
-        actor=user, action="incident.acknowledge", target=incident, after=_snapshot(incident)
+        actor=user,
+        action="incident.acknowledge",
+        target=incident,
+        after=incident_snapshot(incident),
     )
     return incident
 
@@ -586,7 +380,7 @@ def incident_set_status(
         raise ActionRefused(
             f"The incident is already {incident.get_status_display().lower()}.", status=409
         )
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     previous = incident.get_status_display()
     incident.status = status
     if status in (IncidentStatus.MONITORING, IncidentStatus.RESOLVED) and not incident.mitigated_at:
@@ -616,7 +410,7 @@ def incident_set_status(
         target=incident,
         summary=f"{before['status']} → {status}",
         before=before,
-        after=_snapshot(incident),
+        after=incident_snapshot(incident),
     )
     return incident
 
@@ -653,7 +447,7 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
                 f"it lacks: {', '.join(missing)}.",
                 status=409,
             )
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     # Its response checklist closes with it: a run nobody will finish must not stay open.
     cancelled = [
         checklist_run_cancel(
@@ -681,7 +475,7 @@ def incident_close(*, incident: Incident, user, now: datetime | None = None) -> 
         action="incident.close",
         target=incident,
         before=before,
-        after={**_snapshot(incident), "runs_cancelled": [run.pk for run in cancelled]},
+        after={**incident_snapshot(incident), "runs_cancelled": [run.pk for run in cancelled]},
     )
     return incident
 
@@ -702,7 +496,7 @@ def incident_reopen(
     incident = incident_lock(incident)
     if not incident.is_closed:
         raise ActionRefused("The incident is not closed.", status=409)
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     incident.status = IncidentStatus.RESOLVED
     incident.closed_at = None
     incident.closed_by = None
@@ -719,7 +513,7 @@ def incident_reopen(
         target=incident,
         summary=reason[:500],
         before=before,
-        after=_snapshot(incident),
+        after=incident_snapshot(incident),
     )
     return incident
 

@@ -8,7 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from ops.models import ActionItem, Incident, Postmortem, TimelineKind
-from ops.services.incidents import MAX_TEXT, incident_lock
+from ops.services.incident_rules import MAX_TEXT
+from ops.services.incidents import incident_lock
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record

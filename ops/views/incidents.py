@@ -30,8 +30,8 @@ from ops.selectors.incidents import (
     severities_all,
 )
 from ops.services.incident_notifications import notification_channels
+from ops.services.incident_rules import EditConflict
 from ops.services.incidents import (
-    EditConflict,
     incident_acknowledge,
     incident_close,
     incident_note_add,

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ops.models import TimelineEntry
+from ops.services.incident_rules import EditConflict
 from ops.services.incidents import (
-    EditConflict,
     incident_note_add,
     incident_set_status,
     incident_update,
