@@ -8,11 +8,16 @@ from ops.models import (
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    DataSource,
+    DataSourceTable,
+    ErasureLedgerEntry,
+    GdprJob,
     Incident,
     IncidentNotification,
     Kpi,
     MonitoredService,
     Postmortem,
+    ProcessingActivity,
     RunItem,
     Severity,
     TimelineEntry,
@@ -30,7 +35,7 @@ class ChecklistSectionInline(admin.TabularInline):
 class ChecklistItemInline(admin.TabularInline):
     model = ChecklistItem
     extra = 0
-    fields = ["position", "section", "parent", "text", "command", "help_text"]
+    fields = ["position", "section", "parent", "text", "command", "help_text", "due_after_minutes"]
     ordering = ["position", "id"]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -322,3 +327,39 @@ class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]
+
+
+# GDPR. Requests themselves are handled on their pages (where each view of a subject's data is
+# audited), not here; sources and the register of processing activities are edited here.
+
+
+class DataSourceTableInline(admin.TabularInline):
+    model = DataSourceTable
+    extra = 1
+    fields = ["table", "subject_column", "personal_columns", "erasure_action", "anonymize_columns"]
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(AuditedModelAdmin):
+    list_display = ["name", "connection_env", "is_active"]
+    inlines = [DataSourceTableInline]
+
+
+@admin.register(ProcessingActivity)
+class ProcessingActivityAdmin(AuditedModelAdmin):
+    list_display = ["name", "legal_basis", "retention", "updated_at"]
+    search_fields = ["name", "purpose"]
+
+
+@admin.register(GdprJob)
+class GdprJobAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "steps_done", "steps_total", "created_at"]
+    exclude = ["result"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for field in super().get_readonly_fields(request, obj) if field != "result"]
+
+
+@admin.register(ErasureLedgerEntry)
+class ErasureLedgerEntryAdmin(HistoryAdmin):
+    list_display = ["request", "source_name", "table", "action", "rows", "erased_at"]

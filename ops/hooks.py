@@ -13,7 +13,7 @@ from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, Incident, MonitoredService, ServiceKind
+from ops.models import ChecklistItem, DataSubjectRequest, Incident, MonitoredService, ServiceKind
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -21,9 +21,11 @@ from ops.selectors.checklists import (
     runs_visible,
     template_histories,
 )
+from ops.selectors.gdpr import requests_needing_attention
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.gdpr import may_see_subject
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.runbooks import runbook_import
@@ -166,6 +168,29 @@ def _describe_incident(run) -> tuple[str, str]:
     return f"response checklist of {incident}", incident.get_absolute_url()
 
 
+# Data-subject requests
+
+
+def _gdpr_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Requests overdue or due within seven days: references and deadlines, no identifiers."""
+    if not request.user.has_perm("ops.view_datasubjectrequest"):
+        return None
+    requests = requests_needing_attention(now=now)
+    if not requests:
+        return None
+    return {"gdpr_requests": requests, "now": now}
+
+
+def _may_view_dsr(user, dsr_id: int) -> bool:
+    """A request's checklist may carry notes about the subject: DPOs and admins only."""
+    return may_see_subject(user)
+
+
+def _describe_dsr(run) -> tuple[str, str]:
+    dsr = DataSubjectRequest.objects.only("pk", "kind").get(pk=run.dsr_id)
+    return f"checklist of {dsr.reference}", dsr.get_absolute_url()
+
+
 # First run (setup_portal)
 
 
@@ -234,6 +259,7 @@ def register(registry: Registry) -> None:
         registry.add_setup_step(step)
     for block in (
         TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
+        TodayBlock("gdpr-requests", "ops/gdpr/_today_requests.html", _gdpr_block, 15),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
         TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
@@ -251,3 +277,4 @@ def register(registry: Registry) -> None:
             frozen=incident_run_frozen,
         )
     )
+    registry.add_run_owner(RunOwner(field="dsr", may_view=_may_view_dsr, describe=_describe_dsr))

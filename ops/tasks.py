@@ -3,6 +3,8 @@
 from celery import shared_task
 
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.gdpr import gdpr_deadline_notifications_send
+from ops.services.gdpr_jobs import gdpr_exports_expire, gdpr_job_run, gdpr_jobs_resend
 from ops.services.health import health_checks_run_due, health_results_prune
 from ops.services.incident_notifications import incident_notifications_send
 from portal.health import checks_heartbeat
@@ -32,3 +34,26 @@ def incident_notifications_send_task() -> list[int]:
     """Beat calls this every minute; it notifies each overdue step of an unacknowledged
     incident once (e-mail, then the optional webhook)."""
     return [notification.pk for notification in incident_notifications_send()]
+
+
+@shared_task(
+    name="ops.gdpr_job_run", bind=True, soft_time_limit=3000, time_limit=3600, max_retries=5
+)
+def gdpr_job_run_task(self, job_id: int) -> str:
+    """An export or erasure of a data-subject request (the job row says which and how far).
+    A source that did not answer leaves the job queued: retried with a growing delay."""
+    outcome = gdpr_job_run(job_id=job_id)
+    if outcome == "retry":
+        raise self.retry(countdown=30 * 2**self.request.retries)
+    return outcome
+
+
+@shared_task(name="ops.gdpr_housekeeping", soft_time_limit=50, time_limit=58)
+def gdpr_housekeeping_task() -> dict:
+    """Beat calls this every minute: deadline notices (once each), expired exports deleted,
+    queued jobs whose message was lost sent again."""
+    return {
+        "notified": gdpr_deadline_notifications_send(),
+        "expired": gdpr_exports_expire(),
+        "resent": gdpr_jobs_resend(),
+    }

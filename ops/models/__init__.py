@@ -7,6 +7,15 @@ from ops.models.checklists import (
     ItemState,
     RunItem,
 )
+from ops.models.gdpr import (
+    BreachRecord,
+    DataSource,
+    DataSourceTable,
+    DataSubjectRequest,
+    ErasureLedgerEntry,
+    GdprJob,
+    ProcessingActivity,
+)
 from ops.models.health import (
     CheckResult,
     CheckRollup,
@@ -30,6 +39,7 @@ from ops.models.incidents import (
 
 __all__ = [
     "ActionItem",
+    "BreachRecord",
     "Cadence",
     "CheckResult",
     "CheckRollup",
@@ -38,6 +48,11 @@ __all__ = [
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "DataSource",
+    "DataSourceTable",
+    "DataSubjectRequest",
+    "ErasureLedgerEntry",
+    "GdprJob",
     "Incident",
     "IncidentNotification",
     "IncidentStatus",
@@ -47,6 +62,7 @@ __all__ = [
     "MonitoredService",
     "NotificationStep",
     "Postmortem",
+    "ProcessingActivity",
     "RunItem",
     "ServiceKind",
     "Severity",

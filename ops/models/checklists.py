@@ -201,6 +201,12 @@ class ChecklistItem(models.Model):
     evidence_kpi = models.ForeignKey(
         "ops.Kpi", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    due_after_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Due this many minutes after the run starts (a time-boxed step); empty: no "
+        "time of its own.",
+    )
 
     class Meta:
         ordering = ["template", "position", "id"]
@@ -246,6 +252,14 @@ class ChecklistRun(models.Model):
     # An incident's response checklist: its ticks go to the incident's timeline.
     incident = models.ForeignKey(
         "ops.Incident",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checklist_runs",
+    )
+    # A GDPR data-subject request's checklist: seen only by those who may see the request.
+    dsr = models.ForeignKey(
+        "ops.DataSubjectRequest",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -363,6 +377,9 @@ class RunItem(models.Model):
     evidence = models.JSONField(
         null=True, blank=True, help_text="What the linked service or KPI showed at the tick."
     )
+    due_at = models.DateTimeField(
+        null=True, blank=True, help_text="The run's start plus the item's minutes, if it has them."
+    )
 
     class Meta:
         ordering = ["run", "position"]
@@ -377,3 +394,10 @@ class RunItem(models.Model):
     @property
     def is_settled(self) -> bool:
         return self.state != ItemState.OPEN
+
+    def is_overdue(self, now: datetime | None = None) -> bool:
+        return (
+            not self.is_settled
+            and self.due_at is not None
+            and (now or timezone.now()) > self.due_at
+        )
