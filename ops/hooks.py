@@ -26,6 +26,7 @@ from ops.selectors.health import health_checks_stopped, health_summary, health_t
 from ops.selectors.incidents import incidents_open
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import may_see_subject
+from ops.services.gdpr_breach import breach_offsets_default
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.runbooks import runbook_import
@@ -246,6 +247,11 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
     return f"Monitored services of the portal itself: {len(services)}."
 
 
+def _breach_timeline(*, demo: bool) -> str | None:
+    count = breach_offsets_default()
+    return f"Data breach response steps given their due times: {count}." if count else None
+
+
 def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
@@ -254,6 +260,7 @@ def register(registry: Registry) -> None:
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
+        SetupStep("breach-timeline", _breach_timeline, 15),
         SetupStep("current-runs", _open_current_runs, 30),
     ):
         registry.add_setup_step(step)

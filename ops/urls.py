@@ -55,5 +55,6 @@ urlpatterns = [
     path("gdpr/<int:pk>/deliver/", gdpr.request_deliver, name="gdpr_deliver"),
     path("gdpr/<int:pk>/complete/", gdpr.request_complete, name="gdpr_complete"),
     path("gdpr/<int:pk>/certificate/", gdpr.request_certificate, name="gdpr_certificate"),
+    path("gdpr/breaches/<int:pk>/", gdpr.breach_detail, name="gdpr_breach"),
     path("gdpr/exports/<int:pk>/download/", gdpr.export_download, name="gdpr_export_download"),
 ]

@@ -5,7 +5,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from ops.forms.incidents import _time_field
-from ops.models.gdpr import Channel, RejectionReason, RequestKind
+from ops.models.gdpr import Channel, RejectionReason, RequestKind, SubjectNotice
 from portal.errors import ActionRefused
 
 
@@ -89,3 +89,18 @@ class AssignForm(_RefusalForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["assignee"].queryset = _handlers()
+
+
+class BreachForm(_RefusalForm):
+    authority_notified_at = _time_field("Supervisory authority notified")
+    authority_reference = forms.CharField(
+        label="Authority's reference", required=False, max_length=200
+    )
+    authority_note = forms.CharField(label="Notification note", required=False, max_length=500)
+    subjects_decision = forms.CharField(
+        label="Data subjects (art. 34)", widget=forms.Select(choices=SubjectNotice.choices)
+    )
+    subjects_notified_at = _time_field("Data subjects told")
+    subjects_note = forms.CharField(
+        label="Why, or how they were told", required=False, max_length=500
+    )

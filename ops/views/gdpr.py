@@ -11,13 +11,14 @@ from django.views.decorators.http import require_POST
 
 from ops.forms.gdpr import (
     AssignForm,
+    BreachForm,
     ExtendForm,
     LegalHoldForm,
     RejectForm,
     RequestReceiveForm,
     VerifyForm,
 )
-from ops.models import DataSubjectRequest, GdprJob
+from ops.models import BreachRecord, DataSubjectRequest, GdprJob, Incident
 from ops.selectors.checklists import runs_visible
 from ops.selectors.gdpr import (
     processing_activities,
@@ -27,6 +28,7 @@ from ops.selectors.gdpr import (
     requests_list,
 )
 from ops.services import gdpr as services
+from ops.services.gdpr_breach import breach_record_update
 from ops.services.gdpr_jobs import gdpr_export_open, gdpr_job_start
 from portal.errors import ActionRefused
 from portal.htmx import attempt, back_to
@@ -307,4 +309,44 @@ def register_print(request: HttpRequest) -> HttpResponse:
         request,
         "ops/gdpr/register_print.html",
         {"activities": processing_activities(), "now": timezone.now()},
+    )
+
+
+def breach_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """An incident's art. 33/34 notifications and the breach checklist's timing."""
+    if not request.user.has_perm("ops.view_incident"):
+        raise PermissionDenied("You may not see incidents.")
+    incident = get_object_or_404(Incident, pk=pk, personal_data=True)
+    record = BreachRecord.objects.filter(incident=incident).first()
+    initial = {}
+    if record is not None:
+        initial = {
+            field: getattr(record, field)
+            for field in BreachForm.base_fields
+            if getattr(record, field) not in (None, "")
+        }
+    form = BreachForm(request.POST or None, initial=initial)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                breach_record_update(incident=incident, user=request.user, **form.cleaned_data)
+            except ActionRefused as refused:
+                form.add_refusal(refused)
+            else:
+                messages.success(request, "Breach notifications recorded.")
+                return redirect("ops:gdpr_breach", pk=incident.pk)
+        status = 400
+    return render(
+        request,
+        "ops/gdpr/breach_detail.html",
+        {
+            "incident": incident,
+            "record": record,
+            "form": form,
+            "now": timezone.now(),
+            "runs": runs_visible(runs=list(incident.checklist_runs.all()), user=request.user),
+            "can_edit": request.user.has_perm("ops.change_breachrecord"),
+        },
+        status=status,
     )

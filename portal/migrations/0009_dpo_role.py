@@ -23,7 +23,13 @@ ROLES = {
         "ops.view_processingactivity",
     ],
     "Operator": SEE_DEADLINES,
-    "Manager": [*SEE_DEADLINES, "ops.view_processingactivity"],
+    # Incident managers record a breach's notifications too.
+    "Manager": [
+        *SEE_DEADLINES,
+        "ops.view_processingactivity",
+        "ops.view_breachrecord",
+        "ops.change_breachrecord",
+    ],
 }
 ALL_PERMISSIONS_ROLE = "Admin"
 
