@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from ops.models import DataSubjectRequest, ErasureLedgerEntry, GdprJob, ProcessingActivity
-from ops.models.gdpr import DUE_SOON, JobKind, RequestStatus
+from ops.models.gdpr import DUE_SOON, RequestStatus
 
 CLOSED = [RequestStatus.COMPLETED, RequestStatus.REJECTED]
 
@@ -30,10 +30,6 @@ def requests_needing_attention(*, now: datetime) -> list[DataSubjectRequest]:
 
 def request_jobs(*, dsr: DataSubjectRequest) -> list[GdprJob]:
     return list(dsr.jobs.order_by("-created_at", "-pk"))
-
-
-def request_latest_export(*, dsr: DataSubjectRequest) -> GdprJob | None:
-    return dsr.jobs.filter(kind=JobKind.EXPORT).order_by("-created_at", "-pk").first()
 
 
 def request_ledger(*, dsr: DataSubjectRequest) -> list[ErasureLedgerEntry]:

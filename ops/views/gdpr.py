@@ -23,7 +23,6 @@ from ops.selectors.checklists import runs_visible
 from ops.selectors.gdpr import (
     processing_activities,
     request_jobs,
-    request_latest_export,
     request_ledger,
     requests_list,
 )
@@ -93,7 +92,6 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "sees_subject": sees_subject,
         "can_handle": request.user.has_perm(services.HANDLE),
         "jobs": request_jobs(dsr=dsr),
-        "export": request_latest_export(dsr=dsr),
         "ledger": request_ledger(dsr=dsr),
         "runs": runs,
         "verify_form": VerifyForm(),
@@ -109,11 +107,15 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def request_jobs_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     """The jobs' progress, polled while one runs (counts only, no identifiers)."""
     dsr = _get(request, pk)
-    return render(
-        request,
-        f"{PAGE}#request-jobs",
-        {"dsr": dsr, "jobs": request_jobs(dsr=dsr), "now": timezone.now()},
-    )
+    context = {
+        "dsr": dsr,
+        "jobs": request_jobs(dsr=dsr),
+        "now": timezone.now(),
+        "sees_subject": services.may_see_subject(request.user),
+        "can_handle": request.user.has_perm(services.HANDLE),
+        "is_assignee": dsr.assignee_id == request.user.pk,
+    }
+    return render(request, f"{PAGE}#request-jobs", context)
 
 
 def _act(request: HttpRequest, pk: int, action, done: str) -> HttpResponse:
