@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from ops.models import (
     ActionItem,
+    BreachRecord,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
@@ -10,6 +11,7 @@ from ops.models import (
     CheckRollup,
     DataSource,
     DataSourceTable,
+    DataSubjectRequest,
     ErasureLedgerEntry,
     GdprJob,
     Incident,
@@ -345,6 +347,12 @@ class DataSourceAdmin(AuditedModelAdmin):
     inlines = [DataSourceTableInline]
 
 
+@admin.register(DataSourceTable)
+class DataSourceTableAdmin(AuditedModelAdmin):
+    list_display = ["table", "source", "subject_column", "erasure_action"]
+    list_filter = ["source"]
+
+
 @admin.register(ProcessingActivity)
 class ProcessingActivityAdmin(AuditedModelAdmin):
     list_display = ["name", "legal_basis", "retention", "updated_at"]
@@ -363,3 +371,24 @@ class GdprJobAdmin(HistoryAdmin):
 @admin.register(ErasureLedgerEntry)
 class ErasureLedgerEntryAdmin(HistoryAdmin):
     list_display = ["request", "source_name", "table", "action", "rows", "erased_at"]
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(HistoryAdmin):
+    """Deadlines and outcomes only: the subject's identifiers and the identity evidence are
+    shown on the request's page, where each view is audited."""
+
+    list_display = ["__str__", "status", "received_at", "due_at", "assignee"]
+    list_filter = ["kind", "status"]
+    hidden = {"subject_email", "subject_keys", "subject_name", "details", "identity_evidence"}
+
+    def get_fields(self, request, obj=None):
+        return [field for field in self.get_readonly_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields if field.name not in self.hidden]
+
+
+@admin.register(BreachRecord)
+class BreachRecordAdmin(HistoryAdmin):
+    list_display = ["incident", "authority_notified_at", "subjects_decision"]

@@ -51,19 +51,25 @@ def runs_visible(*, runs: list[ChecklistRun], user) -> list[ChecklistRun]:
 
 
 def runs_visible_queryset(*, runs: QuerySet[ChecklistRun], user) -> QuerySet[ChecklistRun]:
-    """The same rule for a paginated list: one query per registered owner."""
-    for owner in registry.run_owners:
-        if owner.may_view is None:
-            continue
-        owned = (
-            runs.filter(**{f"{owner.field}__isnull": False})
-            .order_by()
-            .values_list(f"{owner.field}_id", flat=True)
-            .distinct()
-        )
-        hidden = [owner_id for owner_id in owned if not owner.may_view(user, owner_id)]
+    """The same rule for a paginated list: one query for all registered owners (the owners
+    the runs belong to), then one exclusion per owner with runs the user may not see."""
+    owners = [owner for owner in registry.run_owners if owner.may_view is not None]
+    if not owners:
+        return runs
+    fields = [f"{owner.field}_id" for owner in owners]
+    owned = Q()
+    for owner in owners:
+        owned |= Q(**{f"{owner.field}__isnull": False})
+    rows = runs.filter(owned).order_by().values_list(*fields).distinct()
+    ids: dict[str, set[int]] = {name: set() for name in fields}
+    for row in rows:
+        for name, owner_id in zip(fields, row, strict=True):
+            if owner_id is not None:
+                ids[name].add(owner_id)
+    for owner, name in zip(owners, fields, strict=True):
+        hidden = [owner_id for owner_id in ids[name] if not owner.may_view(user, owner_id)]
         if hidden:
-            runs = runs.exclude(**{f"{owner.field}_id__in": hidden})
+            runs = runs.exclude(**{f"{name}__in": hidden})
     return runs
 
 

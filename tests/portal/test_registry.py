@@ -40,7 +40,7 @@ def test_the_apps_register_their_parts():
     assert names.index("incidents") < names.index("health") < names.index("history")
     assert "image-batches" in names
     assert "image_success" in registry.kpi_sources
-    assert [owner.field for owner in registry.run_owners] == ["incident"]
+    assert [owner.field for owner in registry.run_owners] == ["incident", "dsr"]
     assert len(registry.metrics_collectors) >= 2
     assert [step.name for step in registry.setup_steps][:1] == ["default-runbooks"]
 
