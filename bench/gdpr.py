@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL server: the source lives there.")
+        print("bench/gdpr.py skipped: set DATABASE_URL to a PostgreSQL server (the source).")
+        return
     name = f"{urlsplit(os.environ['DATABASE_URL']).path.lstrip('/')}_gdpr_bench_source"
     _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
