@@ -6,7 +6,8 @@ and without an index on the subject column: time and peak memory.
 Needs PostgreSQL (the source is a second database on the same server, created and dropped
 here, as the tests do). Builds a throw-away portal database, a source with a ``customers``
 table of N rows (default 1,000,000; the subject in 3 of them, one with the e-mail in upper
-case) and an ``orders`` table of N/2 rows; then, without and with an index on
+case) and an ``orders`` table of N/2 rows (the subject in 2; in a third run in N/5, a company
+account, to show that memory stays flat as the export streams); then, without and with an index on
 ``lower(email)``: the export job (ZIP to storage), the erasure of the source (one
 transaction) and the verification scan (every configured column, a full pass by design).
 Peak memory is this process's resident high-water mark (VmHWM), reset before each step.
@@ -38,7 +39,7 @@ def _admin(statement: sql.Composable) -> None:
         connection.execute(statement)
 
 
-def seed(url: str, rows: int) -> None:
+def seed(url: str, rows: int, subject_orders: int = 2) -> None:
     with psycopg.connect(url) as connection:
         connection.execute(
             "CREATE TABLE IF NOT EXISTS customers (id bigserial PRIMARY KEY, email text NOT NULL,"
@@ -63,9 +64,10 @@ def seed(url: str, rows: int) -> None:
             [rows // 2 - 2],
         )
         connection.execute(
-            "INSERT INTO orders (customer_email, address, total) VALUES (%s, 'Home', 1),"
-            " (upper(%s), 'Home', 2)",
-            [SUBJECT, SUBJECT],
+            "INSERT INTO orders (customer_email, address, total) SELECT"
+            " CASE WHEN i %% 2 = 0 THEN %s ELSE upper(%s) END, 'Home ' || i, i"
+            " FROM generate_series(1, %s) AS i",
+            [SUBJECT, SUBJECT, subject_orders],
         )
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
@@ -95,15 +97,19 @@ def measure(label: str, call):
     return result
 
 
-def run(url: str, rows: int, indexed: bool, user) -> None:
-    print(f"{'with' if indexed else 'without'} an index on lower(email), {rows:,} customers:")
+def run(url: str, rows: int, indexed: bool, user, subject_orders: int = 2) -> None:
+    print(
+        f"{'with' if indexed else 'without'} an index on lower(email), {rows:,} customers, "
+        f"the subject in {subject_orders + 3:,} rows:"
+    )
     dsr = gdpr_request_receive(user=user, kind="erasure", subject_email=SUBJECT, assignee=user)
     gdpr_identity_verify(dsr=dsr, user=user, method="bench", evidence="bench")
     job = GdprJob.objects.create(request=dsr, kind="export", steps_total=3)
     outcome = measure("export (ZIP to storage)", lambda: gdpr_job_run(job_id=job.pk))
     job.refresh_from_db()
     assert outcome == "done", job.error
-    print(f"  {'':<28} rows {job.result['counts']}, {job.file_size} bytes")
+    counts = {name: rows for name, rows in job.result["counts"].items() if rows}
+    print(f"  {'':<28} rows {counts}, ZIP {job.file_size:,} bytes")
     source = DataSource.objects.get()
     counts = measure("erasure (one transaction)", lambda: gdpr_erase_source(source=source, dsr=dsr))
     hits = measure(
@@ -149,6 +155,10 @@ def main() -> None:
                 connection.execute("CREATE INDEX ON customers (lower(email))")
                 connection.execute("CREATE INDEX ON orders (lower(customer_email))")
             run(url, args.rows, True, user)
+            # A subject with many rows (a company account): memory stays flat while streaming.
+            heavy = args.rows // 5
+            seed(url, args.rows, subject_orders=heavy)
+            run(url, args.rows, True, user, subject_orders=heavy)
     finally:
         _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
