@@ -53,7 +53,8 @@ from portal.services.audit import audit_record
 PORTAL_SOURCE = "portal"
 RUN_TASK = "ops.gdpr_job_run"
 logger = logging.getLogger(__name__)
-STALE_CLAIM = timedelta(minutes=30)
+# Longer than the task's hard time limit (1 h): a claim this old belongs to a dead worker.
+STALE_CLAIM = timedelta(minutes=65)
 MAX_ATTEMPTS = 5
 
 
