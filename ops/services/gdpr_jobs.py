@@ -23,6 +23,7 @@ import uuid
 import zipfile
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
@@ -48,6 +49,7 @@ from portal.celery import app
 from portal.errors import ActionRefused
 from portal.models import AuditEntry
 from portal.permissions import require_perm
+from portal.secrets import mask_text
 from portal.services.audit import audit_record
 
 PORTAL_SOURCE = "portal"
@@ -416,18 +418,28 @@ def gdpr_job_run(*, job_id: int, now: datetime | None = None) -> str:
             _export(job, token, now)
         else:
             _erase(job, token, now)
+    except psycopg.OperationalError as problem:
+        # The server went away mid-job (a restart, the network): as transient as a failed
+        # connection, so the job is retried.
+        text = mask_text(str(problem).strip())[:300]
+        return _failed_or_retry(
+            job, token, SourceError(f"A source stopped answering: {text}", transient=True)
+        )
+    except psycopg.Error as problem:
+        text = mask_text(str(problem).strip())[:300]
+        return _failed_or_retry(job, token, SourceError(f"A source refused a query: {text}"))
     except SourceError as problem:
-        if problem.transient and job.attempts < MAX_ATTEMPTS:
-            _settle(job, token, status=JobStatus.QUEUED, claim="", error=problem.message)
-            return "retry"
-        _settle(
-            job, token, status=JobStatus.FAILED, finished_at=timezone.now(), error=problem.message
-        )
-        audit_record(
-            actor=None, action=f"gdpr.{job.kind}.fail", target=job, summary=problem.message
-        )
-        return "failed"
+        return _failed_or_retry(job, token, problem)
     return "done"
+
+
+def _failed_or_retry(job: GdprJob, token: str, problem: SourceError) -> str:
+    if problem.transient and job.attempts < MAX_ATTEMPTS:
+        _settle(job, token, status=JobStatus.QUEUED, claim="", error=problem.message)
+        return "retry"
+    _settle(job, token, status=JobStatus.FAILED, finished_at=timezone.now(), error=problem.message)
+    audit_record(actor=None, action=f"gdpr.{job.kind}.fail", target=job, summary=problem.message)
+    return "failed"
 
 
 def gdpr_exports_expire(*, now: datetime | None = None) -> list[int]:

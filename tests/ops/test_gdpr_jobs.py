@@ -8,6 +8,7 @@ import json
 import zipfile
 from datetime import timedelta
 
+import psycopg
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.files.storage import default_storage
@@ -269,3 +270,14 @@ def test_erasure_that_leaves_identifiers_keeps_the_request_open(source, source_u
 def test_replay_command_names_an_unknown_source(source):
     with pytest.raises(CommandError, match=r"No source named “nope” \(configured: crm\)"):
         call_command("gdpr_ledger_replay", "--source", "nope")
+
+
+def test_a_table_gone_before_the_job_runs_fails_it_with_the_reason(source, source_url, dpo):
+    dsr = verified(dpo)
+    job = gdpr_job_start(dsr=dsr, user=dpo, kind="export")
+    with psycopg.connect(source_url) as connection:
+        connection.execute("DROP TABLE newsletter")
+    assert gdpr_job_run(job_id=job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and "table “newsletter” does not exist" in job.error
+    assert not job.file_path
