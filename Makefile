@@ -57,6 +57,7 @@ test: lint browser
 bench: $(BIN)/.installed-dev
 	$(BIN)/pip install --quiet --no-deps scikit-image==0.26.0
 	$(PY) bench/checklists.py
+	$(PY) bench/gdpr.py
 	$(PY) bench/health.py
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py

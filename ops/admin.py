@@ -6,6 +6,7 @@ from django.utils.safestring import mark_safe
 
 from ops.models import (
     ActionItem,
+    BreachRecord,
     CalendarFeedToken,
     ChecklistItem,
     ChecklistRun,
@@ -13,6 +14,11 @@ from ops.models import (
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    DataSource,
+    DataSourceTable,
+    DataSubjectRequest,
+    ErasureLedgerEntry,
+    GdprJob,
     Incident,
     IncidentNotification,
     Kpi,
@@ -20,6 +26,7 @@ from ops.models import (
     MaintenanceWindow,
     MonitoredService,
     Postmortem,
+    ProcessingActivity,
     RunbookSource,
     RunItem,
     Severity,
@@ -49,7 +56,7 @@ class ChecklistSectionInline(admin.TabularInline):
 class ChecklistItemInline(admin.TabularInline):
     model = ChecklistItem
     extra = 0
-    fields = ["position", "section", "parent", "text", "command", "help_text"]
+    fields = ["position", "section", "parent", "text", "command", "help_text", "due_after_minutes"]
     ordering = ["position", "id"]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -601,3 +608,66 @@ class CalendarFeedTokenAdmin(AuditedModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# GDPR. Requests themselves are handled on their pages (where each view of a subject's data is
+# audited), not here; sources and the register of processing activities are edited here.
+
+
+class DataSourceTableInline(admin.TabularInline):
+    model = DataSourceTable
+    extra = 1
+    fields = ["table", "subject_column", "personal_columns", "erasure_action", "anonymize_columns"]
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(AuditedModelAdmin):
+    list_display = ["name", "connection_env", "is_active"]
+    inlines = [DataSourceTableInline]
+
+
+@admin.register(DataSourceTable)
+class DataSourceTableAdmin(AuditedModelAdmin):
+    list_display = ["table", "source", "subject_column", "erasure_action"]
+    list_filter = ["source"]
+
+
+@admin.register(ProcessingActivity)
+class ProcessingActivityAdmin(AuditedModelAdmin):
+    list_display = ["name", "legal_basis", "retention", "updated_at"]
+    search_fields = ["name", "purpose"]
+
+
+@admin.register(GdprJob)
+class GdprJobAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "steps_done", "steps_total", "created_at"]
+    exclude = ["result"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for field in super().get_readonly_fields(request, obj) if field != "result"]
+
+
+@admin.register(ErasureLedgerEntry)
+class ErasureLedgerEntryAdmin(HistoryAdmin):
+    list_display = ["request", "source_name", "table", "action", "rows", "erased_at"]
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(HistoryAdmin):
+    """Deadlines and outcomes only: the subject's identifiers and the identity evidence are
+    shown on the request's page, where each view is audited."""
+
+    list_display = ["__str__", "status", "received_at", "due_at", "assignee"]
+    list_filter = ["kind", "status"]
+    hidden = {"subject_email", "subject_keys", "subject_name", "details", "identity_evidence"}
+
+    def get_fields(self, request, obj=None):
+        return [field for field in self.get_readonly_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields if field.name not in self.hidden]
+
+
+@admin.register(BreachRecord)
+class BreachRecordAdmin(HistoryAdmin):
+    list_display = ["incident", "authority_notified_at", "subjects_decision"]

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from ops.models import (
     ChecklistItem,
     ChecklistTemplate,
+    DataSubjectRequest,
     Incident,
     MaintenanceTask,
     MaintenanceWindow,
@@ -30,6 +31,7 @@ from ops.selectors.checklists import (
     runs_visible,
     template_histories,
 )
+from ops.selectors.gdpr import requests_needing_attention
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
 from ops.selectors.maintenance import (
@@ -42,6 +44,8 @@ from ops.selectors.maintenance import (
 )
 from ops.selectors.runbooks import runbook_plan_build
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.gdpr import may_see_subject
+from ops.services.gdpr_breach import breach_offsets_default
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.maintenance import (
@@ -258,6 +262,29 @@ def _task_events(*, user, start: datetime, end: datetime) -> list:
     return calendar_task_events(start=start, end=end)
 
 
+# Data-subject requests
+
+
+def _gdpr_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Requests overdue or due within seven days: references and deadlines, no identifiers."""
+    if not request.user.has_perm("ops.view_datasubjectrequest"):
+        return None
+    requests = requests_needing_attention(now=now)
+    if not requests:
+        return None
+    return {"gdpr_requests": requests, "now": now}
+
+
+def _may_view_dsr(user, dsr_id: int) -> bool:
+    """A request's checklist may carry notes about the subject: DPOs and admins only."""
+    return may_see_subject(user)
+
+
+def _describe_dsr(run) -> tuple[str, str]:
+    dsr = DataSubjectRequest.objects.only("pk", "kind").get(pk=run.dsr_id)
+    return f"checklist of {dsr.reference}", dsr.get_absolute_url()
+
+
 # First run (setup_portal)
 
 
@@ -320,6 +347,11 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
     return f"Monitored services of the portal itself: {len(services)}."
 
 
+def _breach_timeline(*, demo: bool) -> str | None:
+    count = breach_offsets_default()
+    return f"Data breach response steps given their due times: {count}." if count else None
+
+
 def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
@@ -334,11 +366,13 @@ def register(registry: Registry) -> None:
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
         SetupStep("maintenance-defaults", _load_maintenance_defaults, 25),
+        SetupStep("breach-timeline", _breach_timeline, 15),
         SetupStep("current-runs", _open_current_runs, 30),
     ):
         registry.add_setup_step(step)
     for block in (
         TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
+        TodayBlock("gdpr-requests", "ops/gdpr/_today_requests.html", _gdpr_block, 15),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
         TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
@@ -380,3 +414,4 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add_calendar_source(CalendarSource("maintenance-tasks", "Due tasks", _task_events))
+    registry.add_run_owner(RunOwner(field="dsr", may_view=_may_view_dsr, describe=_describe_dsr))

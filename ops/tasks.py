@@ -3,6 +3,8 @@
 from celery import shared_task
 
 from ops.services.checklists import checklist_runs_schedule
+from ops.services.gdpr import gdpr_deadline_notifications_send
+from ops.services.gdpr_jobs import gdpr_exports_expire, gdpr_job_run, gdpr_jobs_resend
 from ops.services.health import health_checks_run_due, health_results_prune
 from ops.services.incident_notifications import incident_notifications_send
 from ops.services.maintenance import maintenance_scan
@@ -43,3 +45,26 @@ def maintenance_scan_task() -> dict[str, int]:
     counts = maintenance_scan()
     counts["notices"] = len(maintenance_notices_send())
     return counts
+
+
+@shared_task(
+    name="ops.gdpr_job_run", bind=True, soft_time_limit=3000, time_limit=3600, max_retries=5
+)
+def gdpr_job_run_task(self, job_id: int) -> str:
+    """An export or erasure of a data-subject request (the job row says which and how far).
+    A source that did not answer leaves the job queued: retried with a growing delay."""
+    outcome = gdpr_job_run(job_id=job_id)
+    if outcome == "retry":
+        raise self.retry(countdown=30 * 2**self.request.retries)
+    return outcome
+
+
+@shared_task(name="ops.gdpr_housekeeping", soft_time_limit=50, time_limit=58)
+def gdpr_housekeeping_task() -> dict:
+    """Beat calls this every minute: deadline notices (once each), expired exports deleted,
+    queued jobs whose message was lost sent again."""
+    return {
+        "notified": gdpr_deadline_notifications_send(),
+        "expired": gdpr_exports_expire(),
+        "resent": gdpr_jobs_resend(),
+    }

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from ops.views import calendar, checklists, health, incident_reports, incidents, maintenance
+from ops.views import (
+    calendar,
+    checklists,
+    gdpr,
+    health,
+    incident_reports,
+    incidents,
+    maintenance,
+)
 
 app_name = "ops"
 
@@ -79,4 +87,27 @@ urlpatterns = [
     path("calendar/", calendar.calendar_view, name="calendar"),
     path("calendar/feed/", calendar.feed_settings, name="calendar_feed_settings"),
     path("calendar/<str:token>.ics", calendar.feed, name="calendar_feed"),
+    path("gdpr/", gdpr.request_list, name="gdpr_list"),
+    path("gdpr/new/", gdpr.request_new, name="gdpr_new"),
+    path("gdpr/register/", gdpr.register_print, name="gdpr_register"),
+    path("gdpr/<int:pk>/", gdpr.request_detail, name="gdpr_detail"),
+    path("gdpr/<int:pk>/jobs/", gdpr.request_jobs_fragment, name="gdpr_jobs"),
+    path(
+        "gdpr/<int:pk>/identity-pending/",
+        gdpr.request_identity_pending,
+        name="gdpr_identity_pending",
+    ),
+    path("gdpr/<int:pk>/verify/", gdpr.request_verify, name="gdpr_verify"),
+    path("gdpr/<int:pk>/extend/", gdpr.request_extend, name="gdpr_extend"),
+    path("gdpr/<int:pk>/assign/", gdpr.request_assign, name="gdpr_assign"),
+    path("gdpr/<int:pk>/status/", gdpr.request_advance, name="gdpr_advance"),
+    path("gdpr/<int:pk>/reject/", gdpr.request_reject, name="gdpr_reject"),
+    path("gdpr/<int:pk>/hold/", gdpr.request_hold, name="gdpr_hold"),
+    path("gdpr/<int:pk>/jobs/start/", gdpr.request_job_start, name="gdpr_job_start"),
+    path("gdpr/<int:pk>/review/", gdpr.request_review, name="gdpr_review"),
+    path("gdpr/<int:pk>/deliver/", gdpr.request_deliver, name="gdpr_deliver"),
+    path("gdpr/<int:pk>/complete/", gdpr.request_complete, name="gdpr_complete"),
+    path("gdpr/<int:pk>/certificate/", gdpr.request_certificate, name="gdpr_certificate"),
+    path("gdpr/breaches/<int:pk>/", gdpr.breach_detail, name="gdpr_breach"),
+    path("gdpr/exports/<int:pk>/download/", gdpr.export_download, name="gdpr_export_download"),
 ]

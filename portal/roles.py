@@ -4,4 +4,6 @@ OPERATOR = "Operator"
 MANAGER = "Manager"
 IMAGE_STAFF = "Image staff"
 ADMIN = "Admin"
-ROLES = (OPERATOR, MANAGER, IMAGE_STAFF, ADMIN)
+# Sees data-subject requests' identifiers and exports (GDPR), with Admin.
+DPO = "DPO"
+ROLES = (OPERATOR, MANAGER, IMAGE_STAFF, DPO, ADMIN)

@@ -291,7 +291,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # GDPR requests: deadline notices once each, expired exports deleted, lost jobs resent.
+    "gdpr-housekeeping": {
+        "task": "ops.gdpr_housekeeping",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
+# How long an export of a data-subject request stays downloadable before it is deleted.
+GDPR_EXPORT_DAYS = env_int("GDPR_EXPORT_DAYS", 7, minimum=1)
 
 # The portal's own events at LOG_LEVEL (INFO); the libraries' chatter (Celery's task lines,
 # kombu, Django's requests) at WARNING unless LOG_LEVEL asks for DEBUG.

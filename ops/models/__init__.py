@@ -7,6 +7,15 @@ from ops.models.checklists import (
     ItemState,
     RunItem,
 )
+from ops.models.gdpr import (
+    BreachRecord,
+    DataSource,
+    DataSourceTable,
+    DataSubjectRequest,
+    ErasureLedgerEntry,
+    GdprJob,
+    ProcessingActivity,
+)
 from ops.models.health import (
     CheckResult,
     CheckRollup,
@@ -41,6 +50,7 @@ from ops.models.runbooks import RunbookSource
 
 __all__ = [
     "ActionItem",
+    "BreachRecord",
     "Cadence",
     "CalendarFeedToken",
     "CheckResult",
@@ -50,6 +60,11 @@ __all__ = [
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "DataSource",
+    "DataSourceTable",
+    "DataSubjectRequest",
+    "ErasureLedgerEntry",
+    "GdprJob",
     "Impact",
     "Incident",
     "IncidentNotification",
@@ -63,6 +78,7 @@ __all__ = [
     "NotificationStep",
     "OccurrenceStatus",
     "Postmortem",
+    "ProcessingActivity",
     "RunItem",
     "RunbookSource",
     "ServiceKind",

@@ -338,6 +338,12 @@ class ChecklistItem(models.Model):
         editable=False,
         help_text="The text, command and help text the last import set; empty when added here.",
     )
+    due_after_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Due this many minutes after the run starts (a time-boxed step); empty: no "
+        "time of its own.",
+    )
 
     class Meta:
         ordering = ["template", "position", "id"]
@@ -405,6 +411,14 @@ class ChecklistRun(models.Model):
     )
     maintenance_task = models.ForeignKey(
         "ops.MaintenanceTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checklist_runs",
+    )
+    # A GDPR data-subject request's checklist: seen only by those who may see the request.
+    dsr = models.ForeignKey(
+        "ops.DataSubjectRequest",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -522,6 +536,9 @@ class RunItem(models.Model):
     evidence = models.JSONField(
         null=True, blank=True, help_text="What the linked service or KPI showed at the tick."
     )
+    due_at = models.DateTimeField(
+        null=True, blank=True, help_text="The run's start plus the item's minutes, if it has them."
+    )
 
     class Meta:
         ordering = ["run", "position"]
@@ -542,3 +559,10 @@ class RunItem(models.Model):
     @property
     def is_settled(self) -> bool:
         return self.state != ItemState.OPEN
+
+    def is_overdue(self, now: datetime | None = None) -> bool:
+        return (
+            not self.is_settled
+            and self.due_at is not None
+            and (now or timezone.now()) > self.due_at
+        )

@@ -39,6 +39,11 @@ def _copy_items(run: ChecklistRun, template: ChecklistTemplate) -> int:
             help_text=item.help_text,
             evidence_service_id=item.evidence_service_id,
             evidence_kpi_id=item.evidence_kpi_id,
+            due_at=(
+                run.created_at + timedelta(minutes=item.due_after_minutes)
+                if item.due_after_minutes is not None
+                else None
+            ),
         )
         copies[item.id] = copy
         by_depth[depth].append(copy)

@@ -27,6 +27,7 @@ from ops.models import (
 from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
 from ops.services.checklists import checklist_run_cancel, checklist_run_start
+from ops.services.gdpr_breach import breach_response_open
 from ops.services.incident_rules import (
     EDITABLE,
     MAX_NOTE,
@@ -161,6 +162,8 @@ def incident_open(
             user=user,
             now=now,
         )
+    if incident.personal_data:
+        breach_response_open(incident=incident, user=user, now=now)
     audit_record(
         actor=user,
         action="incident.open",
@@ -298,6 +301,8 @@ def incident_update(
             user=user,
             now=now,
         )
+    if "personal_data" in changed and incident.personal_data:
+        breach_response_open(incident=incident, user=user, now=now)
     audit_record(
         actor=user,
         action="incident.update",

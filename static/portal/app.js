@@ -105,3 +105,33 @@
     if (announcer && changes.length) announcer.textContent = changes.join(". ") + ".";
   });
 })();
+
+// Time-boxed checklist items: "due in 12 min" counts down and turns into "overdue by 3 min"
+// (the server renders the same text; this keeps it current between refreshes).
+(function () {
+  "use strict";
+  function span(minutes) {
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    var rest = minutes % 60;
+    return hours + " h" + (rest ? " " + rest + " min" : "");
+  }
+  function tick() {
+    document.querySelectorAll("time.countdown[datetime]").forEach(function (element) {
+      var due = Date.parse(element.getAttribute("datetime"));
+      if (isNaN(due)) return;
+      var minutes = Math.round((due - Date.now()) / 60000);
+      var item = element.closest(".due-at");
+      if (minutes >= 0) {
+        element.textContent = "due in " + span(minutes);
+        if (item) { item.classList.remove("is-overdue", "bad"); item.classList.add("warn"); }
+      } else {
+        element.textContent = "overdue by " + span(-minutes);
+        if (item) { item.classList.add("is-overdue", "bad"); item.classList.remove("warn"); }
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", tick);
+  document.addEventListener("htmx:afterSettle", tick);
+  setInterval(tick, 15000);
+})();

@@ -44,6 +44,7 @@ def test_the_apps_register_their_parts():
         "incident",
         "maintenance_window",
         "maintenance_task",
+        "dsr",
     ]
     assert [source.name for source in registry.calendar_sources] == [
         "maintenance-windows",

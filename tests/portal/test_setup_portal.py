@@ -31,11 +31,13 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
     assert MonitoredService.objects.filter(slug="portal-web", kind="http").exists()
     passwords = dict(
         re.findall(
-            r"^\s+\S+(?: \S+)?\s+(admin|operator|manager|imagestaff)\s+(\S+)$", out, re.MULTILINE
+            r"^\s+\S+(?: \S+)?\s+(admin|operator|manager|imagestaff|dpo)\s+(\S+)$",
+            out,
+            re.MULTILINE,
         )
     )
-    assert set(passwords) == {"admin", "operator", "manager", "imagestaff"}
-    assert len(set(passwords.values())) == 4 and all(len(p) >= 16 for p in passwords.values())
+    assert set(passwords) == {"admin", "operator", "manager", "imagestaff", "dpo"}
+    assert len(set(passwords.values())) == 5 and all(len(p) >= 16 for p in passwords.values())
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(passwords["admin"])
     assert User.objects.get(username="operator").groups.get().name == roles.OPERATOR
@@ -46,7 +48,7 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
 
     again = setup("--demo")
     assert passwords["admin"] not in again and "password is unchanged" in again
-    assert User.objects.count() == 4
+    assert User.objects.count() == 5
     assert ChecklistTemplate.objects.count() == len(
         set(ChecklistTemplate.objects.values_list("source_key", flat=True))
     )

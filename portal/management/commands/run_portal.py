@@ -28,6 +28,7 @@ ROLE_USES = {
     "operator": "tick checklists, open and work incidents",
     "manager": "what an operator may, plus templates, reports, the audit log",
     "imagestaff": "image batches and the image API",
+    "dpo": "GDPR requests: subject data, exports and erasure",
 }
 BANNER = "banner"
 

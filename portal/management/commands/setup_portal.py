@@ -18,6 +18,7 @@ DEMO_USERS = [
     ("operator", roles.OPERATOR, False),
     ("manager", roles.MANAGER, True),
     ("imagestaff", roles.IMAGE_STAFF, False),
+    ("dpo", roles.DPO, False),
 ]
 CHANGEPASSWORD_COMMAND = ".venv/bin/python manage.py changepassword"
 
