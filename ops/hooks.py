@@ -8,12 +8,24 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, Incident, MonitoredService, ServiceKind
+from ops.models import (
+    Alert,
+    AlertSend,
+    AlertStatus,
+    ChecklistItem,
+    Incident,
+    MonitoredService,
+    OnCallSchedule,
+    ServiceKind,
+)
+from ops.selectors.alerts import alerts_open_with_holders, oncall_user
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -23,6 +35,7 @@ from ops.selectors.checklists import (
 )
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
+from ops.services.alerts import alert_defaults_load
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
@@ -44,6 +57,17 @@ def _incidents_block(request: HttpRequest, now: datetime) -> dict | None:
     if not incidents:
         return None
     return {"open_incidents": incidents, "now": now, "notify_channels": notification_channels()}
+
+
+def _alerts_block(request: HttpRequest, now: datetime) -> dict | None:
+    """What is firing or acknowledged and who holds it; who is on call now."""
+    if not request.user.has_perm("ops.view_alert"):
+        return None
+    schedules = list(OnCallSchedule.objects.all())
+    return {
+        "alerts_held": alerts_open_with_holders(now=now),
+        "on_call": [(schedule, oncall_user(schedule=schedule, at=now)) for schedule in schedules],
+    }
 
 
 def _once(request: HttpRequest, name: str, read):
@@ -154,6 +178,24 @@ def _health_metrics():
     yield from (state, latency, stale, queues, kpi, kpi_state)
 
 
+def _alert_metrics():
+    """Open alerts by severity and status, and sends by status."""
+    alerts = GaugeMetricFamily(
+        "portal_alerts", "Alerts not resolved.", labels=["severity", "status"]
+    )
+    counts = (
+        Alert.objects.exclude(status=AlertStatus.RESOLVED)
+        .values_list("severity", "status")
+        .annotate(n=Count("id"))
+    )
+    for severity, status, count in counts:
+        alerts.add_metric([severity, status], count)
+    sends = GaugeMetricFamily("portal_alert_sends", "Alert messages by status.", labels=["status"])
+    for status, count in AlertSend.objects.values_list("status").annotate(n=Count("id")):
+        sends.add_metric([status], count)
+    yield from (alerts, sends)
+
+
 # Runs owned by incidents
 
 
@@ -221,6 +263,10 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
     return f"Monitored services of the portal itself: {len(services)}."
 
 
+def _load_alert_defaults(*, demo: bool) -> str:
+    return alert_defaults_load(today=timezone.localdate())
+
+
 def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
@@ -229,10 +275,12 @@ def register(registry: Registry) -> None:
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
+        SetupStep("alert-defaults", _load_alert_defaults, 25),
         SetupStep("current-runs", _open_current_runs, 30),
     ):
         registry.add_setup_step(step)
     for block in (
+        TodayBlock("alerts", "ops/alerts/_today_alerts.html", _alerts_block, 5),
         TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
@@ -242,6 +290,7 @@ def register(registry: Registry) -> None:
     ):
         registry.add_today_block(block)
     registry.add_metrics_collector(_health_metrics)
+    registry.add_metrics_collector(_alert_metrics)
     registry.add_run_owner(
         RunOwner(
             field="incident",

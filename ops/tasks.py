@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from ops.services.alerts import alert_sends_deliver, alert_sends_reclaim, alerts_evaluate
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.health import health_checks_run_due, health_results_prune
 from ops.services.incident_notifications import incident_notifications_send
@@ -32,3 +33,18 @@ def incident_notifications_send_task() -> list[int]:
     """Beat calls this every minute; it notifies each overdue step of an unacknowledged
     incident once (e-mail, then the optional webhook)."""
     return [notification.pk for notification in incident_notifications_send()]
+
+
+@shared_task(name="ops.alerts_evaluate", soft_time_limit=25, time_limit=28)
+def alerts_evaluate_task() -> dict:
+    """Beat calls this every 30 seconds: every rule over the stored results, the alerts that
+    fire or resolve, and the escalation steps now due."""
+    return alerts_evaluate()
+
+
+@shared_task(name="ops.alert_sends_deliver", soft_time_limit=50, time_limit=58)
+def alert_sends_deliver_task() -> dict:
+    """Beat calls this every 15 seconds: due sends, each claimed, sent, recorded; a failure
+    is retried with backoff, never raised."""
+    alert_sends_reclaim()
+    return alert_sends_deliver()
