@@ -1,21 +1,34 @@
+import apprise
+from django import forms
 from django.contrib import admin
 
 from ops.models import (
     ActionItem,
+    Alert,
+    AlertRule,
+    AlertSend,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    EscalationPolicy,
+    EscalationStep,
     Incident,
     IncidentNotification,
     Kpi,
     MonitoredService,
+    NotificationChannel,
+    OnCallOverride,
+    OnCallSchedule,
     Postmortem,
+    RotationMember,
     RunItem,
     Severity,
+    Silence,
     TimelineEntry,
+    VendorContact,
 )
 from ops.services.health import monitored_service_set_active
 from ops.services.health_checks import describe_target
@@ -322,3 +335,91 @@ class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]
+
+
+class ChannelAdminForm(forms.ModelForm):
+    """The stored URL is write-only here too: the field is always empty, and left empty it
+    keeps the URL it had."""
+
+    url_secret = forms.CharField(
+        label="Apprise URL", required=False, widget=forms.PasswordInput(render_value=False)
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "owner", "url_env", "url_secret", "is_active"]
+
+    def clean_url_secret(self):
+        value = self.cleaned_data["url_secret"].strip()
+        if not value and self.instance.pk:
+            return self.instance.url_secret
+        if value and not apprise.Apprise().add(value):
+            raise forms.ValidationError("Apprise cannot read this URL.")
+        return value
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(AuditedModelAdmin):
+    form = ChannelAdminForm
+    list_display = ["name", "owner", "where", "is_active"]
+
+
+class RotationMemberInline(admin.TabularInline):
+    model = RotationMember
+    extra = 1
+
+
+class OnCallOverrideInline(admin.TabularInline):
+    model = OnCallOverride
+    extra = 0
+
+
+@admin.register(OnCallSchedule)
+class OnCallScheduleAdmin(AuditedModelAdmin):
+    list_display = ["name", "role", "handoff", "handoff_time", "time_zone"]
+    inlines = [RotationMemberInline, OnCallOverrideInline]
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    extra = 1
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(AuditedModelAdmin):
+    list_display = ["name", "repeat_every_minutes", "repeat_times"]
+    inlines = [EscalationStepInline]
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(AuditedModelAdmin):
+    list_display = ["name", "severity", "source", "threshold", "for_minutes", "is_active"]
+    list_filter = ["severity", "source", "is_active"]
+    readonly_fields = ["pending_since", "clear_since", "last_value", "last_evaluated_at"]
+
+
+@admin.register(Alert)
+class AlertAdmin(HistoryAdmin):
+    """Alerts change by evaluation and acknowledgement only."""
+
+    list_display = ["rule", "status", "severity", "fired_at", "acknowledged_by", "resolved_at"]
+    list_filter = ["status", "severity"]
+    list_select_related = ["rule", "acknowledged_by"]
+
+
+@admin.register(AlertSend)
+class AlertSendAdmin(HistoryAdmin):
+    list_display = ["created_at", "alert", "channel", "recipient", "status", "attempts", "error"]
+    list_filter = ["status"]
+    list_select_related = ["alert__rule", "channel", "recipient"]
+
+
+@admin.register(Silence)
+class SilenceAdmin(AuditedModelAdmin):
+    list_display = ["reason", "service", "rule", "starts_at", "ends_at"]
+
+
+@admin.register(VendorContact)
+class VendorContactAdmin(AuditedModelAdmin):
+    list_display = ["area", "vendor", "contact", "method", "plan"]
+    filter_horizontal = ["services"]

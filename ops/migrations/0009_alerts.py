@@ -10,212 +10,625 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ops', '0008_monitoring_secrets'),
+        ("ops", "0008_monitoring_secrets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EscalationPolicy',
+            name="EscalationPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('repeat_every_minutes', models.PositiveIntegerField(default=90, help_text='A new round starts this many minutes after the previous one.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1440)])),
-                ('repeat_times', models.PositiveSmallIntegerField(default=0, help_text='Extra rounds (0: one round).', validators=[django.core.validators.MaxValueValidator(10)])),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "repeat_every_minutes",
+                    models.PositiveIntegerField(
+                        default=90,
+                        help_text="A new round starts this many minutes after the previous one.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1440),
+                        ],
+                    ),
+                ),
+                (
+                    "repeat_times",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="Extra rounds (0: one round).",
+                        validators=[django.core.validators.MaxValueValidator(10)],
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'escalation policies',
-                'ordering': ['name'],
+                "verbose_name_plural": "escalation policies",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='OnCallSchedule',
+            name="OnCallSchedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('role', models.CharField(blank=True, help_text='e.g. Operations engineer.', max_length=100)),
-                ('time_zone', models.CharField(default='UTC', max_length=64)),
-                ('handoff', models.CharField(choices=[('daily', 'Daily'), ('weekly', 'Weekly')], default='weekly', max_length=8)),
-                ('handoff_time', models.TimeField(default=datetime.time(9, 0))),
-                ('handoff_weekday', models.PositiveSmallIntegerField(default=0, help_text='0 Monday … 6 Sunday (weekly).', validators=[django.core.validators.MaxValueValidator(6)])),
-                ('starts_on', models.DateField(help_text="The first hand-off: the first person's turn.")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "role",
+                    models.CharField(
+                        blank=True, help_text="e.g. Operations engineer.", max_length=100
+                    ),
+                ),
+                ("time_zone", models.CharField(default="UTC", max_length=64)),
+                (
+                    "handoff",
+                    models.CharField(
+                        choices=[("daily", "Daily"), ("weekly", "Weekly")],
+                        default="weekly",
+                        max_length=8,
+                    ),
+                ),
+                ("handoff_time", models.TimeField(default=datetime.time(9, 0))),
+                (
+                    "handoff_weekday",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="0 Monday … 6 Sunday (weekly).",
+                        validators=[django.core.validators.MaxValueValidator(6)],
+                    ),
+                ),
+                (
+                    "starts_on",
+                    models.DateField(help_text="The first hand-off: the first person's turn."),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='AlertRule',
+            name="AlertRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=150)),
-                ('source', models.CharField(choices=[('error_rate', 'Error rate of checks (%)'), ('latency_p95', 'P95 response time (ms)'), ('service_down', 'Service critical (1) or not (0)'), ('login_failures', 'Failed sign-ins in the window'), ('kpi', "A KPI's current value")], max_length=16)),
-                ('comparison', models.CharField(choices=[('above', 'above'), ('below', 'below')], default='above', max_length=8)),
-                ('threshold', models.FloatField()),
-                ('window_minutes', models.PositiveIntegerField(default=5, help_text='The value is measured over the results of this many minutes.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1440)])),
-                ('for_minutes', models.PositiveIntegerField(default=0, help_text='Fires once the condition has held this long; resolves once it has not.')),
-                ('severity', models.CharField(choices=[('warning', 'Warning'), ('critical', 'Critical')], max_length=8)),
-                ('action', models.CharField(blank=True, help_text='e.g. Scale up.', max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('pending_since', models.DateTimeField(blank=True, null=True)),
-                ('clear_since', models.DateTimeField(blank=True, null=True)),
-                ('last_value', models.FloatField(blank=True, null=True)),
-                ('last_evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('kpi', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='ops.kpi')),
-                ('playbook', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ops.checklisttemplate')),
-                ('service', models.ForeignKey(blank=True, help_text='Empty: the worst of all active services.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='ops.monitoredservice')),
-                ('policy', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rules', to='ops.escalationpolicy')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=150)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("error_rate", "Error rate of checks (%)"),
+                            ("latency_p95", "P95 response time (ms)"),
+                            ("service_down", "Service critical (1) or not (0)"),
+                            ("login_failures", "Failed sign-ins in the window"),
+                            ("kpi", "A KPI's current value"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.CharField(
+                        choices=[("above", "above"), ("below", "below")],
+                        default="above",
+                        max_length=8,
+                    ),
+                ),
+                ("threshold", models.FloatField()),
+                (
+                    "window_minutes",
+                    models.PositiveIntegerField(
+                        default=5,
+                        help_text="The value is measured over the results of this many minutes.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1440),
+                        ],
+                    ),
+                ),
+                (
+                    "for_minutes",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Fires once the condition has held this long; resolves once it has not.",
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("warning", "Warning"), ("critical", "Critical")], max_length=8
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(blank=True, help_text="e.g. Scale up.", max_length=200),
+                ),
+                ("is_active", models.BooleanField(default=True)),
+                ("pending_since", models.DateTimeField(blank=True, null=True)),
+                ("clear_since", models.DateTimeField(blank=True, null=True)),
+                ("last_value", models.FloatField(blank=True, null=True)),
+                ("last_evaluated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "kpi",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_rules",
+                        to="ops.kpi",
+                    ),
+                ),
+                (
+                    "playbook",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ops.checklisttemplate",
+                    ),
+                ),
+                (
+                    "service",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: the worst of all active services.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_rules",
+                        to="ops.monitoredservice",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rules",
+                        to="ops.escalationpolicy",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-severity', 'name', 'id'],
+                "ordering": ["-severity", "name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('severity', models.CharField(choices=[('warning', 'Warning'), ('critical', 'Critical')], max_length=8)),
-                ('status', models.CharField(choices=[('firing', 'Firing'), ('acknowledged', 'Acknowledged'), ('resolved', 'Resolved')], default='firing', max_length=16)),
-                ('fired_value', models.FloatField(null=True)),
-                ('last_value', models.FloatField(null=True)),
-                ('evidence', models.JSONField(blank=True, default=dict)),
-                ('pending_since', models.DateTimeField()),
-                ('fired_at', models.DateTimeField(db_index=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('next_step', models.PositiveIntegerField(default=0)),
-                ('round', models.PositiveIntegerField(default=0)),
-                ('next_step_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('incident', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='alerts', to='ops.incident')),
-                ('service', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ops.monitoredservice')),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='ops.alertrule')),
-                ('policy', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ops.escalationpolicy')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("warning", "Warning"), ("critical", "Critical")], max_length=8
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("firing", "Firing"),
+                            ("acknowledged", "Acknowledged"),
+                            ("resolved", "Resolved"),
+                        ],
+                        default="firing",
+                        max_length=16,
+                    ),
+                ),
+                ("fired_value", models.FloatField(null=True)),
+                ("last_value", models.FloatField(null=True)),
+                ("evidence", models.JSONField(blank=True, default=dict)),
+                ("pending_since", models.DateTimeField()),
+                ("fired_at", models.DateTimeField(db_index=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("next_step", models.PositiveIntegerField(default=0)),
+                ("round", models.PositiveIntegerField(default=0)),
+                ("next_step_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="alerts",
+                        to="ops.incident",
+                    ),
+                ),
+                (
+                    "service",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ops.monitoredservice",
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alerts",
+                        to="ops.alertrule",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ops.escalationpolicy",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-fired_at', '-id'],
-                'permissions': [('acknowledge_alert', 'Can acknowledge alerts')],
+                "ordering": ["-fired_at", "-id"],
+                "permissions": [("acknowledge_alert", "Can acknowledge alerts")],
             },
         ),
         migrations.CreateModel(
-            name='NotificationChannel',
+            name="NotificationChannel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('url_env', models.CharField(blank=True, help_text='The environment variable that holds the Apprise URL (e.g. ALERTS_SLACK_URL).', max_length=100)),
-                ('url_secret', models.CharField(blank=True, max_length=1000)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alert_channels', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "url_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="The environment variable that holds the Apprise URL (e.g. ALERTS_SLACK_URL).",
+                        max_length=100,
+                    ),
+                ),
+                ("url_secret", models.CharField(blank=True, max_length=1000)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_channels",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', 'id'],
+                "ordering": ["name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='AlertSend',
+            name="AlertSend",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step_label', models.CharField(blank=True, max_length=150)),
-                ('title', models.CharField(max_length=250)),
-                ('body', models.TextField()),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed')], default='queued', max_length=8)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(db_index=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('link_used_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField()),
-                ('alert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sends', to='ops.alert')),
-                ('recipient', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('channel', models.ForeignKey(blank=True, help_text="Empty: an e-mail to the recipient through the portal's mail server.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='sends', to='ops.notificationchannel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("step_label", models.CharField(blank=True, max_length=150)),
+                ("title", models.CharField(max_length=250)),
+                ("body", models.TextField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(db_index=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("link_used_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "alert",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sends",
+                        to="ops.alert",
+                    ),
+                ),
+                (
+                    "recipient",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: an e-mail to the recipient through the portal's mail server.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sends",
+                        to="ops.notificationchannel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OnCallOverride',
+            name="OnCallOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='overrides', to='ops.oncallschedule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="overrides",
+                        to="ops.oncallschedule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['starts_at'],
+                "ordering": ["starts_at"],
             },
         ),
         migrations.CreateModel(
-            name='EscalationStep',
+            name="EscalationStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('after_minutes', models.PositiveIntegerField(default=0, validators=[django.core.validators.MaxValueValidator(1440)])),
-                ('label', models.CharField(blank=True, help_text='e.g. Engineering lead.', max_length=100)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='ops.escalationpolicy')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('channel', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ops.notificationchannel')),
-                ('schedule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ops.oncallschedule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "after_minutes",
+                    models.PositiveIntegerField(
+                        default=0, validators=[django.core.validators.MaxValueValidator(1440)]
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        blank=True, help_text="e.g. Engineering lead.", max_length=100
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="steps",
+                        to="ops.escalationpolicy",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ops.notificationchannel",
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ops.oncallschedule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['policy', 'after_minutes', 'position', 'id'],
+                "ordering": ["policy", "after_minutes", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='RotationMember',
+            name="RotationMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='ops.oncallschedule')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="members",
+                        to="ops.oncallschedule",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['schedule', 'position', 'id'],
+                "ordering": ["schedule", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Silence',
+            name="Silence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('reason', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='silences', to='ops.alertrule')),
-                ('service', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='ops.monitoredservice')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                ("reason", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="silences",
+                        to="ops.alertrule",
+                    ),
+                ),
+                (
+                    "service",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="ops.monitoredservice",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-starts_at'],
+                "ordering": ["-starts_at"],
             },
         ),
         migrations.AddField(
-            model_name='alert',
-            name='silenced',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='alerts', to='ops.silence'),
+            model_name="alert",
+            name="silenced",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="alerts",
+                to="ops.silence",
+            ),
         ),
         migrations.CreateModel(
-            name='VendorContact',
+            name="VendorContact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('area', models.CharField(help_text='e.g. Database, Hosting, Payments, AI.', max_length=100)),
-                ('vendor', models.CharField(max_length=100)),
-                ('contact', models.CharField(help_text='An address, a URL or “Dashboard”.', max_length=200)),
-                ('method', models.CharField(blank=True, max_length=100)),
-                ('plan', models.CharField(blank=True, help_text='Support plan, e.g. Pro plan.', max_length=100)),
-                ('services', models.ManyToManyField(blank=True, related_name='vendor_contacts', to='ops.monitoredservice')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "area",
+                    models.CharField(
+                        help_text="e.g. Database, Hosting, Payments, AI.", max_length=100
+                    ),
+                ),
+                ("vendor", models.CharField(max_length=100)),
+                (
+                    "contact",
+                    models.CharField(help_text="An address, a URL or “Dashboard”.", max_length=200),
+                ),
+                ("method", models.CharField(blank=True, max_length=100)),
+                (
+                    "plan",
+                    models.CharField(
+                        blank=True, help_text="Support plan, e.g. Pro plan.", max_length=100
+                    ),
+                ),
+                (
+                    "services",
+                    models.ManyToManyField(
+                        blank=True, related_name="vendor_contacts", to="ops.monitoredservice"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['area', 'vendor'],
+                "ordering": ["area", "vendor"],
             },
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'resolved'), _negated=True), fields=('rule',), name='alert_one_open_per_rule'),
+            model_name="alert",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "resolved"), _negated=True),
+                fields=("rule",),
+                name="alert_one_open_per_rule",
+            ),
         ),
     ]
