@@ -5,6 +5,7 @@ across DST, and a critical alert opening an incident with its playbook."""
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.core.exceptions import ValidationError
 
 from ops.models import (
@@ -31,6 +32,8 @@ from ops.services.alerts import (
     alert_sends_deliver,
     alerts_evaluate,
 )
+from ops.tasks import alert_sends_deliver_task, alerts_evaluate_task
+from portal.celery import app
 from portal.errors import ActionRefused
 from tests.local_servers import SMTPServer, WebhookReceiver, serving
 
@@ -326,3 +329,28 @@ def test_rule_bad_input(api):
         ).full_clean()
     assert "between 0 and 100%" in error.value.message_dict["threshold"][0]
     assert "At most 24 hours" in error.value.message_dict["for_minutes"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_evaluates_and_delivers_and_a_broken_channel_raises_nothing(api, webhook):
+    """The beat's two tasks, executed by a real worker on the configured broker."""
+    policy = EscalationPolicy.objects.create(name="P")
+    broken = NotificationChannel.objects.create(name="broken", url_secret="json://127.0.0.1:9/")
+    EscalationStep.objects.create(policy=policy, after_minutes=0, channel=broken)
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=0, position=1, channel=json_channel(webhook, "ok")
+    )
+    error_rule(api, for_minutes=0, policy=policy)
+    now = datetime.now(UTC)
+    record(api, now - timedelta(seconds=50), now, "critical")
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        first = alerts_evaluate_task.delay().get(timeout=30)
+        second = alerts_evaluate_task.delay().get(timeout=30)
+        sent = alert_sends_deliver_task.delay().get(timeout=30)
+        again = alert_sends_deliver_task.delay().get(timeout=30)
+    assert first["fired"] == 1 and second["fired"] == 0, (first, second)
+    assert first["escalated"] + second["escalated"] == 2
+    assert sent == {"sent": 1, "retry": 1, "failed": 0}
+    assert again == {"sent": 0, "retry": 0, "failed": 0}
+    assert [hit["path"] for hit in webhook.received] == ["/ok"]
+    assert AlertSend.objects.get(channel=broken).error
