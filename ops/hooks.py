@@ -22,10 +22,9 @@ from ops.models import (
     ChecklistItem,
     Incident,
     MonitoredService,
-    OnCallSchedule,
     ServiceKind,
 )
-from ops.selectors.alerts import alerts_open_with_holders, oncall_user
+from ops.selectors.alerts import alerts_open_with_holders, oncall_now
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -63,11 +62,7 @@ def _alerts_block(request: HttpRequest, now: datetime) -> dict | None:
     """What is firing or acknowledged and who holds it; who is on call now."""
     if not request.user.has_perm("ops.view_alert"):
         return None
-    schedules = list(OnCallSchedule.objects.all())
-    return {
-        "alerts_held": alerts_open_with_holders(now=now),
-        "on_call": [(schedule, oncall_user(schedule=schedule, at=now)) for schedule in schedules],
-    }
+    return {"alerts_held": alerts_open_with_holders(now=now), "on_call": oncall_now(at=now)}
 
 
 def _once(request: HttpRequest, name: str, read):

@@ -427,6 +427,12 @@ class Silence(models.Model):
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     reason = models.CharField(max_length=200)
+    key = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="Set when another feature made it, e.g. maintenance:42 for a window.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -4,10 +4,20 @@ alerts page's lists and the Today block."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
-from ops.models import Alert, AlertRule, AlertSend, AlertStatus, OnCallSchedule, Silence
+from ops.models import (
+    Alert,
+    AlertRule,
+    AlertSend,
+    AlertStatus,
+    OnCallOverride,
+    OnCallSchedule,
+    RotationMember,
+    Silence,
+    VendorContact,
+)
 
 RECENT = timedelta(days=7)
 
@@ -109,3 +119,37 @@ def alerts_open_with_holders(*, now: datetime) -> list[tuple[Alert, str]]:
 
 def alert_rules_all() -> list[AlertRule]:
     return list(AlertRule.objects.select_related("kpi", "service", "playbook", "policy"))
+
+
+def incident_vendor_contacts(*, incident) -> list[VendorContact]:
+    """The escalation matrix rows for the services an incident affects."""
+    return list(
+        VendorContact.objects.filter(services__incidents=incident).distinct().order_by("area")
+    )
+
+
+def incident_alerts(*, incident) -> list[Alert]:
+    return list(incident.alerts.select_related("rule", "acknowledged_by").order_by("fired_at"))
+
+
+def oncall_now(*, at: datetime) -> list[tuple[OnCallSchedule, object]]:
+    """Every schedule with who holds it at ``at``: three queries whatever their number."""
+    schedules = OnCallSchedule.objects.prefetch_related(
+        Prefetch("members", queryset=RotationMember.objects.select_related("user")),
+        Prefetch(
+            "overrides",
+            queryset=OnCallOverride.objects.filter(starts_at__lte=at, ends_at__gt=at)
+            .select_related("user")
+            .order_by("starts_at"),
+            to_attr="live_overrides",
+        ),
+    )
+    held = []
+    for schedule in schedules:
+        if schedule.live_overrides:
+            held.append((schedule, schedule.live_overrides[0].user))
+            continue
+        members = [member.user for member in schedule.members.all()]
+        turn = schedule.turn_at(at)[0]
+        held.append((schedule, members[turn % len(members)] if members else None))
+    return held

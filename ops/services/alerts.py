@@ -7,6 +7,7 @@ import bisect
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
@@ -158,7 +159,49 @@ def alert_rule_values(
 # Evaluation
 
 
+@dataclass(frozen=True)
+class SilenceWindow:
+    """A time another feature silences a service for (a maintenance window in progress)."""
+
+    key: str
+    service_id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+
+
+# Callables (service_ids, now) -> [SilenceWindow]. The maintenance windows (issue 12, built
+# in parallel) add theirs with `silence_source_add`: the occurrences live now whose window
+# lists the service. Each window is recorded as a Silence row (its key) the first time it
+# silences an alert, so the alerts page shows why.
+SILENCE_SOURCES: list = []
+
+
+def silence_source_add(source) -> None:
+    if source not in SILENCE_SOURCES:
+        SILENCE_SOURCES.append(source)
+
+
+def _silence_from_sources(service_ids: set[int], now: datetime) -> Silence | None:
+    for source in SILENCE_SOURCES:
+        for window in source(service_ids, now):
+            silence, _created = Silence.objects.get_or_create(
+                key=window.key,
+                service_id=window.service_id,
+                defaults={
+                    "starts_at": window.starts_at,
+                    "ends_at": window.ends_at,
+                    "reason": window.reason[:200],
+                },
+            )
+            return silence
+    return None
+
+
 def _silence_for(rule: AlertRule, service_id: int | None, now: datetime) -> Silence | None:
+    services = {pk for pk in (service_id, rule.service_id) if pk}
+    if services and (silence := _silence_from_sources(services, now)):
+        return silence
     candidates = Silence.objects.filter(starts_at__lte=now, ends_at__gt=now).filter(
         Q(rule__isnull=True) | Q(rule=rule)
     )
@@ -894,10 +937,13 @@ def alert_defaults_load(*, today) -> str:
             },
         )
         added += created
+    kinds = {"Database": ["postgres"], "Hosting": ["do_app", "http"]}
     for area, vendor, contact, method, plan in DEFAULT_VENDORS:
-        VendorContact.objects.get_or_create(
+        row, created = VendorContact.objects.get_or_create(
             area=area, vendor=vendor, defaults={"contact": contact, "method": method, "plan": plan}
         )
+        if created and area in kinds:
+            row.services.set(MonitoredService.objects.filter(kind__in=kinds[area]))
     if added:
         audit_record(actor=None, action="alert.defaults.load", summary=f"{added} rules")
     return f"Alert rules from the runbooks: {added} added; escalation policy “{policy}”."

@@ -26,6 +26,8 @@ from ops.models import (
 )
 from ops.selectors.alerts import oncall_user
 from ops.services.alerts import (
+    SILENCE_SOURCES,
+    SilenceWindow,
     alert_ack_by_link,
     alert_ack_token,
     alert_acknowledge,
@@ -319,6 +321,38 @@ def test_a_silenced_service_alerts_without_notifying(api, webhook):
     alert_sends_deliver(now=T0)
     assert Alert.objects.get().silenced is not None
     assert webhook.received == []
+
+
+@pytest.mark.django_db
+def test_a_maintenance_window_silences_its_service_through_the_silence_hook(api, webhook):
+    policy = EscalationPolicy.objects.create(name="P")
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=0, channel=json_channel(webhook, "x")
+    )
+    error_rule(api, for_minutes=0, policy=policy)
+
+    def maintenance(service_ids, now):
+        return [
+            SilenceWindow(
+                key="maintenance:7",
+                service_id=api.pk,
+                starts_at=T0 - timedelta(minutes=10),
+                ends_at=T0 + timedelta(hours=1),
+                reason="Maintenance: database upgrade",
+            )
+        ]
+
+    SILENCE_SOURCES.append(maintenance)
+    try:
+        record(api, T0, T0 + timedelta(minutes=1), "critical")
+        alerts_evaluate(now=T0)
+        alert_sends_deliver(now=T0)
+    finally:
+        SILENCE_SOURCES.remove(maintenance)
+    alert = Alert.objects.get()
+    assert alert.silenced.reason == "Maintenance: database upgrade"
+    assert alert.silenced.key == "maintenance:7"
+    assert webhook.received == [] and alert.incident is None
 
 
 @pytest.mark.django_db

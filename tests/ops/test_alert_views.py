@@ -16,6 +16,7 @@ from ops.models import (
     MonitoredService,
     NotificationChannel,
     OnCallSchedule,
+    VendorContact,
 )
 from ops.services.alerts import alert_ack_token, alert_defaults_load
 from tests.conftest import client_for
@@ -242,3 +243,41 @@ def test_rotation_with_nobody_and_policy_step_after_its_repeat_are_refused(manag
     assert ok.status_code == 303
     page = client.get(reverse("ops:oncall"))
     assert "On call now: <strong>maria</strong>" in page.text
+
+
+@pytest.mark.django_db
+def test_a_warning_is_promoted_by_a_person_and_the_incident_shows_alert_and_vendors(
+    api, operator, severities, response_checklist
+):
+    rule = AlertRule.objects.create(
+        name="P95 over 2 s",
+        source="latency_p95",
+        service=api,
+        threshold=2000,
+        severity="warning",
+        action="Scale up",
+    )
+    now = timezone.now()
+    alert = Alert.objects.create(
+        rule=rule,
+        service=api,
+        severity="warning",
+        fired_value=2500.0,
+        last_value=2500.0,
+        pending_since=now,
+        fired_at=now,
+    )
+    vendor = VendorContact.objects.create(
+        area="Hosting", vendor="Netlify Support", contact="support@netlify.com", plan="Pro plan"
+    )
+    vendor.services.add(api)
+    client = client_for(operator)
+    response = client.post(reverse("ops:alert_promote", args=[alert.pk]))
+    alert.refresh_from_db()
+    assert response.status_code == 302 and alert.incident is not None
+    assert response["Location"] == alert.incident.get_absolute_url()
+    page = client.get(alert.incident.get_absolute_url())
+    assert "Netlify Support" in page.text and "support@netlify.com" in page.text
+    assert "P95 over 2 s" in page.text and "Action: Scale up" in page.text
+    again = client.post(reverse("ops:alert_promote", args=[alert.pk]), follow=True)
+    assert "already has an incident" in again.text
