@@ -33,10 +33,12 @@ from ops.services.alerts import (
     alert_acknowledge,
     alert_sends_deliver,
     alerts_evaluate,
+    silence_create,
 )
 from ops.tasks import alert_sends_deliver_task, alerts_evaluate_task
 from portal.celery import app
 from portal.errors import ActionRefused
+from portal.services.audit import audit_record
 from tests.local_servers import SMTPServer, WebhookReceiver, serving
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -388,3 +390,75 @@ def test_the_worker_evaluates_and_delivers_and_a_broken_channel_raises_nothing(a
     assert again == {"sent": 0, "retry": 0, "failed": 0}
     assert [hit["path"] for hit in webhook.received] == ["/ok"]
     assert AlertSend.objects.get(channel=broken).error
+
+
+@pytest.mark.django_db
+def test_a_policy_repeats_its_rounds_then_stops(api, webhook):
+    policy = EscalationPolicy.objects.create(name="Twice", repeat_every_minutes=30, repeat_times=1)
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=0, channel=json_channel(webhook, "oncall")
+    )
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=10, position=1, channel=json_channel(webhook, "lead")
+    )
+    error_rule(api, for_minutes=0, policy=policy)
+    record(api, T0, T0 + timedelta(minutes=121), "critical")
+    for minutes in (0, 10, 29, 30, 40, 60, 90, 120):
+        alerts_evaluate(now=T0 + timedelta(minutes=minutes))
+    alert_sends_deliver(now=T0 + timedelta(hours=3))
+    assert sorted(hit["path"] for hit in webhook.received) == [
+        "/lead",
+        "/lead",
+        "/oncall",
+        "/oncall",
+    ]
+    assert list(
+        AlertSend.objects.order_by("created_at", "id").values_list("created_at", flat=True)
+    ) == [T0 + timedelta(minutes=m) for m in (0, 10, 30, 40)]
+
+
+@pytest.mark.django_db
+def test_failed_sign_ins_from_the_audit_log_fire_the_sign_in_rule(db):
+    rule = AlertRule.objects.create(
+        name="Failed sign-ins over 10 in 5 minutes",
+        source="login_failures",
+        threshold=10,
+        window_minutes=5,
+        for_minutes=0,
+        severity="warning",
+    )
+    for _ in range(10):
+        audit_record(actor=None, action="auth.login.failed", summary="bob")
+    alerts_evaluate()
+    assert not Alert.objects.exists()
+    audit_record(actor=None, action="auth.login.failed", summary="bob")
+    alerts_evaluate()
+    alert = Alert.objects.get(rule=rule)
+    assert alert.fired_value == 11.0
+
+
+@pytest.mark.django_db
+def test_a_silence_added_while_firing_stops_the_escalation(api, webhook, operator):
+    policy = EscalationPolicy.objects.create(name="P")
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=0, channel=json_channel(webhook, "first")
+    )
+    EscalationStep.objects.create(
+        policy=policy, after_minutes=5, position=1, channel=json_channel(webhook, "second")
+    )
+    error_rule(api, for_minutes=0, policy=policy)
+    record(api, T0, T0 + timedelta(minutes=10), "critical")
+    alerts_evaluate(now=T0)
+    silence_create(
+        user=operator,
+        silence=Silence(
+            service=api,
+            starts_at=T0,
+            ends_at=T0 + timedelta(hours=2),
+            reason="Deploying the fix",
+        ),
+    )
+    alerts_evaluate(now=T0 + timedelta(minutes=6))
+    alert_sends_deliver(now=T0 + timedelta(minutes=6))
+    assert [hit["path"] for hit in webhook.received] == ["/first"]
+    assert Alert.objects.get().silenced.reason == "Deploying the fix"

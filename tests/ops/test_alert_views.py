@@ -281,3 +281,19 @@ def test_a_warning_is_promoted_by_a_person_and_the_incident_shows_alert_and_vend
     assert "P95 over 2 s" in page.text and "Action: Scale up" in page.text
     again = client.post(reverse("ops:alert_promote", args=[alert.pk]), follow=True)
     assert "already has an incident" in again.text
+
+
+@pytest.mark.django_db
+def test_each_user_may_add_their_own_channel_but_only_managers_shared_ones(operator):
+    client = client_for(operator)
+    own = client.post(
+        reverse("ops:alert_channel_new") + "?mine=1",
+        {"name": "My phone", "url_secret": "json://127.0.0.1:9/me", "mine": "1"},
+    )
+    assert own.status_code == 303
+    assert NotificationChannel.objects.get().owner == operator
+    shared = client.post(
+        reverse("ops:alert_channel_new"), {"name": "Team", "url_secret": "json://127.0.0.1:9/t"}
+    )
+    assert shared.status_code == 403
+    assert NotificationChannel.objects.count() == 1
