@@ -385,6 +385,24 @@ class EscalationStepInline(admin.TabularInline):
     extra = 1
 
 
+@admin.register(RotationMember)
+class RotationMemberAdmin(AuditedModelAdmin):
+    list_display = ["schedule", "position", "user"]
+    list_select_related = ["schedule", "user"]
+
+
+@admin.register(OnCallOverride)
+class OnCallOverrideAdmin(AuditedModelAdmin):
+    list_display = ["schedule", "user", "starts_at", "ends_at", "reason"]
+    list_select_related = ["schedule", "user"]
+
+
+@admin.register(EscalationStep)
+class EscalationStepAdmin(AuditedModelAdmin):
+    list_display = ["policy", "after_minutes", "label", "schedule", "user", "channel"]
+    list_select_related = ["policy", "schedule", "user", "channel"]
+
+
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(AuditedModelAdmin):
     list_display = ["name", "repeat_every_minutes", "repeat_times"]
