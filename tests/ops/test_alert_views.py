@@ -16,8 +16,10 @@ from ops.models import (
     MonitoredService,
     NotificationChannel,
     OnCallSchedule,
+    RotationMember,
     VendorContact,
 )
+from ops.selectors.alerts import alerts_open_with_holders, oncall_now
 from ops.services.alerts import alert_ack_token, alert_defaults_load
 from tests.conftest import client_for
 
@@ -297,3 +299,38 @@ def test_each_user_may_add_their_own_channel_but_only_managers_shared_ones(opera
     )
     assert shared.status_code == 403
     assert NotificationChannel.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 6])
+def test_today_alerts_block_reads_a_fixed_number_of_queries(
+    count, api, operator, make_user, django_assert_num_queries
+):
+    """Open alerts with their holders and every schedule's on-call: the same queries for one
+    or six of each."""
+    now = timezone.now()
+    for number in range(count):
+        person = make_user(f"p{number}")
+        schedule = OnCallSchedule.objects.create(name=f"S{number}", starts_on=now.date())
+        RotationMember.objects.create(schedule=schedule, user=person)
+        rule = AlertRule.objects.create(
+            name=f"R{number}", source="service_down", threshold=0.5, severity="warning"
+        )
+        alert = Alert.objects.create(
+            rule=rule, severity="warning", pending_since=now, fired_at=now, fired_value=1
+        )
+        AlertSend.objects.create(
+            alert=alert,
+            recipient=person,
+            title="t",
+            body="b",
+            next_attempt_at=now,
+            created_at=now,
+        )
+    with django_assert_num_queries(5):
+        held = alerts_open_with_holders(now=now)
+        on_call = oncall_now(at=now)
+    assert len(held) == count and all(holder.startswith("p") for _alert, holder in held)
+    assert [person.get_username() for _schedule, person in on_call] == [
+        f"p{n}" for n in range(count)
+    ]
