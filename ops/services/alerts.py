@@ -277,7 +277,11 @@ def _alert_fire(
         summary=f"{rule.condition_text}: {value}" + (f" (silenced: {silence})" if silence else ""),
     )
     if rule.severity == AlertSeverity.CRITICAL and silence is None:
-        alert_incident_open(alert=alert, now=now)
+        try:
+            with transaction.atomic():
+                alert_incident_open(alert=alert, now=now)
+        except Exception:  # the alert stands and escalates without its incident
+            logger.exception("alert %s: the incident could not be opened", alert.pk)
     return alert
 
 
