@@ -563,7 +563,7 @@ def _deliver(send: AlertSend) -> str:
     try:
         with apprise.LogCapture(level=logging.WARNING) as log:
             ok = bool(notifier.notify(title=send.title, body=body))
-    except Exception as error:
+    except Exception as error:  # a plugin's failure is recorded, never raised
         return f"{type(error).__name__}: {error}"[:500]
     if ok:
         return ""
@@ -589,7 +589,7 @@ def alert_sends_deliver(*, now: datetime | None = None) -> dict[str, int]:
         send = AlertSend.objects.select_related("channel", "recipient", "alert").get(pk=pk)
         try:
             error = _deliver(send)
-        except Exception as unexpected:
+        except Exception as unexpected:  # recorded; the worker goes on
             logger.exception("alert send %s", pk)
             error = f"{type(unexpected).__name__}: {unexpected}"[:500]
         attempts = send.attempts + 1
