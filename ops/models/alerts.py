@@ -326,7 +326,12 @@ class AlertStatus(models.TextChoices):
 
 
 class Alert(models.Model):
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    """What a rule raised, or (no rule) an incident being escalated by its severity's policy."""
+
+    rule = models.ForeignKey(
+        AlertRule, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    title = models.CharField(max_length=250, blank=True, help_text="Without a rule.")
     service = models.ForeignKey(
         "ops.MonitoredService", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -368,10 +373,18 @@ class Alert(models.Model):
         permissions = [("acknowledge_alert", "Can acknowledge alerts")]
 
     def __str__(self) -> str:
-        return f"{self.rule} ({self.get_status_display()})"
+        return f"{self.name} ({self.get_status_display()})"
 
     def get_absolute_url(self) -> str:
         return reverse("ops:alert_list") + f"#alert-{self.pk}"
+
+    @property
+    def name(self) -> str:
+        return self.rule.name if self.rule_id else self.title
+
+    @property
+    def condition(self) -> str:
+        return self.rule.condition_text if self.rule_id else "incident not acknowledged"
 
 
 class SendStatus(models.TextChoices):

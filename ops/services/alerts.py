@@ -49,7 +49,7 @@ from ops.models.incidents import OPEN_STATUSES
 from ops.selectors.alerts import oncall_user
 from ops.selectors.health import kpi_values
 from ops.services.checklists import checklist_run_start
-from ops.services.incidents import incident_lock, incident_open
+from ops.services.incidents import incident_acknowledge, incident_lock, incident_open
 from portal.errors import ActionRefused
 from portal.models import AuditEntry
 from portal.permissions import require_perm
@@ -298,7 +298,7 @@ def _alert_resolve(alert: Alert, now: datetime) -> None:
             if incident.status in OPEN_STATUSES:
                 incident.add_entry(
                     kind=TimelineKind.NOTE,
-                    text=f"Alert resolved by itself: {alert.rule.name}.",
+                    text=f"Alert resolved by itself: {alert.name}.",
                     user=None,
                     now=now,
                 )
@@ -354,6 +354,7 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
         AlertRule.objects.bulk_update(
             changed, ["pending_since", "clear_since", "last_value"], batch_size=100
         )
+    incident_escalations_sync(now=now)
     escalated = alerts_escalate(now=now)
     return {"rules": len(rules), "fired": fired, "resolved": resolved, "escalated": escalated}
 
@@ -362,14 +363,14 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _message(alert: Alert, label: str) -> tuple[str, str]:
-    rule = alert.rule
-    title = f"[{alert.get_severity_display().upper()}] {rule.name}"
-    lines = [
-        f"{rule.condition_text}: now {alert.last_value}.",
-        f"Fired {timezone.localtime(alert.fired_at):%Y-%m-%d %H:%M %Z}.",
-    ]
-    if rule.action:
-        lines.append(f"Action: {rule.action}.")
+    title = f"[{alert.get_severity_display().upper()}] {alert.name}"
+    if alert.rule_id:
+        lines = [f"{alert.condition}: now {alert.last_value}."]
+    else:
+        lines = [f"Not acknowledged: {settings.PORTAL_BASE_URL}{alert.incident.get_absolute_url()}"]
+    lines.append(f"Fired {timezone.localtime(alert.fired_at):%Y-%m-%d %H:%M %Z}.")
+    if alert.rule_id and alert.rule.action:
+        lines.append(f"Action: {alert.rule.action}.")
     if label:
         lines.append(f"Escalation: {label}.")
     return title, "\n".join(lines)
@@ -406,6 +407,55 @@ def _queue_sends(alert: Alert, step: EscalationStep, now: datetime) -> list[Aler
     return AlertSend.objects.bulk_create(sends)
 
 
+def incident_escalations_sync(*, now: datetime | None = None) -> int:
+    """The incidents' response and escalation clocks on the same machinery: an open,
+    unacknowledged incident whose severity has an escalation policy is escalated as an alert
+    (no rule) from its detection, at step 1 of the policy; once the incident is acknowledged
+    (on its page or from a message) or resolved, its escalation stops."""
+    now = now or timezone.now()
+    Alert.objects.filter(
+        rule__isnull=True, status=AlertStatus.FIRING, incident__acknowledged_at__isnull=False
+    ).update(status=AlertStatus.ACKNOWLEDGED, acknowledged_at=now, next_step_at=None)
+    Alert.objects.filter(rule__isnull=True).exclude(status=AlertStatus.RESOLVED).exclude(
+        incident__status__in=OPEN_STATUSES
+    ).update(status=AlertStatus.RESOLVED, resolved_at=now, next_step_at=None)
+    waiting = (
+        Incident.objects.filter(
+            status__in=OPEN_STATUSES,
+            acknowledged_at__isnull=True,
+            severity__escalation_policy__isnull=False,
+            detected_at__lte=now,
+        )
+        # Escalated already: an alert with no rule ("no alerts at all" must not match).
+        .exclude(
+            pk__in=Alert.objects.filter(rule__isnull=True, incident__isnull=False).values(
+                "incident_id"
+            )
+        )
+        .select_related("severity__escalation_policy")
+    )
+    started = 0
+    for incident in waiting:
+        policy = incident.severity.escalation_policy
+        steps = _steps(policy)
+        if not steps:
+            continue
+        alert = Alert.objects.create(
+            title=f"{incident.reference} {incident.title}"[:250],
+            severity=AlertSeverity.CRITICAL,
+            incident=incident,
+            pending_since=incident.detected_at,
+            fired_at=incident.detected_at,
+            policy=policy,
+            next_step_at=incident.detected_at + timedelta(minutes=steps[0].after_minutes),
+        )
+        audit_record(
+            actor=None, action="alert.incident_escalation", target=alert, summary=str(policy)
+        )
+        started += 1
+    return started
+
+
 def alerts_escalate(*, now: datetime | None = None) -> int:
     """Notify each due step of the alerts still firing (not acknowledged, not resolved). A
     step is claimed by moving the alert to the next one with a conditional update, so two
@@ -413,7 +463,7 @@ def alerts_escalate(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = Alert.objects.filter(
         status=AlertStatus.FIRING, next_step_at__lte=now, policy__isnull=False
-    ).select_related("rule", "policy")
+    ).select_related("rule", "policy", "incident")
     done = 0
     for alert in due:
         steps = _steps(alert.policy)
@@ -469,13 +519,19 @@ def _acknowledge(alert: Alert, *, user, now: datetime, how: str) -> Alert:
         )
     alert.refresh_from_db()
     audit_record(actor=user, action="alert.acknowledge", target=alert, summary=how)
-    if alert.incident_id:
+    if alert.incident_id and not alert.rule_id and user is not None:
+        # An incident's own escalation: acknowledging it from the message acknowledges the
+        # incident (its clocks stop), in the recipient's name and role.
+        incident = incident_lock(alert.incident)
+        if incident.acknowledged_at is None and not incident.is_closed:
+            incident_acknowledge(incident=incident, user=user, now=now)
+    elif alert.incident_id:
         incident = incident_lock(alert.incident)
         if incident.status in OPEN_STATUSES:
             who = user.get_username() if user else "someone"
             incident.add_entry(
                 kind=TimelineKind.NOTE,
-                text=f"Alert “{alert.rule.name}” acknowledged by {who} ({how}).",
+                text=f"Alert “{alert.name}” acknowledged by {who} ({how}).",
                 user=user,
                 now=now,
             )
@@ -904,6 +960,10 @@ def alert_defaults_load(*, today) -> str:
         name=DEFAULT_POLICY, defaults={"repeat_every_minutes": 90}
     )
     if created:
+        # A P0 is escalated from its detection on the runbook's timeline (003).
+        Severity.objects.filter(code="P0", escalation_policy__isnull=True).update(
+            escalation_policy=policy
+        )
         EscalationStep.objects.bulk_create(
             EscalationStep(
                 policy=policy,

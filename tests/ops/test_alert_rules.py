@@ -35,6 +35,7 @@ from ops.services.alerts import (
     alerts_evaluate,
     silence_create,
 )
+from ops.services.incidents import incident_acknowledge
 from ops.tasks import alert_sends_deliver_task, alerts_evaluate_task
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -462,3 +463,49 @@ def test_a_silence_added_while_firing_stops_the_escalation(api, webhook, operato
     alert_sends_deliver(now=T0 + timedelta(minutes=6))
     assert [hit["path"] for hit in webhook.received] == ["/first"]
     assert Alert.objects.get().silenced.reason == "Deploying the fix"
+
+
+@pytest.mark.django_db
+def test_a_p0_incident_escalates_on_the_same_machinery_until_acknowledged(
+    make_incident, severities, operator, webhook
+):
+    policy = EscalationPolicy.objects.create(name="P0 timeline", repeat_every_minutes=90)
+    for minutes, name in ((0, "oncall"), (5, "lead"), (15, "manager")):
+        EscalationStep.objects.create(
+            policy=policy, after_minutes=minutes, channel=json_channel(webhook, name)
+        )
+    severities["P0"].escalation_policy = policy
+    severities["P0"].save()
+    incident = make_incident(operator, title="Site down", severity="P0", detected_at=T0, now=T0)
+    make_incident(operator, title="Minor", severity="P3", detected_at=T0, now=T0)
+
+    def paths_at(minutes: float) -> list[str]:
+        alerts_evaluate(now=T0 + timedelta(minutes=minutes))
+        alert_sends_deliver(now=T0 + timedelta(minutes=minutes))
+        return [hit["path"] for hit in webhook.received]
+
+    assert paths_at(0) == ["/oncall"]
+    assert webhook.received[0]["json"]["title"] == f"[CRITICAL] {incident.reference} Site down"
+    assert paths_at(5) == ["/oncall", "/lead"]
+    # Acknowledged on the incident's page: the escalation stops.
+    incident_acknowledge(incident=incident, user=operator, now=T0 + timedelta(minutes=6))
+    assert paths_at(15) == ["/oncall", "/lead"]
+    (alert,) = Alert.objects.all()
+    assert alert.status == AlertStatus.ACKNOWLEDGED and alert.incident == incident
+
+
+@pytest.mark.django_db
+def test_acknowledging_an_incident_escalation_from_its_link_acknowledges_the_incident(
+    make_incident, severities, operator
+):
+    policy = EscalationPolicy.objects.create(name="P0 timeline")
+    EscalationStep.objects.create(policy=policy, after_minutes=0, user=operator)
+    severities["P0"].escalation_policy = policy
+    severities["P0"].save()
+    incident = make_incident(operator, title="Site down", severity="P0", detected_at=T0, now=T0)
+    alerts_evaluate(now=T0)
+    alerts_evaluate(now=T0 + EVERY)
+    send = AlertSend.objects.get()
+    alert_ack_by_link(token=alert_ack_token(send=send), now=T0 + timedelta(minutes=2))
+    incident.refresh_from_db()
+    assert incident.acknowledged_by == operator
