@@ -290,8 +290,10 @@ class AlertRule(models.Model):
     @property
     def condition_text(self) -> str:
         unit = value_range(self.source, self.kpi.metric if self.kpi_id else None)[2]
+        unit = unit if unit in {"%", "ms", ""} else f" {unit}"
         held = f" for {self.for_minutes} min" if self.for_minutes else ""
-        return f"{self.get_source_display()} {self.comparison} {self.threshold:g}{unit}{held}"
+        what = self.kpi.name if self.kpi_id else self.get_source_display()
+        return f"{what} {self.comparison} {self.threshold:g}{unit}{held}"
 
     def breached(self, value: float | None) -> bool:
         if value is None:
