@@ -1,3 +1,4 @@
+import apprise
 from django import forms
 from django.contrib import admin
 from django.db.models import Count, Q
@@ -6,6 +7,9 @@ from django.utils.safestring import mark_safe
 
 from ops.models import (
     ActionItem,
+    Alert,
+    AlertRule,
+    AlertSend,
     BreachRecord,
     CalendarFeedToken,
     ChecklistItem,
@@ -18,6 +22,8 @@ from ops.models import (
     DataSourceTable,
     DataSubjectRequest,
     ErasureLedgerEntry,
+    EscalationPolicy,
+    EscalationStep,
     GdprJob,
     Incident,
     IncidentNotification,
@@ -25,13 +31,19 @@ from ops.models import (
     MaintenanceTask,
     MaintenanceWindow,
     MonitoredService,
+    NotificationChannel,
+    OnCallOverride,
+    OnCallSchedule,
     Postmortem,
     ProcessingActivity,
+    RotationMember,
     RunbookSource,
     RunItem,
     Severity,
+    Silence,
     TaskCompletion,
     TimelineEntry,
+    VendorContact,
     WindowNotice,
     WindowOccurrence,
 )
@@ -671,3 +683,109 @@ class DataSubjectRequestAdmin(HistoryAdmin):
 @admin.register(BreachRecord)
 class BreachRecordAdmin(HistoryAdmin):
     list_display = ["incident", "authority_notified_at", "subjects_decision"]
+
+
+class ChannelAdminForm(forms.ModelForm):
+    """The stored URL is write-only here too: the field is always empty, and left empty it
+    keeps the URL it had."""
+
+    url_secret = forms.CharField(
+        label="Apprise URL", required=False, widget=forms.PasswordInput(render_value=False)
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "owner", "url_env", "url_secret", "is_active"]
+
+    def clean_url_secret(self):
+        value = self.cleaned_data["url_secret"].strip()
+        if not value and self.instance.pk:
+            return self.instance.url_secret
+        if value and not apprise.Apprise().add(value):
+            raise forms.ValidationError("Apprise cannot read this URL.")
+        return value
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(AuditedModelAdmin):
+    form = ChannelAdminForm
+    list_display = ["name", "owner", "where", "is_active"]
+
+
+class RotationMemberInline(admin.TabularInline):
+    model = RotationMember
+    extra = 1
+
+
+class OnCallOverrideInline(admin.TabularInline):
+    model = OnCallOverride
+    extra = 0
+
+
+@admin.register(OnCallSchedule)
+class OnCallScheduleAdmin(AuditedModelAdmin):
+    list_display = ["name", "role", "handoff", "handoff_time", "time_zone"]
+    inlines = [RotationMemberInline, OnCallOverrideInline]
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    extra = 1
+
+
+@admin.register(RotationMember)
+class RotationMemberAdmin(AuditedModelAdmin):
+    list_display = ["schedule", "position", "user"]
+    list_select_related = ["schedule", "user"]
+
+
+@admin.register(OnCallOverride)
+class OnCallOverrideAdmin(AuditedModelAdmin):
+    list_display = ["schedule", "user", "starts_at", "ends_at", "reason"]
+    list_select_related = ["schedule", "user"]
+
+
+@admin.register(EscalationStep)
+class EscalationStepAdmin(AuditedModelAdmin):
+    list_display = ["policy", "after_minutes", "label", "schedule", "user", "channel"]
+    list_select_related = ["policy", "schedule", "user", "channel"]
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(AuditedModelAdmin):
+    list_display = ["name", "repeat_every_minutes", "repeat_times"]
+    inlines = [EscalationStepInline]
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(AuditedModelAdmin):
+    list_display = ["name", "severity", "source", "threshold", "for_minutes", "is_active"]
+    list_filter = ["severity", "source", "is_active"]
+    readonly_fields = ["pending_since", "clear_since", "last_value", "last_evaluated_at"]
+
+
+@admin.register(Alert)
+class AlertAdmin(HistoryAdmin):
+    """Alerts change by evaluation and acknowledgement only."""
+
+    list_display = ["rule", "status", "severity", "fired_at", "acknowledged_by", "resolved_at"]
+    list_filter = ["status", "severity"]
+    list_select_related = ["rule", "acknowledged_by"]
+
+
+@admin.register(AlertSend)
+class AlertSendAdmin(HistoryAdmin):
+    list_display = ["created_at", "alert", "channel", "recipient", "status", "attempts", "error"]
+    list_filter = ["status"]
+    list_select_related = ["alert__rule", "channel", "recipient"]
+
+
+@admin.register(Silence)
+class SilenceAdmin(AuditedModelAdmin):
+    list_display = ["reason", "service", "rule", "starts_at", "ends_at"]
+
+
+@admin.register(VendorContact)
+class VendorContactAdmin(AuditedModelAdmin):
+    list_display = ["area", "vendor", "contact", "method", "plan"]
+    filter_horizontal = ["services"]

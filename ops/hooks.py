@@ -8,11 +8,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.models import (
+    Alert,
+    AlertSend,
+    AlertStatus,
     ChecklistItem,
     ChecklistTemplate,
     DataSubjectRequest,
@@ -24,6 +29,7 @@ from ops.models import (
 )
 from ops.runbooks.files import runbook_files_collect
 from ops.runbooks.parser import RunbookError
+from ops.selectors.alerts import alerts_open_with_holders, oncall_now
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -43,6 +49,7 @@ from ops.selectors.maintenance import (
     upcoming_occurrences,
 )
 from ops.selectors.runbooks import runbook_plan_build
+from ops.services.alerts import SilenceWindow, alert_defaults_load, silence_source_add
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import may_see_subject
 from ops.services.gdpr_breach import breach_offsets_default
@@ -77,6 +84,13 @@ def _incidents_block(request: HttpRequest, now: datetime) -> dict | None:
     if not incidents:
         return None
     return {"open_incidents": incidents, "now": now, "notify_channels": notification_channels()}
+
+
+def _alerts_block(request: HttpRequest, now: datetime) -> dict | None:
+    """What is firing or acknowledged and who holds it; who is on call now."""
+    if not request.user.has_perm("ops.view_alert"):
+        return None
+    return {"alerts_held": alerts_open_with_holders(now=now), "on_call": oncall_now(at=now)}
 
 
 def _once(request: HttpRequest, name: str, read):
@@ -206,6 +220,24 @@ def _health_metrics():
             kpi.add_metric(values, value.value)
         kpi_state.add_metric(values, STATE_VALUES.get(value.state, 3))
     yield from (state, latency, stale, queues, maintenance, kpi, kpi_state)
+
+
+def _alert_metrics():
+    """Open alerts by severity and status, and sends by status."""
+    alerts = GaugeMetricFamily(
+        "portal_alerts", "Alerts not resolved.", labels=["severity", "status"]
+    )
+    counts = (
+        Alert.objects.exclude(status=AlertStatus.RESOLVED)
+        .values_list("severity", "status")
+        .annotate(n=Count("id"))
+    )
+    for severity, status, count in counts:
+        alerts.add_metric([severity, status], count)
+    sends = GaugeMetricFamily("portal_alert_sends", "Alert messages by status.", labels=["status"])
+    for status, count in AlertSend.objects.values_list("status").annotate(n=Count("id")):
+        sends.add_metric([status], count)
+    yield from (alerts, sends)
 
 
 # Runs owned by incidents
@@ -352,6 +384,10 @@ def _breach_timeline(*, demo: bool) -> str | None:
     return f"Data breach response steps given their due times: {count}." if count else None
 
 
+def _load_alert_defaults(*, demo: bool) -> str:
+    return alert_defaults_load(today=timezone.localdate())
+
+
 def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
@@ -361,16 +397,37 @@ def _load_maintenance_defaults(*, demo: bool) -> str:
     return f"Maintenance defaults from the runbooks: {tasks} tasks, {windows} windows added."
 
 
+# Alerts are silenced for a service while a planned maintenance window on it is live
+
+
+def _maintenance_silences(service_ids: set[int], now: datetime) -> list[SilenceWindow]:
+    """Asked only when an alert fires, so the windows are read then, not every tick."""
+    return [
+        SilenceWindow(
+            key=f"maintenance:{occurrence.window.pk}:{occurrence.starts_at:%Y%m%dT%H%M}",
+            service_id=service_id,
+            starts_at=occurrence.starts_at,
+            ends_at=occurrence.ends_at,
+            reason=f"Maintenance window: {occurrence.window.title}",
+        )
+        for service_id, occurrence in services_in_maintenance(now=now).items()
+        if service_id in service_ids and not occurrence.window.is_emergency
+    ]
+
+
 def register(registry: Registry) -> None:
+    silence_source_add(_maintenance_silences)
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
         SetupStep("maintenance-defaults", _load_maintenance_defaults, 25),
         SetupStep("breach-timeline", _breach_timeline, 15),
+        SetupStep("alert-defaults", _load_alert_defaults, 27),
         SetupStep("current-runs", _open_current_runs, 30),
     ):
         registry.add_setup_step(step)
     for block in (
+        TodayBlock("alerts", "ops/alerts/_today_alerts.html", _alerts_block, 5),
         TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
         TodayBlock("gdpr-requests", "ops/gdpr/_today_requests.html", _gdpr_block, 15),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
@@ -384,6 +441,7 @@ def register(registry: Registry) -> None:
     ):
         registry.add_today_block(block)
     registry.add_metrics_collector(_health_metrics)
+    registry.add_metrics_collector(_alert_metrics)
     registry.add_run_owner(
         RunOwner(
             field="incident",

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from ops.services.alerts import alert_sends_deliver, alert_sends_reclaim, alerts_evaluate
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import gdpr_deadline_notifications_send
 from ops.services.gdpr_jobs import gdpr_exports_expire, gdpr_job_run, gdpr_jobs_resend
@@ -68,3 +69,18 @@ def gdpr_housekeeping_task() -> dict:
         "expired": gdpr_exports_expire(),
         "resent": gdpr_jobs_resend(),
     }
+
+
+@shared_task(name="ops.alerts_evaluate", soft_time_limit=25, time_limit=28)
+def alerts_evaluate_task() -> dict:
+    """Beat calls this every 30 seconds: every rule over the stored results, the alerts that
+    fire or resolve, and the escalation steps now due."""
+    return alerts_evaluate()
+
+
+@shared_task(name="ops.alert_sends_deliver", soft_time_limit=50, time_limit=58)
+def alert_sends_deliver_task() -> dict:
+    """Beat calls this every 15 seconds: due sends, each claimed, sent, recorded; a failure
+    is retried with backoff, never raised."""
+    alert_sends_reclaim()
+    return alert_sends_deliver()

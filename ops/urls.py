@@ -1,6 +1,7 @@
 from django.urls import path
 
 from ops.views import (
+    alerts,
     calendar,
     checklists,
     gdpr,
@@ -26,6 +27,16 @@ urlpatterns = [
     path("health/", health.health_panel, name="health_panel"),
     path("health/<slug:slug>/", health.service_detail, name="service_detail"),
     path("api/health/services", health.api_health_services, name="api_health_services"),
+    path("alerts/", alerts.alert_list, name="alert_list"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_ack, name="alert_ack"),
+    path("alerts/<int:pk>/promote/", alerts.alert_promote_view, name="alert_promote"),
+    path("alerts/ack/<str:token>/", alerts.alert_ack_link, name="alert_ack_link"),
+    path("alerts/rules/new/", alerts.rule_new, name="alert_rule_new"),
+    path("alerts/channels/new/", alerts.channel_new, name="alert_channel_new"),
+    path("alerts/silences/new/", alerts.silence_new, name="alert_silence_new"),
+    path("on-call/", alerts.oncall, name="oncall"),
+    path("on-call/rotations/new/", alerts.schedule_new, name="oncall_schedule_new"),
+    path("on-call/policies/new/", alerts.policy_new, name="oncall_policy_new"),
     path("incidents/", incidents.incident_list, name="incident_list"),
     path("incidents/new/", incidents.incident_new, name="incident_new"),
     path("incidents/export.csv", incident_reports.incident_export, name="incident_export"),

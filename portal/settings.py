@@ -297,6 +297,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Alert rules over the stored results: fire, resolve and escalate (one task a tick), then
+    # the queued sends (claimed one by one, retried with backoff).
+    "alerts-evaluate": {
+        "task": "ops.alerts_evaluate",
+        "schedule": 30.0,
+        "options": {"expires": 28},
+    },
+    "alert-sends-deliver": {
+        "task": "ops.alert_sends_deliver",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
 }
 # How long an export of a data-subject request stays downloadable before it is deleted.
 GDPR_EXPORT_DAYS = env_int("GDPR_EXPORT_DAYS", 7, minimum=1)
@@ -363,6 +375,14 @@ if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_URL.startswith(("http://", "htt
 INCIDENT_WEBHOOK_TIMEOUT = env_int("INCIDENT_WEBHOOK_TIMEOUT", 5, minimum=1)
 # How often an open incident's page refreshes its clocks and timeline (seconds).
 INCIDENT_POLL_SECONDS = env_int("INCIDENT_POLL_SECONDS", 5, minimum=1)
+
+# Alerts
+# The address the one-click links in alert messages start with.
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL") or f"http://{PORTAL_DEMO_HOST}"
+# How long a one-click acknowledgement link works (seconds; each works once).
+ALERT_ACK_LINK_MAX_AGE = env_int("ALERT_ACK_LINK_MAX_AGE", 3600, minimum=60)
+# The severity of the incident a critical alert opens.
+ALERT_INCIDENT_SEVERITY = env_str("ALERT_INCIDENT_SEVERITY", "P1") or "P1"
 
 # Images
 # Limits of an upload (the upload form, the API and the workers all apply them).

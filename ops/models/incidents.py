@@ -39,6 +39,15 @@ class Severity(models.Model):
         "“Incident response checklist”, if there is one.",
     )
     is_active = models.BooleanField(default=True, help_text="Offered for new incidents.")
+    escalation_policy = models.ForeignKey(
+        "ops.EscalationPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Walked from detection until the incident is acknowledged (e.g. P0: the "
+        "runbook's escalation timeline), as alerts are.",
+    )
 
     class Meta:
         ordering = ["rank", "code"]

@@ -135,9 +135,13 @@ def checklist_runs_schedule(*, now: datetime | None = None) -> list[ChecklistRun
 
 
 @transaction.atomic
-def checklist_run_start(*, template: ChecklistTemplate, user, label: str = "") -> ChecklistRun:
-    """An operator starts a run now, e.g. "pre-deployment v1.2.3"."""
-    require_perm(user, "ops.start_checklistrun", "You may not start checklist runs.")
+def checklist_run_start(
+    *, template: ChecklistTemplate, user, label: str = "", by_system: bool = False
+) -> ChecklistRun:
+    """An operator starts a run now, e.g. "pre-deployment v1.2.3". ``by_system`` (with no
+    user): the portal starts it itself, e.g. the playbook of an alert that fired."""
+    if not (by_system and user is None):
+        require_perm(user, "ops.start_checklistrun", "You may not start checklist runs.")
     label = label.strip()
     if not label:
         raise ActionRefused(

@@ -101,9 +101,12 @@ def incident_open(
     personal_data: bool = False,
     services: list[str] | tuple[str, ...] = (),
     now: datetime | None = None,
+    by_system: bool = False,
 ) -> Incident:
-    """Record a new incident and start its severity's response checklist."""
-    require_perm(user, "ops.open_incident", "You may not open incidents.")
+    """Record a new incident and start its severity's response checklist. ``by_system`` (with
+    no user): the portal opens it itself, e.g. for a critical alert."""
+    if not (by_system and user is None):
+        require_perm(user, "ops.open_incident", "You may not open incidents.")
     now = now or timezone.now()
     level = severity_named(severity)
     monitored = monitored_services_named(services)
@@ -154,7 +157,9 @@ def incident_open(
         _services_entry(incident, monitored, user=user, now=now)
     template = _response_template(level)
     if template is not None:
-        run = checklist_run_start(template=template, user=user, label=incident.reference)
+        run = checklist_run_start(
+            template=template, user=user, label=incident.reference, by_system=by_system
+        )
         ChecklistRun.objects.filter(pk=run.pk).update(incident=incident)
         incident.add_entry(
             kind=TimelineKind.CHECKLIST,

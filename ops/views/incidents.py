@@ -22,6 +22,7 @@ from ops.forms.incidents import (
     incident_filters_from,
 )
 from ops.models import ActionItem, Incident, IncidentStatus, Postmortem
+from ops.selectors.alerts import incident_alerts, incident_vendor_contacts
 from ops.selectors.checklists import run_items, run_kpi_evidence
 from ops.selectors.incidents import (
     incident_responders,
@@ -152,6 +153,8 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
         "action_form": extra.pop("action_form", None) or ActionItemForm(),
         "poll_seconds": settings.INCIDENT_POLL_SECONDS,
         "notify_channels": notification_channels(),
+        "vendor_contacts": incident_vendor_contacts(incident=incident),
+        "alerts": incident_alerts(incident=incident),
         **extra,
     }
 

@@ -443,15 +443,17 @@ def test_list_report_and_detail_query_counts_do_not_grow(
         )
     assert response.status_code == 200 and response.context["report"].total.count == count
     incident = Incident.objects.first()
-    # The page and the poll also read the response checklist's items and their KPI evidence.
-    with django_assert_max_num_queries(13):
+    # The page and the poll also read the response checklist's items and their KPI evidence;
+    # the page also its alerts and the vendor contacts of its services (issue 15).
+    with django_assert_max_num_queries(15):
         assert client.get(incident.get_absolute_url()).status_code == 200
     with django_assert_max_num_queries(13):
         assert (
             client.get(url("incident_poll", incident.pk), {"since": 0}, **htmx).status_code == 200
         )
-    # Flat: +3 for the maintenance block and the tiles' maintenance state, +1 for the GDPR block.
-    with django_assert_max_num_queries(14):
+    # Flat: +3 for the maintenance block and the tiles' maintenance state, +1 for the GDPR block,
+    # +2 for the alerts block (open alerts, on-call schedules).
+    with django_assert_max_num_queries(16):
         assert client.get(reverse("today")).status_code == 200
 
 
