@@ -2,12 +2,16 @@ from django.contrib import admin
 
 from ops.models import (
     ActionItem,
+    Backup,
+    BackupTarget,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    Deploy,
+    Environment,
     Incident,
     IncidentNotification,
     Kpi,
@@ -322,3 +326,34 @@ class IncidentNotificationAdmin(HistoryAdmin):
     list_display = ["incident", "step", "created_at", "emailed_to", "webhook_status"]
     list_filter = ["step"]
     list_select_related = ["incident"]
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(AuditedModelAdmin):
+    """Where versions are deployed; the token stays in the named environment variable."""
+
+    list_display = ["name", "app_id", "promotion_order", "requires_manager", "token_variable"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Deploy)
+class DeployAdmin(HistoryAdmin):
+    """Deploys change only through their jobs and the deploy pages."""
+
+    list_display = ["__str__", "status", "phase", "do_deployment_id", "created_by", "created_at"]
+    list_filter = ["status", "kind", "environment"]
+    search_fields = ["version", "do_deployment_id"]
+    list_select_related = ["environment", "created_by"]
+
+
+@admin.register(BackupTarget)
+class BackupTargetAdmin(AuditedModelAdmin):
+    list_display = ["name", "url_variable", "environment", "keep_daily", "keep_weekly"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Backup)
+class BackupAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "size_bytes", "verified_at", "pruned_at"]
+    list_filter = ["status", "target"]
+    list_select_related = ["target"]

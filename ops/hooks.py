@@ -9,11 +9,21 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.management.commands.import_runbook import read_runbooks
-from ops.models import ChecklistItem, Incident, MonitoredService, ServiceKind
+from ops.models import (
+    BackupTarget,
+    ChecklistItem,
+    Deploy,
+    Environment,
+    Incident,
+    MonitoredService,
+    ServiceKind,
+)
+from ops.models.releases import LIVE_DEPLOY
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -23,9 +33,11 @@ from ops.selectors.checklists import (
 )
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
+from ops.selectors.releases import backup_targets_overview, deploys_live
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
+from ops.services.releases import digitalocean_is_simulated
 from ops.services.runbooks import runbook_import
 from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
 from portal.services.audit import audit_record
@@ -112,6 +124,20 @@ def _history_block(request: HttpRequest, now: datetime) -> dict | None:
     }
 
 
+def _releases_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Deploys under way, and backups that are missing or failed."""
+    context = {"now": now, "simulated": digitalocean_is_simulated()}
+    if request.user.has_perm("ops.view_deploy"):
+        context["live_deploys"] = deploys_live()
+    if request.user.has_perm("ops.view_backup"):
+        context["backup_problems"] = [
+            state for state in backup_targets_overview(now=now) if state.problem
+        ]
+    if not context.get("live_deploys") and not context.get("backup_problems"):
+        return None
+    return context
+
+
 # /metrics
 
 
@@ -152,6 +178,35 @@ def _health_metrics():
             kpi.add_metric(values, value.value)
         kpi_state.add_metric(values, STATE_VALUES.get(value.state, 3))
     yield from (state, latency, stale, queues, kpi, kpi_state)
+
+
+def _release_metrics():
+    """Live deploys per environment, and the age of each target's newest good backup."""
+    live = GaugeMetricFamily(
+        "portal_deploy_live", "1 while a deploy of the environment is under way.", ["environment"]
+    )
+    counts = dict.fromkeys(Environment.objects.values_list("slug", flat=True), 0)
+    for slug in Deploy.objects.filter(status__in=LIVE_DEPLOY).values_list(
+        "environment__slug", flat=True
+    ):
+        counts[slug] = 1
+    for slug, value in counts.items():
+        live.add_metric([slug], value)
+    age = GaugeMetricFamily(
+        "portal_backup_age_seconds", "Age of the newest successful backup.", ["target"]
+    )
+    verified = GaugeMetricFamily(
+        "portal_backup_verified_age_seconds", "Age of the newest verified backup.", ["target"]
+    )
+    now = timezone.now()
+    for state in backup_targets_overview(now=now):
+        slug = state.target.slug
+        good = state.target.backups.filter(status="succeeded", pruned_at__isnull=True).first()
+        if good and good.finished_at:
+            age.add_metric([slug], (now - good.finished_at).total_seconds())
+        if state.latest_verified:
+            verified.add_metric([slug], (now - state.latest_verified.verified_at).total_seconds())
+    yield from (live, age, verified)
 
 
 # Runs owned by incidents
@@ -225,23 +280,60 @@ def _open_current_runs(*, demo: bool) -> str:
     return f"Runs opened for the current period: {len(checklist_runs_schedule())}."
 
 
+def _simulated_environments(*, demo: bool) -> str | None:
+    """With the simulated DigitalOcean (manage.py do_simulator), staging and production
+    environments on its two apps, and a backup target for the portal's own database."""
+    if not demo:
+        return None
+    made = []
+    if digitalocean_is_simulated():
+        base = settings.DIGITALOCEAN_API_URL.rstrip("/")
+        for order, (name, app_id) in enumerate(
+            (("Staging", "staging-app"), ("Production", "production-app"))
+        ):
+            _environment, created = Environment.objects.get_or_create(
+                slug=slugify(name),
+                defaults={
+                    "name": name,
+                    "app_id": app_id,
+                    "health_urls": f"{base}/_sim/apps/{app_id}/health",
+                    "promotion_order": order,
+                    "requires_manager": name == "Production",
+                    "validate_seconds": 20,
+                },
+            )
+            if created:
+                made.append(name)
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        _target, created = BackupTarget.objects.get_or_create(
+            slug="portal-database",
+            defaults={"name": "Portal database", "url_variable": "DATABASE_URL"},
+        )
+        if created:
+            made.append("backups of the portal database")
+    return f"Deploys and backups: {', '.join(made)}." if made else None
+
+
 def register(registry: Registry) -> None:
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
         SetupStep("current-runs", _open_current_runs, 30),
+        SetupStep("releases", _simulated_environments, 40),
     ):
         registry.add_setup_step(step)
     for block in (
         TodayBlock("incidents", "ops/incidents/_today_incidents.html", _incidents_block, 10),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
+        TodayBlock("releases", "ops/releases/_today_releases.html", _releases_block, 35),
         TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
         TodayBlock("start-run", "ops/checklists/_today_start.html", _start_block, 60, live=False),
         TodayBlock("history", "ops/checklists/_today_history.html", _history_block, 70, live=False),
     ):
         registry.add_today_block(block)
     registry.add_metrics_collector(_health_metrics)
+    registry.add_metrics_collector(_release_metrics)
     registry.add_run_owner(
         RunOwner(
             field="incident",

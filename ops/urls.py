@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ops.views import checklists, health, incident_reports, incidents
+from ops.views import checklists, health, incident_reports, incidents, releases
 
 app_name = "ops"
 
@@ -34,4 +34,18 @@ urlpatterns = [
     path("incidents/<int:pk>/postmortem/", incidents.postmortem_edit, name="postmortem_edit"),
     path("incidents/<int:pk>/actions/", incidents.action_add, name="action_add"),
     path("incidents/actions/<int:pk>/done/", incidents.action_done, name="action_done"),
+    path("releases/", releases.environment_list, name="environment_list"),
+    path("releases/<slug:slug>/", releases.environment_detail, name="environment_detail"),
+    path("releases/<slug:slug>/deploy/", releases.deploy_new, name="deploy_new"),
+    path("releases/<slug:slug>/rollback/", releases.rollback_new, name="rollback_new"),
+    path("deploys/<int:pk>/", releases.deploy_detail, name="deploy_detail"),
+    path("deploys/<int:pk>/cancel/", releases.deploy_cancel_view, name="deploy_cancel"),
+    path("deploys/<int:pk>/pin/", releases.deploy_pin_view, name="deploy_pin"),
+    path("backups/", releases.backup_list, name="backup_list"),
+    path(
+        "backups/targets/<slug:slug>/", releases.backup_target_detail, name="backup_target_detail"
+    ),
+    path("backups/targets/<slug:slug>/new/", releases.backup_new, name="backup_new"),
+    path("backups/<int:pk>/", releases.backup_detail, name="backup_detail"),
+    path("backups/<int:pk>/verify/", releases.backup_verify, name="backup_verify"),
 ]

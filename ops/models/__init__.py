@@ -27,9 +27,22 @@ from ops.models.incidents import (
     TimelineEntry,
     TimelineKind,
 )
+from ops.models.releases import (
+    Backup,
+    BackupTarget,
+    BackupVerification,
+    Deploy,
+    DeployKind,
+    DeployStatus,
+    Environment,
+    JobStatus,
+)
 
 __all__ = [
     "ActionItem",
+    "Backup",
+    "BackupTarget",
+    "BackupVerification",
     "Cadence",
     "CheckResult",
     "CheckRollup",
@@ -38,10 +51,15 @@ __all__ = [
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "Deploy",
+    "DeployKind",
+    "DeployStatus",
+    "Environment",
     "Incident",
     "IncidentNotification",
     "IncidentStatus",
     "ItemState",
+    "JobStatus",
     "Kpi",
     "KpiMetric",
     "MonitoredService",

@@ -1,0 +1,74 @@
+"""Reads for the deploy and backup pages, Today and /metrics."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Prefetch
+
+from ops.models import Backup, BackupTarget, Deploy, Environment, JobStatus
+from ops.models.releases import LIVE_DEPLOY
+
+
+def deploys_recent(*, environment: Environment | None = None, limit: int = 20) -> list[Deploy]:
+    deploys = Deploy.objects.select_related("environment", "created_by", "incident")
+    if environment is not None:
+        deploys = deploys.filter(environment=environment)
+    return list(deploys[:limit])
+
+
+def deploys_live() -> list[Deploy]:
+    return list(
+        Deploy.objects.filter(status__in=LIVE_DEPLOY).select_related("environment", "created_by")
+    )
+
+
+def environments_overview() -> list[Environment]:
+    """Each environment with its live deploy (if any) and latest finished one."""
+    environments = list(Environment.objects.all())
+    latest: dict[int, Deploy] = {}
+    live: dict[int, Deploy] = {}
+    for deploy in (
+        Deploy.objects.filter(environment__in=environments)
+        .select_related("created_by")
+        .order_by("-created_at")[:200]
+    ):
+        if deploy.is_live:
+            live.setdefault(deploy.environment_id, deploy)
+        else:
+            latest.setdefault(deploy.environment_id, deploy)
+    for environment in environments:
+        environment.live_deploy = live.get(environment.pk)
+        environment.latest_deploy = latest.get(environment.pk)
+    return environments
+
+
+@dataclass(frozen=True)
+class TargetState:
+    target: BackupTarget
+    latest: Backup | None
+    latest_verified: Backup | None
+    problem: str  # "" when all is well
+
+
+def backup_targets_overview(*, now: datetime) -> list[TargetState]:
+    """Each target with its newest backup and newest verified one, and what is wrong: no
+    backup yet, the newest failed, or the newest good one is older than the target allows."""
+    backups = Backup.objects.filter(pruned_at__isnull=True).order_by("-created_at")
+    targets = BackupTarget.objects.prefetch_related(
+        Prefetch("backups", queryset=backups, to_attr="recent")
+    )
+    states = []
+    for target in targets:
+        recent = target.recent[:50]
+        latest = recent[0] if recent else None
+        good = next((b for b in recent if b.status == JobStatus.SUCCEEDED), None)
+        verified = next((b for b in recent if b.verified_at), None)
+        problem = ""
+        if latest is None:
+            problem = "No backup has been taken."
+        elif latest.status == JobStatus.FAILED:
+            problem = f"The latest backup failed: {latest.error[:200]}"
+        elif good is None or good.finished_at < now - timedelta(hours=target.max_age_hours):
+            problem = f"No backup finished in the last {target.max_age_hours} hours."
+        states.append(TargetState(target, latest, verified, problem))
+    return states

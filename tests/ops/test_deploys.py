@@ -1,0 +1,333 @@
+"""Deploy jobs against the simulated DigitalOcean (a real HTTP server on 127.0.0.1) with pydo
+pointed at it: followed to the end, single flight, cancel, roles, gates, automatic rollback
+with an incident, and the faults the issue lists."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
+from ops.models import Deploy, DeployStatus, Environment, Incident
+from ops.services.releases import (
+    deploy_cancel,
+    deploy_rollback_start,
+    deploy_run,
+    deploy_start,
+    deploys_resume,
+)
+from portal.errors import ActionRefused
+from portal.models import AuditEntry
+from tests.conftest import client_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def simulator(settings, monkeypatch):
+    server, _thread = start_in_thread(step_seconds=0.05)
+    server.add_app("staging-app", "staging")
+    server.add_app("production-app", "production")
+    settings.DIGITALOCEAN_API_URL = server.url
+    settings.DEPLOY_POLL_SECONDS = 0.02
+    settings.DEPLOY_HEALTH_INTERVAL_SECONDS = 0.02
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", SIM_TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def staging(db, simulator):
+    return Environment.objects.create(
+        name="Staging",
+        slug="staging",
+        app_id="staging-app",
+        health_urls=f"{simulator.url}/_sim/apps/staging-app/health",
+        promotion_order=0,
+        validate_seconds=0,
+    )
+
+
+@pytest.fixture
+def production(db, simulator):
+    return Environment.objects.create(
+        name="Production",
+        slug="production",
+        app_id="production-app",
+        health_urls=f"{simulator.url}/_sim/apps/production-app/health",
+        promotion_order=1,
+        requires_manager=True,
+        validate_seconds=0,
+    )
+
+
+def test_a_staging_deploy_is_followed_to_active(staging, operator, simulator):
+    deploy = deploy_start(environment=staging, user=operator, version="v1.2.0")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert deploy.phase == "ACTIVE" and deploy.simulated
+    assert [step["status"] for step in deploy.steps] == ["SUCCESS"] * 3
+    assert "[build] " in deploy.log and "build: done" in deploy.log
+    assert deploy.previous_deployment_id and deploy.do_deployment_id
+    assert simulator.created == 1
+    assert AuditEntry.objects.filter(action="deploy.start", summary__contains="v1.2.0").exists()
+
+
+def test_two_clicks_make_one_job(staging, operator, second_operator):
+    first = deploy_start(environment=staging, user=operator, version="v1")
+    with pytest.raises(ActionRefused, match="already under way"):
+        deploy_start(environment=staging, user=second_operator, version="v1")
+    assert Deploy.objects.count() == 1
+    # The database holds it too, whatever the code above does.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Deploy.objects.create(
+            environment=staging, version="v2", created_at=timezone.now(), status="running"
+        )
+    assert first.status == DeployStatus.QUEUED
+
+
+def test_a_second_delivery_of_the_task_does_nothing(staging, operator, simulator):
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    assert deploy_run(deploy_id=deploy.pk) is None
+    assert simulator.created == 1
+
+
+def test_production_needs_a_manager(production, operator, manager):
+    with pytest.raises(Exception, match="Only a Manager"):
+        deploy_start(environment=production, user=operator, version="v1")
+    assert not Deploy.objects.exists()
+
+
+def test_gates_block_production_until_a_manager_overrides_with_a_reason(
+    staging, production, manager, make_incident
+):
+    with pytest.raises(ActionRefused) as refused:
+        deploy_start(environment=production, user=manager, version="v9")
+    assert "Staging last deployed nothing, not v9" in refused.value.message
+    assert "No pre-deployment checklist run is labelled v9" in refused.value.message
+    with pytest.raises(ActionRefused, match="at least 10 characters"):
+        deploy_start(environment=production, user=manager, version="v9", override_reason="x")
+    assert not Deploy.objects.exists()
+    deploy = deploy_start(
+        environment=production, user=manager, version="v9", override_reason="hotfix for P1 login"
+    )
+    assert deploy.approved_by == manager
+    failed = {gate["name"] for gate in deploy.gates if not gate["passed"]}
+    assert "Same version ACTIVE and healthy on the environment below" in failed
+    assert AuditEntry.objects.filter(action="deploy.gates_override").exists()
+
+
+def test_bad_versions_are_refused(staging, operator):
+    for version in ("", "   ", "two words", "x" * 101):
+        with pytest.raises(ActionRefused):
+            deploy_start(environment=staging, user=operator, version=version)
+    assert not Deploy.objects.exists()
+
+
+def test_failed_health_rolls_back_and_opens_an_incident(staging, operator, simulator, severities):
+    staging.validate_seconds = 1
+    staging.save()
+    simulator.unhealthy_next = True
+    deploy = deploy_start(environment=staging, user=operator, version="v2-bad")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    assert "answered 503" in deploy.error
+    assert deploy.rollback_deployment_id and not deploy.pinned
+    app = simulator.apps["staging-app"]
+    assert app.pinned is None  # committed
+    active = simulator.active(app, time.time())
+    assert active.id == deploy.rollback_deployment_id and active.healthy
+    incident = Incident.objects.get(deploys=deploy)
+    assert deploy.do_deployment_id in incident.summary
+    assert "answered 503" in incident.summary
+
+
+@pytest.mark.parametrize(
+    ("switch", "reason"),
+    [
+        ({"refuse_token": True}, "refused the token in DIGITALOCEAN_TOKEN (401)"),
+        ({"rate_limited": 1}, "rate limit was reached (429)"),
+        ({"server_errors": 1}, "DigitalOcean answered 500"),
+        ({"fail_next": True}, "ended ERROR (build: build step exited 1)"),
+    ],
+)
+def test_faults_fail_the_job_with_the_reason_and_the_next_try_works(
+    staging, operator, simulator, switch, reason
+):
+    simulator.set_switches(switch)
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert reason in deploy.error
+    simulator.set_switches({"refuse_token": False})
+    again = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=again.pk)
+    again.refresh_from_db()
+    assert again.status == DeployStatus.SUCCEEDED, again.error
+
+
+def test_an_unknown_app_id_and_a_missing_token(staging, operator, monkeypatch):
+    staging.app_id = "no-such-app"
+    staging.save()
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert "App no-such-app of Staging: DigitalOcean does not know it (404)" in deploy.error
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN")
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert "DIGITALOCEAN_TOKEN" in deploy.error and "is not set" in deploy.error
+
+
+def test_stuck_in_building_past_the_timeout_is_cancelled(staging, operator, simulator, settings):
+    settings.DEPLOY_PHASE_TIMEOUT_SECONDS = 0.3
+    simulator.stuck_next = True
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert "Stuck in BUILDING" in deploy.error
+    deployment = simulator.find(simulator.apps["staging-app"], deploy.do_deployment_id)
+    assert deployment.canceled_at is not None
+
+
+def test_cancel_a_queued_and_a_running_deploy(staging, operator, simulator):
+    queued = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_cancel(deploy=queued, user=operator)
+    queued.refresh_from_db()
+    assert queued.status == DeployStatus.CANCELED
+    with pytest.raises(ActionRefused, match="Only a queued or building"):
+        deploy_cancel(deploy=queued, user=operator)
+    simulator.stuck_next = True
+    running = deploy_start(environment=staging, user=operator, version="v2")
+    Deploy.objects.filter(pk=running.pk).update(status="running", started_at=timezone.now())
+    deploy_cancel(deploy=running, user=operator)
+    Deploy.objects.filter(pk=running.pk).update(status="queued")
+    deploy_run(deploy_id=running.pk)
+    running.refresh_from_db()
+    assert running.status == DeployStatus.CANCELED
+
+
+def test_rollback_to_a_chosen_deployment_pins_until_committed(staging, operator, simulator):
+    first = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=first.pk)
+    second = deploy_start(environment=staging, user=operator, version="v2")
+    deploy_run(deploy_id=second.pk)
+    first.refresh_from_db()
+    with pytest.raises(ActionRefused, match="not_found|will not roll back"):
+        deploy_rollback_start(environment=staging, user=operator, deployment_id="nope")
+    rollback = deploy_rollback_start(
+        environment=staging, user=operator, deployment_id=first.do_deployment_id
+    )
+    deploy_run(deploy_id=rollback.pk)
+    rollback.refresh_from_db()
+    assert rollback.status == DeployStatus.SUCCEEDED and rollback.pinned
+    client = client_for(operator)
+    page = client.get(rollback.get_absolute_url())
+    assert "pinned to this rollback" in page.content.decode()
+    response = client.post(f"/deploys/{rollback.pk}/pin/", {"action": "commit"})
+    assert response.status_code == 303
+    rollback.refresh_from_db()
+    assert not rollback.pinned
+    assert simulator.apps["staging-app"].pinned is None
+
+
+def test_resume_sends_only_stale_live_deploys(staging, operator, settings):
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    assert deploys_resume(send=lambda pk: None) == []
+    past = timezone.now() - timezone.timedelta(seconds=settings.DEPLOY_STALE_SECONDS + 5)
+    Deploy.objects.filter(pk=deploy.pk).update(status="running", heartbeat_at=past)
+    sent = []
+    assert deploys_resume(send=sent.append) == [deploy.pk] == sent
+
+
+def test_deploy_page_polls_until_the_end(staging, operator, htmx, simulator):
+    client = client_for(operator)
+    response = client.post("/releases/staging/deploy/", {"version": "v7"}, **htmx)
+    assert response.status_code == 200 and response.headers["HX-Redirect"]
+    deploy = Deploy.objects.get()
+    live = client.get(deploy.get_absolute_url(), **htmx)
+    assert live.status_code == 200 and 'hx-trigger="every' in live.content.decode()
+    deploy_run(deploy_id=deploy.pk)
+    done = client.get(deploy.get_absolute_url(), **htmx)
+    assert done.status_code == 286
+    body = done.content.decode()
+    assert "Succeeded" in body and "hx-trigger" not in body and "<html" not in body
+    page = client.get(deploy.get_absolute_url())
+    assert "Simulated DigitalOcean" in page.content.decode()
+
+
+def test_deploy_form_errors_and_roles(staging, production, operator, outsider, htmx):
+    client = client_for(operator)
+    response = client.post("/releases/staging/deploy/", {"version": ""}, **htmx)
+    assert response.status_code == 400
+    assert "Say which version" in response.content.decode()
+    assert client.get("/releases/staging/deploy/").status_code == 405
+    assert client.post("/releases/production/deploy/", {"version": "v1"}).status_code == 403
+    assert client_for(outsider).get("/releases/").status_code == 403
+    page = client.get("/releases/staging/").content.decode()
+    assert "simulated DigitalOcean" in page and "Deployments at DigitalOcean" in page
+    assert not Deploy.objects.exists()
+
+
+def test_today_shows_a_deploy_in_progress(staging, operator):
+    deploy_start(environment=staging, user=operator, version="v3")
+    page = client_for(operator).get("/").content.decode()
+    assert "Deploy v3 to Staging" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_process_resumes_the_same_deployment(simulator, operator):
+    """The follower runs in its own process and is killed by SIGKILL once the deployment id
+    is stored; the deploy's heartbeat goes stale, the resume hands it to a new run, which
+    follows the stored deployment to ACTIVE: one DigitalOcean deployment in all."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("two processes share the database only on PostgreSQL")
+    simulator.step_seconds = 1.0
+    environment = Environment.objects.create(
+        name="Staging", slug="staging", app_id="staging-app", validate_seconds=0
+    )
+    deploy = deploy_start(environment=environment, user=operator, version="v1")
+    env = {
+        **os.environ,
+        "DIGITALOCEAN_API_URL": simulator.url,
+        "DIGITALOCEAN_TOKEN": SIM_TOKEN,
+        "DEPLOY_POLL_SECONDS": "0",
+    }
+    code = f"from ops.services.releases import deploy_run; deploy_run(deploy_id={deploy.pk})"
+    worker = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        deploy.refresh_from_db()
+        if deploy.do_deployment_id:
+            break
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    deploy.refresh_from_db()
+    assert deploy.do_deployment_id and deploy.status == DeployStatus.RUNNING
+    Deploy.objects.filter(pk=deploy.pk).update(
+        heartbeat_at=timezone.now() - timezone.timedelta(minutes=5)
+    )
+    resent = []
+    deploys_resume(send=resent.append)
+    assert resent == [deploy.pk]
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert deploy.attempts == 2 and simulator.created == 1
+    assert "Taken over by another worker" in deploy.log
