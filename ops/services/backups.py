@@ -330,9 +330,9 @@ def _kept(backups: list[Backup], target: BackupTarget) -> set[int]:
     """Grandfather-father-son: the newest backup of each of the last N days, weeks, months."""
     keep: set[int] = set()
     for count, key in (
-        (target.keep_daily, lambda b: b.created_at.date()),
-        (target.keep_weekly, lambda b: tuple(b.created_at.isocalendar()[:2])),
-        (target.keep_monthly, lambda b: (b.created_at.year, b.created_at.month)),
+        (target.keep_daily, lambda moment: moment.date()),
+        (target.keep_weekly, lambda moment: tuple(moment.isocalendar()[:2])),
+        (target.keep_monthly, lambda moment: (moment.year, moment.month)),
     ):
         seen = []
         for backup in backups:  # newest first
