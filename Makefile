@@ -11,7 +11,7 @@ export HOST PORT LOG_LEVEL
 # When make started, so `make run` can say how long it took to the first page.
 STARTED := $(shell date +%s.%N)
 
-.PHONY: run test lint check-python browser bench clean
+.PHONY: run test lint check-python browser postgres-client bench clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -41,6 +41,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Chromium first: sudo apt-get install chromium"; exit 1; fi; }
 
+# Backups and their verification run pg_dump and pg_restore; install the client when missing.
+postgres-client:
+	@command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null; \
+	  else echo "Install the PostgreSQL client first: sudo apt-get install postgresql-client"; exit 1; fi; }
+
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,7 +55,7 @@ lint: $(BIN)/.installed-dev
 	$(PY) manage.py check
 
 # The tests keep their files (SQLite, file broker, metrics) apart from a running `make run`.
-test: lint browser
+test: lint browser postgres-client
 	PORTAL_VAR_DIR="$(CURDIR)/var/test" $(BIN)/pytest -n 2 --dist loadgroup
 
 # Benchmarks print figures against references measured in the same run (see bench/README.md).

@@ -86,6 +86,13 @@ class _HashingReader:
     def seekable(self) -> bool:
         return False
 
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def close(self) -> None:
+        self.raw.close()
+
 
 # Starting
 
@@ -216,6 +223,21 @@ def _server_url(url: str, database: str) -> str:
     return psycopg.conninfo.make_conninfo(**info)
 
 
+def _stored_chunks(name: str):
+    """The stored dump in chunks: from S3 the object's body is streamed (S3File would first
+    copy it whole into a temporary file), from a file system the file is read."""
+    storage = backup_storage()
+    bucket = getattr(storage, "bucket", None)
+    if bucket is not None:
+        # The key with the storage's location prefix, as S3Storage itself names it.
+        body = bucket.Object(storage._normalize_name(name)).get()["Body"]
+        yield from body.iter_chunks(CHUNK)
+        return
+    with storage.open(name, "rb") as stored:
+        while chunk := stored.read(CHUNK):
+            yield chunk
+
+
 def _restore(backup: Backup, scratch_url: str) -> None:
     """Stream the stored dump into pg_restore, checking its sha256 on the way."""
     process = subprocess.Popen(
@@ -229,10 +251,9 @@ def _restore(backup: Backup, scratch_url: str) -> None:
     drain = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
     drain.start()
     try:
-        with backup_storage().open(backup.file_name, "rb") as stored:
-            while chunk := stored.read(CHUNK):
-                digest.update(chunk)
-                process.stdin.write(chunk)
+        for chunk in _stored_chunks(backup.file_name):
+            digest.update(chunk)
+            process.stdin.write(chunk)
     except BrokenPipeError:
         pass
     finally:

@@ -3,16 +3,19 @@ tables is dumped (pg_dump -Fc, streamed to storage), restored into a scratch dat
 created and dropped, and compared; a corrupted dump, a dump that fails mid-stream and a full
 storage fail with their reasons and leave nothing behind; retention keeps the last verified."""
 
+import hashlib
 import os
 import secrets
 import stat
 from datetime import timedelta
 
+import boto3
 import psycopg
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
+from moto.server import ThreadedMotoServer
 from psycopg import sql
 
 from ops.models import Backup, BackupTarget, Environment, JobStatus
@@ -27,6 +30,7 @@ from ops.services.backups import (
 from ops.services.releases import deploy_gates
 from portal.errors import ActionRefused
 from tests.conftest import client_for
+from tests.fakes import _unused_port
 
 pytestmark = pytest.mark.postgres
 
@@ -250,3 +254,44 @@ def test_missing_and_failed_backups_warn_on_today_and_gate_production(
     assert "The latest backup failed: The environment variable NOPE_URL" in page
     gate = deploy_gates(environment=production, version="v1")[-1]
     assert not gate.passed and "No backup of Prod DB" in gate.evidence
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """moto's S3 in server mode on 127.0.0.1: boto3 talks HTTP to it, nothing leaves."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    port = _unused_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_backup_and_verify_through_s3_storage(db, seeded, settings, s3_server):
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", **credentials)
+    s3.create_bucket(Bucket="h14-backups")
+    settings.BACKUP_SCRATCH_PREFIX = "h14_verify_"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "h14-backups",
+                "endpoint_url": s3_server,
+                "region_name": "us-east-1",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "location": "portal",
+                "file_overwrite": False,
+            },
+        },
+    }
+    target = BackupTarget.objects.create(name="Seed", slug="seed", url_variable="H14_SEED_URL")
+    backup = _take(target)
+    assert backup.status == JobStatus.SUCCEEDED, backup.error
+    stored = s3.get_object(Bucket="h14-backups", Key=f"portal/{backup.file_name}")["Body"].read()
+    assert len(stored) == backup.size_bytes
+    assert hashlib.sha256(stored).hexdigest() == backup.sha256
+    verification = backup_verify(verification_id=backup_verify_start(backup=backup).pk)
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
