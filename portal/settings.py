@@ -326,6 +326,8 @@ DIGITALOCEAN_API_URL = env_str("DIGITALOCEAN_API_URL", "https://api.digitalocean
 # deployment; how long a phase may last before the job gives up; how old a heartbeat may be
 # before another worker takes the deploy over; the newest backup production needs.
 DEPLOY_POLL_SECONDS = env_int("DEPLOY_POLL_SECONDS", 3, minimum=0)
+# How often a deploy or backup page asks for progress while the job runs.
+DEPLOY_PAGE_POLL_SECONDS = env_int("DEPLOY_PAGE_POLL_SECONDS", 2, minimum=1)
 DEPLOY_PHASE_TIMEOUT_SECONDS = env_int("DEPLOY_PHASE_TIMEOUT_SECONDS", 1800, minimum=1)
 DEPLOY_HEALTH_INTERVAL_SECONDS = env_int("DEPLOY_HEALTH_INTERVAL_SECONDS", 10, minimum=0)
 DEPLOY_STALE_SECONDS = env_int("DEPLOY_STALE_SECONDS", 60, minimum=1)

@@ -1,5 +1,6 @@
 """Environments, deploys followed live, rollbacks, backups. Thin: services do the work."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,7 +28,6 @@ from portal.htmx import attempt, back_to, wants_fragment
 
 DEPLOY_PAGE = "ops/releases/deploy_detail.html"
 ENVIRONMENT_PAGE = "ops/releases/environment_detail.html"
-POLL_SECONDS = 2
 
 
 def _common() -> dict:
@@ -126,7 +126,7 @@ def _deploy_context(request, deploy: Deploy) -> dict:
         **_common(),
         "deploy": deploy,
         "now": timezone.now(),
-        "poll_seconds": POLL_SECONDS,
+        "poll_seconds": settings.DEPLOY_PAGE_POLL_SECONDS,
         "may_act": request.user.has_perm("ops.start_deploy")
         and (
             not deploy.environment.requires_manager
@@ -212,7 +212,11 @@ def backup_new(request: HttpRequest, slug: str) -> HttpResponse:
 def backup_detail(request: HttpRequest, pk: int) -> HttpResponse:
     backup = get_object_or_404(Backup.objects.select_related("target"), pk=pk)
     verification = backup.verifications.first()
-    context = {"backup": backup, "verification": verification, "poll_seconds": POLL_SECONDS}
+    context = {
+        "backup": backup,
+        "verification": verification,
+        "poll_seconds": settings.DEPLOY_PAGE_POLL_SECONDS,
+    }
     live = backup.status in ("queued", "running") or (
         verification is not None and verification.status in ("queued", "running")
     )
