@@ -2,14 +2,17 @@
 pointed at it: followed to the end, single flight, cancel, roles, gates, automatic rollback
 with an incident, and the faults the issue lists."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -22,6 +25,7 @@ from ops.services.releases import (
     deploy_start,
     deploys_resume,
 )
+from portal.celery import app
 from portal.errors import ActionRefused
 from portal.models import AuditEntry
 from tests.conftest import client_for
@@ -331,3 +335,62 @@ def test_killed_worker_process_resumes_the_same_deployment(simulator, operator):
     assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
     assert deploy.attempts == 2 and simulator.created == 1
     assert "Taken over by another worker" in deploy.log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_triggers_make_one_job(simulator, operator, second_operator):
+    """Two operators press Deploy at the same moment (two threads, two connections): one job,
+    the other is told it is under way."""
+    environment = Environment.objects.create(name="Staging", slug="staging", app_id="staging-app")
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def trigger(user):
+        barrier.wait()
+        try:
+            outcomes.append(deploy_start(environment=environment, user=user, version="v1").pk)
+        except ActionRefused as refused:
+            outcomes.append(refused.message)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger, args=(u,)) for u in (operator, second_operator)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert Deploy.objects.count() == 1
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["int", "str"]
+    assert any("already under way" in str(outcome) for outcome in outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_full_deploy_failed_health_rollback_incident_through_a_worker(
+    simulator, operator, severities
+):
+    """The whole path in a real Celery worker: deploy, ACTIVE, health fails, automatic
+    rollback committed, incident opened and linked."""
+    environment = Environment.objects.create(
+        name="Staging",
+        slug="staging",
+        app_id="staging-app",
+        health_urls=f"{simulator.url}/_sim/apps/staging-app/health",
+        validate_seconds=2,
+    )
+    with app.connection_for_write() as broker, contextlib.suppress(Exception):
+        broker.default_channel.queue_purge(app.conf.task_default_queue)
+    simulator.unhealthy_next = True
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        deploy = deploy_start(environment=environment, user=operator, version="v5")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            deploy.refresh_from_db()
+            if not deploy.is_live:
+                break
+            time.sleep(0.1)
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    assert deploy.incident is not None
+    assert "failed health validation" in deploy.incident.summary
+    app_state = simulator.apps["staging-app"]
+    assert app_state.pinned is None
+    assert simulator.active(app_state, time.time()).id == deploy.rollback_deployment_id
