@@ -32,8 +32,12 @@ $(BIN)/.installed-dev: requirements-dev.txt $(BIN)/.installed
 
 # Migrate, load the default runbooks and the demo users, start web + worker + beat on
 # http://$(HOST):$(PORT), then print the address, the users and new passwords and the time taken.
+# Without DIGITALOCEAN_TOKEN, deploys go to the simulated DigitalOcean (manage.py do_simulator),
+# which run_portal starts beside web, worker and beat.
+DO_SIMULATOR_PORT ?= 8790
 run: $(BIN)/.installed
-	@$(PY) manage.py run_portal --started-at $(STARTED)
+	@$(if $(DIGITALOCEAN_TOKEN),,DIGITALOCEAN_API_URL=http://127.0.0.1:$(DO_SIMULATOR_PORT) DIGITALOCEAN_TOKEN=sim-token) \
+	  $(PY) manage.py run_portal --started-at $(STARTED)
 
 # The browser tests drive Debian's Chromium; install it when it is missing and we may.
 browser:
