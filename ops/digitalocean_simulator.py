@@ -143,6 +143,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.step_seconds = step_seconds
         self.token = token
         self.apps: dict[str, SimApp] = {}
+        self.databases: set[str] = {"portal-db"}
         # Switches.
         self.fail_next = False
         self.stuck_next = False
@@ -270,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             if server.server_errors > 0:
                 server.server_errors -= 1
                 return self._send(500, {"id": "server_error", "message": "Server Error"})
+            if parts[:2] == ["v2", "databases"] and parts[3:] == ["backups"]:
+                return self._database_backups(parts[2])
             if parts[:2] != ["v2", "apps"] or len(parts) < 3:
                 return self._not_found()
             app = server.apps.get(parts[2])
@@ -333,6 +336,18 @@ class _Handler(BaseHTTPRequestHandler):
             if rest[:1] == ["rollback"] and method == "POST":
                 return self._rollback(app, rest[1:], self._body(), now)
             return self._not_found()
+
+    def _database_backups(self, database_id: str):
+        """A managed database's daily backups: any id the simulator's databases list knows."""
+        if database_id not in self.server.databases:
+            return self._not_found()
+        now = time.time()
+        backups = [
+            {"created_at": _iso(now - day * 86400 - 3600), "size_gigabytes": 0.42 + day / 100}
+            for day in range(7)
+        ]
+        schedule = {"backup_hour": 1, "backup_minute": 0, "backup_interval_hours": 24}
+        return self._send(200, {"backups": backups, "scheduled_backup_time": schedule})
 
     def _rollback(self, app: SimApp, rest: list[str], body: dict, now: float):
         server = self.server

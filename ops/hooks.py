@@ -183,7 +183,9 @@ def _health_metrics():
 def _release_metrics():
     """Live deploys per environment, and the age of each target's newest good backup."""
     live = GaugeMetricFamily(
-        "portal_deploy_live", "1 while a deploy of the environment is under way.", ["environment"]
+        "portal_deploy_live",
+        "1 while a deploy of the environment is under way.",
+        labels=["environment"],
     )
     counts = dict.fromkeys(Environment.objects.values_list("slug", flat=True), 0)
     for slug in Deploy.objects.filter(status__in=LIVE_DEPLOY).values_list(
@@ -193,10 +195,12 @@ def _release_metrics():
     for slug, value in counts.items():
         live.add_metric([slug], value)
     age = GaugeMetricFamily(
-        "portal_backup_age_seconds", "Age of the newest successful backup.", ["target"]
+        "portal_backup_age_seconds", "Age of the newest successful backup.", labels=["target"]
     )
     verified = GaugeMetricFamily(
-        "portal_backup_verified_age_seconds", "Age of the newest verified backup.", ["target"]
+        "portal_backup_verified_age_seconds",
+        "Age of the newest verified backup.",
+        labels=["target"],
     )
     now = timezone.now()
     for state in backup_targets_overview(now=now):

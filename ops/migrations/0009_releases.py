@@ -374,4 +374,14 @@ class Migration(migrations.Migration):
                 name="one_live_deploy_per_environment",
             ),
         ),
+        migrations.AddField(
+            model_name="backuptarget",
+            name="managed_database_id",
+            field=models.CharField(
+                blank=True,
+                help_text="When the database is a DigitalOcean managed one: its own backups are listed beside the portal's (the token of the environment above, or DIGITALOCEAN_TOKEN).",
+                max_length=100,
+                verbose_name="DigitalOcean managed database id",
+            ),
+        ),
     ]

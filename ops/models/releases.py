@@ -175,6 +175,13 @@ class BackupTarget(models.Model):
     environment = models.ForeignKey(
         Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_targets"
     )
+    managed_database_id = models.CharField(
+        "DigitalOcean managed database id",
+        max_length=100,
+        blank=True,
+        help_text="When the database is a DigitalOcean managed one: its own backups are listed "
+        "beside the portal's (the token of the environment above, or DIGITALOCEAN_TOKEN).",
+    )
     keep_daily = models.PositiveSmallIntegerField(default=7)
     keep_weekly = models.PositiveSmallIntegerField(default=4)
     keep_monthly = models.PositiveSmallIntegerField(default=6)

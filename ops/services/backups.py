@@ -22,7 +22,8 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg import sql
 
-from ops.models import Backup, BackupTarget, BackupVerification, JobStatus
+from ops.models import Backup, BackupTarget, BackupVerification, Environment, JobStatus
+from ops.services.releases import DeployFailed, describe_api_error, environment_client
 from portal.celery import app
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
@@ -92,6 +93,26 @@ class _HashingReader:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def managed_backups_list(*, target: BackupTarget) -> tuple[list[dict], str]:
+    """DigitalOcean's own backups of a managed database (pydo databases.list_backups), newest
+    first; or an empty list and why."""
+    if not target.managed_database_id:
+        return [], ""
+    # Without an environment, the token in the field's default variable (DIGITALOCEAN_TOKEN).
+    environment = target.environment or Environment(name="DigitalOcean")
+    try:
+        client = environment_client(environment=environment)
+        answer = client.databases.list_backups(target.managed_database_id)
+    except DeployFailed as failed:
+        return [], str(failed)
+    except Exception as error:  # any API fault is shown beside the list, not raised
+        return [], describe_api_error(error, environment=environment)
+    if answer.get("id") == "not_found":
+        return [], f"DigitalOcean does not know the database {target.managed_database_id} (404)."
+    backups = sorted(answer.get("backups") or [], key=lambda b: b.get("created_at", ""))
+    return backups[::-1], ""
 
 
 # Starting

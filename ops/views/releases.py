@@ -14,7 +14,7 @@ from ops.selectors.releases import (
     deploys_recent,
     environments_overview,
 )
-from ops.services.backups import backup_start, backup_verify_start
+from ops.services.backups import backup_start, backup_verify_start, managed_backups_list
 from ops.services.releases import (
     deploy_cancel,
     deploy_gates,
@@ -192,9 +192,15 @@ def backup_list(request: HttpRequest) -> HttpResponse:
 def backup_target_detail(request: HttpRequest, slug: str) -> HttpResponse:
     target = get_object_or_404(BackupTarget, slug=slug)
     backups = target.backups.filter(pruned_at__isnull=True).prefetch_related("verifications")[:50]
-    return render(
-        request, "ops/releases/backup_target_detail.html", {"target": target, "backups": backups}
-    )
+    managed, managed_error = managed_backups_list(target=target)
+    context = {
+        **_common(),
+        "target": target,
+        "backups": backups,
+        "managed_backups": managed,
+        "managed_error": managed_error,
+    }
+    return render(request, "ops/releases/backup_target_detail.html", context)
 
 
 @require_POST

@@ -15,9 +15,10 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
-from ops.models import Deploy, DeployStatus, Environment, Incident
+from ops.models import Backup, BackupTarget, Deploy, DeployStatus, Environment, Incident
 from ops.services.releases import (
     deploy_cancel,
     deploy_rollback_start,
@@ -394,3 +395,35 @@ def test_full_deploy_failed_health_rollback_incident_through_a_worker(
     app_state = simulator.apps["staging-app"]
     assert app_state.pinned is None
     assert simulator.active(app_state, time.time()).id == deploy.rollback_deployment_id
+
+
+def test_metrics_show_live_deploys_and_backup_ages(staging, operator, settings, client):
+    deploy_start(environment=staging, user=operator, version="v1")
+    target = BackupTarget.objects.create(name="DB", slug="db", url_variable="X")
+    now = timezone.now()
+    Backup.objects.create(
+        target=target,
+        status="succeeded",
+        created_at=now,
+        finished_at=now - timezone.timedelta(hours=2),
+        verified_at=now - timezone.timedelta(hours=1),
+    )
+    settings.METRICS_TOKEN = "scrape-me"
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").content.decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    live = {s.labels["environment"]: s.value for s in families["portal_deploy_live"].samples}
+    assert live == {"staging": 1.0}
+    age = families["portal_backup_age_seconds"].samples[0].value
+    assert 7100 < age < 7300
+
+
+def test_managed_database_backups_are_listed_beside_the_portals(staging, operator, simulator):
+    target = BackupTarget.objects.create(
+        name="DB", slug="db", url_variable="X", managed_database_id="portal-db"
+    )
+    page = client_for(operator).get(target.get_absolute_url()).content.decode()
+    assert "DigitalOcean&#x27;s own backups" in page or "DigitalOcean's own backups" in page
+    assert "0.42 GB" in page and "simulated DigitalOcean" in page
+    BackupTarget.objects.filter(pk=target.pk).update(managed_database_id="gone")
+    page = client_for(operator).get(target.get_absolute_url()).content.decode()
+    assert "does not know the database gone (404)" in page
