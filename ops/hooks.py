@@ -20,6 +20,8 @@ from ops.models import (
     Deploy,
     Environment,
     Incident,
+    Kpi,
+    KpiMetric,
     MonitoredService,
     ServiceKind,
 )
@@ -33,13 +35,13 @@ from ops.selectors.checklists import (
 )
 from ops.selectors.health import health_checks_stopped, health_summary, health_tiles, kpi_values
 from ops.selectors.incidents import incidents_open
-from ops.selectors.releases import backup_targets_overview, deploys_live
+from ops.selectors.releases import backup_age_hours, backup_targets_overview, deploys_live
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.releases import digitalocean_is_simulated
 from ops.services.runbooks import runbook_import
-from portal.registry import Registry, RunOwner, SetupStep, TodayBlock
+from portal.registry import KpiSource, Registry, RunOwner, SetupStep, TodayBlock
 from portal.services.audit import audit_record
 
 DEFAULT_RUNBOOKS = Path(__file__).resolve().parent / "runbooks" / "defaults"
@@ -318,12 +320,49 @@ def _simulated_environments(*, demo: bool) -> str | None:
     return f"Deploys and backups: {', '.join(made)}." if made else None
 
 
+BACKUP_KPIS = (
+    # name, metric, target, warning, critical (hours), and the checklist items it is evidence
+    # for: the ones about verification or restores, or else any about backups.
+    ("Backup age", KpiMetric.BACKUP_AGE, 24, 26, 48),
+    ("Verified backup age", KpiMetric.BACKUP_VERIFIED_AGE, 168, 192, 336),
+)
+
+
+def _backup_evidence(*, demo: bool) -> str | None:
+    """KPIs of backup age and verified-backup age, linked as evidence to the checklist items
+    that ask about backups ("backup completed", "backup verified")."""
+    kpis = {}
+    for name, metric, target, warning, critical in BACKUP_KPIS:
+        kpis[metric], _created = Kpi.objects.get_or_create(
+            metric=metric,
+            defaults={
+                "name": name,
+                "target": target,
+                "warning": warning,
+                "critical": critical,
+                "window_hours": 24,
+            },
+        )
+    items = ChecklistItem.objects.filter(text__icontains="backup", evidence_kpi__isnull=True)
+    linked = 0
+    for item in items.filter(evidence_service__isnull=True):
+        text = item.text.lower()
+        verified = "verif" in text or "restore" in text
+        item.evidence_kpi = kpis[
+            KpiMetric.BACKUP_VERIFIED_AGE if verified else KpiMetric.BACKUP_AGE
+        ]
+        item.save(update_fields=["evidence_kpi"])
+        linked += 1
+    return f"Backup evidence linked to {linked} checklist items." if linked else None
+
+
 def register(registry: Registry) -> None:
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
         SetupStep("current-runs", _open_current_runs, 30),
         SetupStep("releases", _simulated_environments, 40),
+        SetupStep("backup-evidence", _backup_evidence, 50),
     ):
         registry.add_setup_step(step)
     for block in (
@@ -338,6 +377,15 @@ def register(registry: Registry) -> None:
         registry.add_today_block(block)
     registry.add_metrics_collector(_health_metrics)
     registry.add_metrics_collector(_release_metrics)
+    for metric, verified in ((KpiMetric.BACKUP_AGE, False), (KpiMetric.BACKUP_VERIFIED_AGE, True)):
+        registry.add_kpi_source(
+            KpiSource(
+                metric=metric,
+                value=lambda since, verified=verified: backup_age_hours(
+                    verified=verified, now=timezone.now()
+                ),
+            )
+        )
     registry.add_run_owner(
         RunOwner(
             field="incident",

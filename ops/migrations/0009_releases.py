@@ -384,4 +384,24 @@ class Migration(migrations.Migration):
                 verbose_name="DigitalOcean managed database id",
             ),
         ),
+        migrations.AlterField(
+            model_name="kpi",
+            name="metric",
+            field=models.CharField(
+                choices=[
+                    ("availability", "Availability (%)"),
+                    ("latency_p95", "P95 response time (ms)"),
+                    ("error_rate", "Error rate (% of checks failing)"),
+                    ("image_success", "Image processing success (%)"),
+                    ("cache_hit_rate", "Cache hit rate (%)"),
+                    ("queue_size", "Queue size (tasks)"),
+                    ("cpu", "CPU use (%)"),
+                    ("memory", "Memory use (%)"),
+                    ("disk", "Disk use (%)"),
+                    ("backup_age", "Hours since the newest good backup (worst database)"),
+                    ("backup_verified_age", "Hours since the newest verified backup"),
+                ],
+                max_length=32,
+            ),
+        ),
     ]

@@ -72,3 +72,22 @@ def backup_targets_overview(*, now: datetime) -> list[TargetState]:
             problem = f"No backup finished in the last {target.max_age_hours} hours."
         states.append(TargetState(target, latest, verified, problem))
     return states
+
+
+def backup_age_hours(*, verified: bool, now: datetime) -> tuple[float | None, str]:
+    """Hours since the newest good (or verified) backup of the worst target, and which one;
+    None when there are no targets or one has none at all (said in the source)."""
+    worst, worst_name = None, ""
+    for target in BackupTarget.objects.all():
+        backups = target.backups.filter(status=JobStatus.SUCCEEDED, pruned_at__isnull=True)
+        field = "verified_at" if verified else "finished_at"
+        newest = backups.exclude(**{f"{field}__isnull": True}).order_by(f"-{field}").first()
+        if newest is None:
+            kind = "verified backup" if verified else "backup"
+            return None, f"{target.name} has no {kind} yet"
+        hours = round((now - getattr(newest, field)).total_seconds() / 3600, 1)
+        if worst is None or hours > worst:
+            worst, worst_name = hours, target.name
+    if worst is None:
+        return None, "no backup targets"
+    return worst, f"{worst_name} (portal backups)"

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
 from ops.models import Backup, BackupTarget, Deploy, DeployStatus, Environment, Incident
+from ops.selectors.health import kpi_values
 from ops.services.releases import (
     deploy_cancel,
     deploy_rollback_start,
@@ -29,6 +30,7 @@ from ops.services.releases import (
 from portal.celery import app
 from portal.errors import ActionRefused
 from portal.models import AuditEntry
+from portal.registry import registry
 from tests.conftest import client_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -427,3 +429,26 @@ def test_managed_database_backups_are_listed_beside_the_portals(staging, operato
     BackupTarget.objects.filter(pk=target.pk).update(managed_database_id="gone")
     page = client_for(operator).get(target.get_absolute_url()).content.decode()
     assert "does not know the database gone (404)" in page
+
+
+def test_backups_are_evidence_for_the_backup_checklist_items(db, make_template):
+    template = make_template(
+        items=["Last night's backup jobs all succeeded", "Backups were verified this week"]
+    )
+    target = BackupTarget.objects.create(name="DB", slug="db", url_variable="X")
+    now = timezone.now()
+    Backup.objects.create(
+        target=target,
+        status="succeeded",
+        created_at=now,
+        finished_at=now - timezone.timedelta(hours=3),
+    )
+    step = next(step for step in registry.setup_steps if step.name == "backup-evidence")
+    step.run(demo=False)
+    completed, verified = template.items.order_by("position")
+    assert completed.evidence_kpi.metric == "backup_age"
+    assert verified.evidence_kpi.metric == "backup_verified_age"
+    values = {value.kpi.metric: value for value in kpi_values(now=now)}
+    assert values["backup_age"].value == 3.0 and values["backup_age"].state == "ok"
+    assert values["backup_verified_age"].value is None
+    assert values["backup_verified_age"].source == "DB has no verified backup yet"
