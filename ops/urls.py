@@ -40,6 +40,7 @@ urlpatterns = [
     path("releases/<slug:slug>/rollback/", releases.rollback_new, name="rollback_new"),
     path("deploys/<int:pk>/", releases.deploy_detail, name="deploy_detail"),
     path("deploys/<int:pk>/cancel/", releases.deploy_cancel_view, name="deploy_cancel"),
+    path("deploys/<int:pk>/approve/", releases.deploy_approve_view, name="deploy_approve"),
     path("deploys/<int:pk>/pin/", releases.deploy_pin_view, name="deploy_pin"),
     path("backups/", releases.backup_list, name="backup_list"),
     path(

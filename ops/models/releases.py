@@ -55,6 +55,7 @@ class Environment(models.Model):
 
 
 class DeployStatus(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting a Manager's approval"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     VALIDATING = "validating", "Validating health"
@@ -65,7 +66,10 @@ class DeployStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
+# Followed by a worker (a heartbeat says it still is).
+RUNNING_DEPLOY = (DeployStatus.RUNNING, DeployStatus.VALIDATING, DeployStatus.ROLLING_BACK)
 LIVE_DEPLOY = (
+    DeployStatus.AWAITING_APPROVAL,
     DeployStatus.QUEUED,
     DeployStatus.RUNNING,
     DeployStatus.VALIDATING,
@@ -96,7 +100,7 @@ class Deploy(models.Model):
         max_length=100, blank=True, help_text="The DigitalOcean deployment rolled back to."
     )
     status = models.CharField(
-        max_length=16, choices=DeployStatus.choices, default=DeployStatus.QUEUED, db_index=True
+        max_length=20, choices=DeployStatus.choices, default=DeployStatus.QUEUED, db_index=True
     )
     phase = models.CharField(max_length=20, blank=True)
     do_deployment_id = models.CharField(max_length=100, blank=True, db_index=True)
@@ -133,7 +137,15 @@ class Deploy(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["environment"],
-                condition=Q(status__in=["queued", "running", "validating", "rolling_back"]),
+                condition=Q(
+                    status__in=[
+                        "awaiting_approval",
+                        "queued",
+                        "running",
+                        "validating",
+                        "rolling_back",
+                    ]
+                ),
                 name="one_live_deploy_per_environment",
             )
         ]

@@ -43,7 +43,7 @@ from ops.models import (
 )
 from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
-from ops.models.releases import LIVE_DEPLOY
+from ops.models.releases import LIVE_DEPLOY, RUNNING_DEPLOY
 from ops.services.incidents import incident_open
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -273,6 +273,31 @@ def _may_deploy(user, environment: Environment) -> None:
         require_perm(user, "ops.deploy_production", f"Only a Manager deploys to {environment}.")
 
 
+def _needs_approval(user, environment: Environment) -> bool:
+    """An operator may ask for a deploy where a Manager is needed; it waits for one."""
+    require_perm(user, "ops.start_deploy", "You may not deploy.")
+    return environment.requires_manager and not user.has_perm("ops.deploy_production")
+
+
+def _check_gates(gates: list[Gate], override_reason: str) -> list[Gate]:
+    """The failed gates, allowed through only with a reason (the caller is a Manager)."""
+    failed = [gate for gate in gates if not gate.passed]
+    if not failed:
+        return []
+    if not override_reason:
+        names = "; ".join(f"{gate.name}: {gate.evidence}" for gate in failed)
+        raise ActionRefused(
+            f"Gates not passed — {names} A Manager may override them with a reason.",
+            status=409,
+            field="override_reason",
+        )
+    if len(override_reason) < 10:
+        raise ActionRefused(
+            "Say why the gates are overridden (at least 10 characters).", field="override_reason"
+        )
+    return failed
+
+
 def _enqueue(deploy: Deploy) -> None:
     transaction.on_commit(lambda: app.send_task("ops.deploy_run", args=[deploy.pk]))
 
@@ -307,28 +332,20 @@ def deploy_start(
     """Queue a deploy of ``version``: the roles, then the gates (a Manager may override the
     failed ones with a reason), then one live job per environment."""
     now = now or timezone.now()
-    _may_deploy(user, environment)
+    awaiting = _needs_approval(user, environment)
     version = _clean_version(version)
     override_reason = (override_reason or "").strip()
     gates = deploy_gates(environment=environment, version=version, now=now)
-    failed = [gate for gate in gates if not gate.passed]
-    if failed and not override_reason:
-        names = "; ".join(f"{gate.name}: {gate.evidence}" for gate in failed)
-        raise ActionRefused(
-            f"Gates not passed — {names} A Manager may override them with a reason.",
-            status=409,
-            field="override_reason",
-        )
-    if failed and len(override_reason) < 10:
-        raise ActionRefused(
-            "Say why the gates are overridden (at least 10 characters).", field="override_reason"
-        )
+    # An operator's request waits: the approving Manager sees the gates again (and may
+    # override them then).
+    failed = [] if awaiting else _check_gates(gates, override_reason)
     deploy = _create_live(
         Deploy(
             environment=environment,
             kind=DeployKind.DEPLOY,
             version=version,
             force_build=bool(force_build),
+            status=DeployStatus.AWAITING_APPROVAL if awaiting else DeployStatus.QUEUED,
             gates=[gate.as_dict() for gate in gates],
             override_reason=override_reason if failed else "",
             approved_by=user if failed else None,
@@ -339,7 +356,7 @@ def deploy_start(
     )
     audit_record(
         actor=user,
-        action="deploy.start",
+        action="deploy.request" if awaiting else "deploy.start",
         target=deploy,
         summary=f"{version} to {environment}" + (" (force build)" if force_build else ""),
         after={"version": version, "force_build": bool(force_build)},
@@ -352,6 +369,39 @@ def deploy_start(
             summary=override_reason,
             after={"failed_gates": [gate.name for gate in failed]},
         )
+    if not awaiting:
+        _enqueue(deploy)
+    return deploy
+
+
+def deploy_approve(
+    *, deploy: Deploy, user, override_reason: str = "", now: datetime | None = None
+) -> Deploy:
+    """A Manager approves an operator's deploy: the gates are checked again (overridable with
+    a reason), and the approval is recorded before the job is queued."""
+    now = now or timezone.now()
+    require_perm(user, "ops.deploy_production", "Only a Manager approves deploys.")
+    if deploy.status != DeployStatus.AWAITING_APPROVAL:
+        raise ActionRefused("This deploy is not waiting for an approval.", status=409)
+    override_reason = (override_reason or "").strip()
+    gates = deploy_gates(environment=deploy.environment, version=deploy.version, now=now)
+    failed = _check_gates(gates, override_reason)
+    approved = Deploy.objects.filter(pk=deploy.pk, status=DeployStatus.AWAITING_APPROVAL).update(
+        status=DeployStatus.QUEUED,
+        approved_by=user,
+        gates=[gate.as_dict() for gate in gates],
+        override_reason=override_reason if failed else "",
+    )
+    if not approved:
+        raise ActionRefused("Someone else approved or cancelled it first.", status=409)
+    deploy.refresh_from_db()
+    audit_record(
+        actor=user,
+        action="deploy.approve",
+        target=deploy,
+        summary=f"{deploy.version} to {deploy.environment}, asked by {deploy.created_by}",
+        after={"failed_gates": [gate.name for gate in failed], "reason": override_reason},
+    )
     _enqueue(deploy)
     return deploy
 
@@ -398,8 +448,10 @@ def deploy_rollback_start(
 def deploy_cancel(*, deploy: Deploy, user, now: datetime | None = None) -> Deploy:
     """A queued deploy ends at once; a running one is cancelled at DigitalOcean by its job."""
     now = now or timezone.now()
-    _may_deploy(user, deploy.environment)
-    if Deploy.objects.filter(pk=deploy.pk, status=DeployStatus.QUEUED).update(
+    if not (deploy.status == DeployStatus.AWAITING_APPROVAL and user == deploy.created_by):
+        _may_deploy(user, deploy.environment)
+    waiting = [DeployStatus.QUEUED, DeployStatus.AWAITING_APPROVAL]
+    if Deploy.objects.filter(pk=deploy.pk, status__in=waiting).update(
         status=DeployStatus.CANCELED, finished_at=now, error="Cancelled before it started."
     ):
         pass
@@ -461,7 +513,7 @@ def _claim(deploy_id: int, now: datetime) -> Deploy | None:
     ) or Deploy.objects.filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True),
         pk=deploy_id,
-        status__in=[s for s in LIVE_DEPLOY if s != DeployStatus.QUEUED],
+        status__in=RUNNING_DEPLOY,
     ).update(heartbeat_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return None
@@ -727,7 +779,7 @@ def deploys_resume(
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.DEPLOY_STALE_SECONDS)
     ids = list(
-        Deploy.objects.filter(status__in=LIVE_DEPLOY)
+        Deploy.objects.filter(status__in=[DeployStatus.QUEUED, *RUNNING_DEPLOY])
         .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale))
         .values_list("pk", flat=True)
     )

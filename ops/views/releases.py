@@ -16,6 +16,7 @@ from ops.selectors.releases import (
 )
 from ops.services.backups import backup_start, backup_verify_start, managed_backups_list
 from ops.services.releases import (
+    deploy_approve,
     deploy_cancel,
     deploy_gates,
     deploy_pin_end,
@@ -58,8 +59,9 @@ def _environment_context(request, environment: Environment, **extra) -> dict:
         ).first(),
         "gates": deploy_gates(environment=environment, version=version) if version else [],
         "version": version,
-        "may_deploy": request.user.has_perm("ops.start_deploy")
-        and (not environment.requires_manager or request.user.has_perm("ops.deploy_production")),
+        "may_deploy": request.user.has_perm("ops.start_deploy"),
+        "needs_approval": environment.requires_manager
+        and not request.user.has_perm("ops.deploy_production"),
         **extra,
     }
 
@@ -127,6 +129,7 @@ def _deploy_context(request, deploy: Deploy) -> dict:
         "deploy": deploy,
         "now": timezone.now(),
         "poll_seconds": settings.DEPLOY_PAGE_POLL_SECONDS,
+        "may_approve": request.user.has_perm("ops.deploy_production"),
         "may_act": request.user.has_perm("ops.start_deploy")
         and (
             not deploy.environment.requires_manager
@@ -156,6 +159,20 @@ def deploy_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return back_to(
         request, reverse_deploy(pk), refusal, done="Cancel requested: the job stops the deployment."
     )
+
+
+@require_POST
+@permission_required("ops.deploy_production", raise_exception=True)
+def deploy_approve_view(request: HttpRequest, pk: int) -> HttpResponse:
+    deploy = _deploy_for_user(request, pk)
+    _result, refusal = attempt(
+        lambda: deploy_approve(
+            deploy=deploy,
+            user=request.user,
+            override_reason=request.POST.get("override_reason", ""),
+        )
+    )
+    return back_to(request, reverse_deploy(pk), refusal, done="Approved: the deploy is queued.")
 
 
 @require_POST

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +22,7 @@ from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
 from ops.models import Backup, BackupTarget, Deploy, DeployStatus, Environment, Incident
 from ops.selectors.health import kpi_values
 from ops.services.releases import (
+    deploy_approve,
     deploy_cancel,
     deploy_rollback_start,
     deploy_run,
@@ -107,10 +109,28 @@ def test_a_second_delivery_of_the_task_does_nothing(staging, operator, simulator
     assert simulator.created == 1
 
 
-def test_production_needs_a_manager(production, operator, manager):
-    with pytest.raises(Exception, match="Only a Manager"):
-        deploy_start(environment=production, user=operator, version="v1")
-    assert not Deploy.objects.exists()
+def test_an_operator_asks_and_a_manager_approves_production(
+    staging, production, operator, manager, simulator
+):
+    asked = deploy_start(environment=production, user=operator, version="v1")
+    assert asked.status == DeployStatus.AWAITING_APPROVAL
+    assert deploy_run(deploy_id=asked.pk) is None  # nothing runs before the approval
+    with pytest.raises(PermissionDenied, match="Only a Manager approves"):
+        deploy_approve(deploy=asked, user=operator)
+    with pytest.raises(ActionRefused, match="already under way"):
+        deploy_start(
+            environment=production, user=manager, version="v1", override_reason="a second one"
+        )
+    with pytest.raises(ActionRefused, match="Gates not passed"):
+        deploy_approve(deploy=asked, user=manager)
+    approved = deploy_approve(deploy=asked, user=manager, override_reason="staging is down today")
+    assert approved.status == DeployStatus.QUEUED and approved.approved_by == manager
+    assert AuditEntry.objects.filter(action="deploy.approve", actor=manager).exists()
+    deploy_run(deploy_id=approved.pk)
+    approved.refresh_from_db()
+    assert approved.status == DeployStatus.SUCCEEDED, approved.error
+    with pytest.raises(ActionRefused, match="not waiting for an approval"):
+        deploy_approve(deploy=approved, user=manager)
 
 
 def test_gates_block_production_until_a_manager_overrides_with_a_reason(
@@ -282,7 +302,9 @@ def test_deploy_form_errors_and_roles(staging, production, operator, outsider, h
     assert response.status_code == 400
     assert "Say which version" in response.content.decode()
     assert client.get("/releases/staging/deploy/").status_code == 405
-    assert client.post("/releases/production/deploy/", {"version": "v1"}).status_code == 403
+    assert (
+        client_for(outsider).post("/releases/staging/deploy/", {"version": "v1"}).status_code == 403
+    )
     assert client_for(outsider).get("/releases/").status_code == 403
     page = client.get("/releases/staging/").content.decode()
     assert "simulated DigitalOcean" in page and "Deployments at DigitalOcean" in page
