@@ -71,6 +71,8 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/images.py
 	$(PY) bench/incidents.py
 	$(PY) bench/uploads.py
+	@if [[ "$$DATABASE_URL" == postgres* ]]; then $(PY) bench/backups.py; \
+	  else echo "bench/backups.py needs PostgreSQL: set DATABASE_URL=postgres://…"; fi
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache
