@@ -3,6 +3,7 @@ database backups with their verifications. Every job is a row (status, timestamp
 log, error) the pages poll; the Celery tasks claim rows by conditional update."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -49,6 +50,17 @@ class Environment(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("ops:environment_detail", args=[self.slug])
+
+    def clean(self):
+        bad = [url for url in self.health_url_list() if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValidationError(
+                {"health_urls": f"Each line is one http:// or https:// URL; not {bad[0]!r}."}
+            )
+        if self.validate_seconds > 3600:
+            raise ValidationError(
+                {"validate_seconds": "Watch health for at most an hour (3600 seconds)."}
+            )
 
     def health_url_list(self) -> list[str]:
         return [line.strip() for line in self.health_urls.splitlines() if line.strip()]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -474,3 +474,18 @@ def test_backups_are_evidence_for_the_backup_checklist_items(db, make_template):
     assert values["backup_age"].value == 3.0 and values["backup_age"].state == "ok"
     assert values["backup_verified_age"].value is None
     assert values["backup_verified_age"].source == "DB has no verified backup yet"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"health_urls": "ftp://x/health"}, "Each line is one http:// or https:// URL"),
+        ({"health_urls": "https://ok/health\n/api/health"}, "not '/api/health'"),
+        ({"token_variable": "dop_v1_abc123"}, "The name of an environment variable"),
+        ({"validate_seconds": 7200}, "at most an hour"),
+    ],
+)
+def test_environment_bad_input_is_explained(db, fields, message):
+    environment = Environment(name="X", slug="x", app_id="a", **fields)
+    with pytest.raises(ValidationError, match=message):
+        environment.full_clean()
