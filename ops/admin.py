@@ -4,6 +4,7 @@ from ops.models import (
     ActionItem,
     Backup,
     BackupTarget,
+    BackupVerification,
     ChecklistItem,
     ChecklistRun,
     ChecklistSection,
@@ -357,3 +358,10 @@ class BackupAdmin(HistoryAdmin):
     list_display = ["__str__", "status", "size_bytes", "verified_at", "pruned_at"]
     list_filter = ["status", "target"]
     list_select_related = ["target"]
+
+
+@admin.register(BackupVerification)
+class BackupVerificationAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "restore_seconds", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["backup__target"]

@@ -66,7 +66,8 @@ def test_panel_query_count_does_not_grow(
     with django_assert_max_num_queries(30):
         page = client.get(reverse("ops:health_panel")).content.decode()
     assert "Availability" in page and 'aria-live="assertive"' in page
-    with django_assert_max_num_queries(12):
+    # 14: two of them are the deploys and backups block (ops.hooks).
+    with django_assert_max_num_queries(14):
         assert client.get(reverse("today")).status_code == 200
 
 

@@ -450,7 +450,8 @@ def test_list_report_and_detail_query_counts_do_not_grow(
         assert (
             client.get(url("incident_poll", incident.pk), {"since": 0}, **htmx).status_code == 200
         )
-    with django_assert_max_num_queries(10):
+    # 12: two of them are the deploys and backups block (ops.hooks).
+    with django_assert_max_num_queries(12):
         assert client.get(reverse("today")).status_code == 200
 
 
