@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from pydo import Client
 
 from ops.models import (
@@ -544,6 +545,20 @@ def _fetch_logs(client: Client, deploy: Deploy, deployment_id: str) -> list[str]
     return lines
 
 
+def _timed_steps(steps: list[dict]) -> list[dict]:
+    """The steps with how long each took (or has been running), in seconds."""
+    now = timezone.now()
+    timed = []
+    for step in steps:
+        step = dict(step)
+        started = parse_datetime(step.get("started_at") or "")
+        ended = parse_datetime(step.get("ended_at") or "")
+        if started is not None:
+            step["seconds"] = max(0.0, ((ended or now) - started).total_seconds())
+        timed.append(step)
+    return timed
+
+
 def _follow(client: Client, deploy: Deploy, deployment_id: str, *, allow_cancel: bool) -> str:
     """Follow a deployment until it ends; returns its last phase. Raises DeployFailed on a
     timeout or when DigitalOcean keeps failing."""
@@ -577,7 +592,7 @@ def _follow(client: Client, deploy: Deploy, deployment_id: str, *, allow_cancel:
         if phase != last_phase:
             phase_since = time.monotonic()
             last_phase = phase
-        steps = (deployment.get("progress") or {}).get("steps") or []
+        steps = _timed_steps((deployment.get("progress") or {}).get("steps") or [])
         logs = _fetch_logs(client, deploy, deployment_id)
         deploy.log = "\n".join([*history, *logs][-LOG_LINES_KEPT:])
         _save(deploy, phase=phase, steps=steps, log=deploy.log)

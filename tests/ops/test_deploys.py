@@ -83,6 +83,7 @@ def test_a_staging_deploy_is_followed_to_active(staging, operator, simulator):
     assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
     assert deploy.phase == "ACTIVE" and deploy.simulated
     assert [step["status"] for step in deploy.steps] == ["SUCCESS"] * 3
+    assert all(0 <= step["seconds"] < 5 for step in deploy.steps)
     assert "[build] " in deploy.log and "build: done" in deploy.log
     assert deploy.previous_deployment_id and deploy.do_deployment_id
     assert simulator.created == 1
