@@ -11,7 +11,7 @@ export HOST PORT LOG_LEVEL
 # When make started, so `make run` can say how long it took to the first page.
 STARTED := $(shell date +%s.%N)
 
-.PHONY: run test lint check-python browser bench clean
+.PHONY: run test lint check-python browser postgres-client bench clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -32,14 +32,24 @@ $(BIN)/.installed-dev: requirements-dev.txt $(BIN)/.installed
 
 # Migrate, load the default runbooks and the demo users, start web + worker + beat on
 # http://$(HOST):$(PORT), then print the address, the users and new passwords and the time taken.
+# Without DIGITALOCEAN_TOKEN, deploys go to the simulated DigitalOcean (manage.py do_simulator),
+# which run_portal starts beside web, worker and beat.
+DO_SIMULATOR_PORT ?= 8790
 run: $(BIN)/.installed
-	@$(PY) manage.py run_portal --started-at $(STARTED)
+	@$(if $(DIGITALOCEAN_TOKEN),,DIGITALOCEAN_API_URL=http://127.0.0.1:$(DO_SIMULATOR_PORT) DIGITALOCEAN_TOKEN=sim-token) \
+	  $(PY) manage.py run_portal --started-at $(STARTED)
 
 # The browser tests drive Debian's Chromium; install it when it is missing and we may.
 browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Chromium first: sudo apt-get install chromium"; exit 1; fi; }
+
+# Backups and their verification run pg_dump and pg_restore; install the client when missing.
+postgres-client:
+	@command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null; \
+	  else echo "Install the PostgreSQL client first: sudo apt-get install postgresql-client"; exit 1; fi; }
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
@@ -49,7 +59,7 @@ lint: $(BIN)/.installed-dev
 	$(PY) manage.py check
 
 # The tests keep their files (SQLite, file broker, metrics) apart from a running `make run`.
-test: lint browser
+test: lint browser postgres-client
 	PORTAL_VAR_DIR="$(CURDIR)/var/test" $(BIN)/pytest -n 2 --dist loadgroup
 
 # Benchmarks print figures against references measured in the same run (see bench/README.md).
@@ -64,6 +74,8 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/uploads.py
 	$(PY) bench/maintenance.py
 	$(PY) bench/runbook_import.py
+	@if [[ "$$DATABASE_URL" == postgres* ]]; then $(PY) bench/backups.py; \
+	  else echo "bench/backups.py needs PostgreSQL: set DATABASE_URL=postgres://…"; fi
 
 clean:
 	rm -rf var/staticfiles var/celery var/cache

@@ -10,6 +10,9 @@ from ops.models import (
     Alert,
     AlertRule,
     AlertSend,
+    Backup,
+    BackupTarget,
+    BackupVerification,
     BreachRecord,
     CalendarFeedToken,
     ChecklistItem,
@@ -21,6 +24,8 @@ from ops.models import (
     DataSource,
     DataSourceTable,
     DataSubjectRequest,
+    Deploy,
+    Environment,
     ErasureLedgerEntry,
     EscalationPolicy,
     EscalationStep,
@@ -789,3 +794,41 @@ class SilenceAdmin(AuditedModelAdmin):
 class VendorContactAdmin(AuditedModelAdmin):
     list_display = ["area", "vendor", "contact", "method", "plan"]
     filter_horizontal = ["services"]
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(AuditedModelAdmin):
+    """Where versions are deployed; the token stays in the named environment variable."""
+
+    list_display = ["name", "app_id", "promotion_order", "requires_manager", "token_variable"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Deploy)
+class DeployAdmin(HistoryAdmin):
+    """Deploys change only through their jobs and the deploy pages."""
+
+    list_display = ["__str__", "status", "phase", "do_deployment_id", "created_by", "created_at"]
+    list_filter = ["status", "kind", "environment"]
+    search_fields = ["version", "do_deployment_id"]
+    list_select_related = ["environment", "created_by"]
+
+
+@admin.register(BackupTarget)
+class BackupTargetAdmin(AuditedModelAdmin):
+    list_display = ["name", "url_variable", "environment", "keep_daily", "keep_weekly"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Backup)
+class BackupAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "size_bytes", "verified_at", "pruned_at"]
+    list_filter = ["status", "target"]
+    list_select_related = ["target"]
+
+
+@admin.register(BackupVerification)
+class BackupVerificationAdmin(HistoryAdmin):
+    list_display = ["__str__", "status", "restore_seconds", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["backup__target"]

@@ -18,15 +18,21 @@ from ops.models import (
     Alert,
     AlertSend,
     AlertStatus,
+    BackupTarget,
     ChecklistItem,
     ChecklistTemplate,
     DataSubjectRequest,
+    Deploy,
+    Environment,
     Incident,
+    Kpi,
+    KpiMetric,
     MaintenanceTask,
     MaintenanceWindow,
     MonitoredService,
     ServiceKind,
 )
+from ops.models.releases import LIVE_DEPLOY
 from ops.runbooks.files import runbook_files_collect
 from ops.runbooks.parser import RunbookError
 from ops.selectors.alerts import alerts_open_with_holders, oncall_now
@@ -48,6 +54,7 @@ from ops.selectors.maintenance import (
     tasks_needing_attention,
     upcoming_occurrences,
 )
+from ops.selectors.releases import backup_age_hours, backup_targets_overview, deploys_live
 from ops.selectors.runbooks import runbook_plan_build
 from ops.services.alerts import SilenceWindow, alert_defaults_load, silence_source_add
 from ops.services.checklists import checklist_runs_schedule
@@ -59,9 +66,11 @@ from ops.services.maintenance import (
     maintenance_defaults_load,
     maintenance_task_run_item_changed,
 )
+from ops.services.releases import digitalocean_is_simulated
 from ops.services.runbooks import runbook_plan_apply
 from portal.registry import (
     CalendarSource,
+    KpiSource,
     Registry,
     RunOwner,
     SetupFailed,
@@ -173,6 +182,20 @@ def _maintenance_block(request: HttpRequest, now: datetime) -> dict | None:
     return {"maintenance_tasks": tasks, "maintenance_windows": windows, "now": now}
 
 
+def _releases_block(request: HttpRequest, now: datetime) -> dict | None:
+    """Deploys under way, and backups that are missing or failed."""
+    context = {"now": now, "simulated": digitalocean_is_simulated()}
+    if request.user.has_perm("ops.view_deploy"):
+        context["live_deploys"] = deploys_live()
+    if request.user.has_perm("ops.view_backup"):
+        context["backup_problems"] = [
+            state for state in backup_targets_overview(now=now) if state.problem
+        ]
+    if not context.get("live_deploys") and not context.get("backup_problems"):
+        return None
+    return context
+
+
 # /metrics
 
 
@@ -238,6 +261,39 @@ def _alert_metrics():
     for status, count in AlertSend.objects.values_list("status").annotate(n=Count("id")):
         sends.add_metric([status], count)
     yield from (alerts, sends)
+
+
+def _release_metrics():
+    """Live deploys per environment, and the age of each target's newest good backup."""
+    live = GaugeMetricFamily(
+        "portal_deploy_live",
+        "1 while a deploy of the environment is under way.",
+        labels=["environment"],
+    )
+    counts = dict.fromkeys(Environment.objects.values_list("slug", flat=True), 0)
+    for slug in Deploy.objects.filter(status__in=LIVE_DEPLOY).values_list(
+        "environment__slug", flat=True
+    ):
+        counts[slug] = 1
+    for slug, value in counts.items():
+        live.add_metric([slug], value)
+    age = GaugeMetricFamily(
+        "portal_backup_age_seconds", "Age of the newest successful backup.", labels=["target"]
+    )
+    verified = GaugeMetricFamily(
+        "portal_backup_verified_age_seconds",
+        "Age of the newest verified backup.",
+        labels=["target"],
+    )
+    now = timezone.now()
+    for state in backup_targets_overview(now=now):
+        slug = state.target.slug
+        good = state.target.backups.filter(status="succeeded", pruned_at__isnull=True).first()
+        if good and good.finished_at:
+            age.add_metric([slug], (now - good.finished_at).total_seconds())
+        if state.latest_verified:
+            verified.add_metric([slug], (now - state.latest_verified.verified_at).total_seconds())
+    yield from (live, age, verified)
 
 
 # Runs owned by incidents
@@ -415,6 +471,76 @@ def _maintenance_silences(service_ids: set[int], now: datetime) -> list[SilenceW
     ]
 
 
+def _simulated_environments(*, demo: bool) -> str | None:
+    """With the simulated DigitalOcean (manage.py do_simulator), staging and production
+    environments on its two apps, and a backup target for the portal's own database."""
+    if not demo:
+        return None
+    made = []
+    if digitalocean_is_simulated():
+        base = settings.DIGITALOCEAN_API_URL.rstrip("/")
+        for order, (name, app_id) in enumerate(
+            (("Staging", "staging-app"), ("Production", "production-app"))
+        ):
+            _environment, created = Environment.objects.get_or_create(
+                slug=slugify(name),
+                defaults={
+                    "name": name,
+                    "app_id": app_id,
+                    "health_urls": f"{base}/_sim/apps/{app_id}/health",
+                    "promotion_order": order,
+                    "requires_manager": name == "Production",
+                    "validate_seconds": 20,
+                },
+            )
+            if created:
+                made.append(name)
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        _target, created = BackupTarget.objects.get_or_create(
+            slug="portal-database",
+            defaults={"name": "Portal database", "url_variable": "DATABASE_URL"},
+        )
+        if created:
+            made.append("backups of the portal database")
+    return f"Deploys and backups: {', '.join(made)}." if made else None
+
+
+BACKUP_KPIS = (
+    # name, metric, target, warning, critical (hours), and the checklist items it is evidence
+    # for: the ones about verification or restores, or else any about backups.
+    ("Backup age", KpiMetric.BACKUP_AGE, 24, 26, 48),
+    ("Verified backup age", KpiMetric.BACKUP_VERIFIED_AGE, 168, 192, 336),
+)
+
+
+def _backup_evidence(*, demo: bool) -> str | None:
+    """KPIs of backup age and verified-backup age, linked as evidence to the checklist items
+    that ask about backups ("backup completed", "backup verified")."""
+    kpis = {}
+    for name, metric, target, warning, critical in BACKUP_KPIS:
+        kpis[metric], _created = Kpi.objects.get_or_create(
+            metric=metric,
+            defaults={
+                "name": name,
+                "target": target,
+                "warning": warning,
+                "critical": critical,
+                "window_hours": 24,
+            },
+        )
+    items = ChecklistItem.objects.filter(text__icontains="backup", evidence_kpi__isnull=True)
+    linked = 0
+    for item in items.filter(evidence_service__isnull=True):
+        text = item.text.lower()
+        verified = "verif" in text or "restore" in text
+        item.evidence_kpi = kpis[
+            KpiMetric.BACKUP_VERIFIED_AGE if verified else KpiMetric.BACKUP_AGE
+        ]
+        item.save(update_fields=["evidence_kpi"])
+        linked += 1
+    return f"Backup evidence linked to {linked} checklist items." if linked else None
+
+
 def register(registry: Registry) -> None:
     silence_source_add(_maintenance_silences)
     for step in (
@@ -424,6 +550,8 @@ def register(registry: Registry) -> None:
         SetupStep("breach-timeline", _breach_timeline, 15),
         SetupStep("alert-defaults", _load_alert_defaults, 27),
         SetupStep("current-runs", _open_current_runs, 30),
+        SetupStep("releases", _simulated_environments, 40),
+        SetupStep("backup-evidence", _backup_evidence, 50),
     ):
         registry.add_setup_step(step)
     for block in (
@@ -432,6 +560,7 @@ def register(registry: Registry) -> None:
         TodayBlock("gdpr-requests", "ops/gdpr/_today_requests.html", _gdpr_block, 15),
         TodayBlock("attention", "ops/checklists/_today_attention.html", _attention_block, 20),
         TodayBlock("health", "ops/health/_today_health.html", _health_block, 30),
+        TodayBlock("releases", "ops/releases/_today_releases.html", _releases_block, 35),
         TodayBlock("current-runs", "ops/checklists/_today_current.html", _current_block, 40),
         TodayBlock(
             "maintenance", "ops/maintenance/_today_maintenance.html", _maintenance_block, 50
@@ -442,6 +571,16 @@ def register(registry: Registry) -> None:
         registry.add_today_block(block)
     registry.add_metrics_collector(_health_metrics)
     registry.add_metrics_collector(_alert_metrics)
+    registry.add_metrics_collector(_release_metrics)
+    for metric, verified in ((KpiMetric.BACKUP_AGE, False), (KpiMetric.BACKUP_VERIFIED_AGE, True)):
+        registry.add_kpi_source(
+            KpiSource(
+                metric=metric,
+                value=lambda since, verified=verified: backup_age_hours(
+                    verified=verified, now=timezone.now()
+                ),
+            )
+        )
     registry.add_run_owner(
         RunOwner(
             field="incident",

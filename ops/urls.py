@@ -9,6 +9,7 @@ from ops.views import (
     incident_reports,
     incidents,
     maintenance,
+    releases,
 )
 
 app_name = "ops"
@@ -121,4 +122,19 @@ urlpatterns = [
     path("gdpr/<int:pk>/certificate/", gdpr.request_certificate, name="gdpr_certificate"),
     path("gdpr/breaches/<int:pk>/", gdpr.breach_detail, name="gdpr_breach"),
     path("gdpr/exports/<int:pk>/download/", gdpr.export_download, name="gdpr_export_download"),
+    path("releases/", releases.environment_list, name="environment_list"),
+    path("releases/<slug:slug>/", releases.environment_detail, name="environment_detail"),
+    path("releases/<slug:slug>/deploy/", releases.deploy_new, name="deploy_new"),
+    path("releases/<slug:slug>/rollback/", releases.rollback_new, name="rollback_new"),
+    path("deploys/<int:pk>/", releases.deploy_detail, name="deploy_detail"),
+    path("deploys/<int:pk>/cancel/", releases.deploy_cancel_view, name="deploy_cancel"),
+    path("deploys/<int:pk>/approve/", releases.deploy_approve_view, name="deploy_approve"),
+    path("deploys/<int:pk>/pin/", releases.deploy_pin_view, name="deploy_pin"),
+    path("backups/", releases.backup_list, name="backup_list"),
+    path(
+        "backups/targets/<slug:slug>/", releases.backup_target_detail, name="backup_target_detail"
+    ),
+    path("backups/targets/<slug:slug>/new/", releases.backup_new, name="backup_new"),
+    path("backups/<int:pk>/", releases.backup_detail, name="backup_detail"),
+    path("backups/<int:pk>/verify/", releases.backup_verify, name="backup_verify"),
 ]

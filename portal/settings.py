@@ -9,6 +9,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -309,6 +310,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
+    # Live deploys whose worker stopped beating (killed) are sent again and followed on.
+    "deploys-resume": {"task": "ops.deploys_resume", "schedule": 60.0, "options": {"expires": 55}},
+    # Daily backups, weekly verification, retention after each backup (ops.services.backups).
+    "backups-daily": {"task": "ops.backups_run_due", "schedule": crontab(hour=2, minute=15)},
+    "backups-verify-weekly": {
+        "task": "ops.backups_verify_latest",
+        "schedule": crontab(hour=4, minute=0, day_of_week=0),
+    },
 }
 # How long an export of a data-subject request stays downloadable before it is deleted.
 GDPR_EXPORT_DAYS = env_int("GDPR_EXPORT_DAYS", 7, minimum=1)
@@ -340,6 +349,19 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Health monitoring
 DIGITALOCEAN_TOKEN = env_str("DIGITALOCEAN_TOKEN", "")
 DIGITALOCEAN_API_URL = env_str("DIGITALOCEAN_API_URL", "https://api.digitalocean.com")
+# Deploys and backups (ops.services.releases / backups). Seconds between looks at a running
+# deployment; how long a phase may last before the job gives up; how old a heartbeat may be
+# before another worker takes the deploy over; the newest backup production needs.
+DEPLOY_POLL_SECONDS = env_int("DEPLOY_POLL_SECONDS", 3, minimum=0)
+# How often a deploy or backup page asks for progress while the job runs.
+DEPLOY_PAGE_POLL_SECONDS = env_int("DEPLOY_PAGE_POLL_SECONDS", 2, minimum=1)
+DEPLOY_PHASE_TIMEOUT_SECONDS = env_int("DEPLOY_PHASE_TIMEOUT_SECONDS", 1800, minimum=1)
+DEPLOY_HEALTH_INTERVAL_SECONDS = env_int("DEPLOY_HEALTH_INTERVAL_SECONDS", 10, minimum=0)
+DEPLOY_STALE_SECONDS = env_int("DEPLOY_STALE_SECONDS", 60, minimum=1)
+DEPLOY_BACKUP_MAX_AGE_HOURS = env_int("DEPLOY_BACKUP_MAX_AGE_HOURS", 24, minimum=1)
+BACKUP_STORAGE_PREFIX = env_str("BACKUP_STORAGE_PREFIX", "backups")
+# Verification restores into a new database named with this prefix, then drops it.
+BACKUP_SCRATCH_PREFIX = env_str("BACKUP_SCRATCH_PREFIX", "portal_verify_")
 # Bearer token that /metrics asks for; unset, /metrics answers 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 HEALTH_POLL_SECONDS = env_int("HEALTH_POLL_SECONDS", 10, minimum=2)
@@ -439,4 +461,25 @@ if MEDIA_S3_BUCKET:
             # Names are content hashes: the same name always holds the same bytes.
             "file_overwrite": True,
         },
+    }
+# Database backups (ops.services.backups): the file system under var/backups, or an
+# S3-compatible bucket when BACKUP_S3_BUCKET is set. Dumps are streamed, never held in memory.
+BACKUP_S3_BUCKET = env_str("BACKUP_S3_BUCKET")
+if BACKUP_S3_BUCKET:
+    STORAGES["backups"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BACKUP_S3_BUCKET,
+            "endpoint_url": env_str("BACKUP_S3_ENDPOINT_URL"),
+            "region_name": env_str("BACKUP_S3_REGION"),
+            "access_key": env_str("BACKUP_S3_ACCESS_KEY_ID"),
+            "secret_key": env_str("BACKUP_S3_SECRET_ACCESS_KEY"),
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["backups"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "backups")},
     }

@@ -64,6 +64,16 @@ from ops.models.maintenance import (
     WindowNotice,
     WindowOccurrence,
 )
+from ops.models.releases import (
+    Backup,
+    BackupTarget,
+    BackupVerification,
+    Deploy,
+    DeployKind,
+    DeployStatus,
+    Environment,
+    JobStatus,
+)
 from ops.models.runbooks import RunbookSource
 
 __all__ = [
@@ -74,6 +84,9 @@ __all__ = [
     "AlertSeverity",
     "AlertSource",
     "AlertStatus",
+    "Backup",
+    "BackupTarget",
+    "BackupVerification",
     "BreachRecord",
     "Cadence",
     "CalendarFeedToken",
@@ -88,6 +101,10 @@ __all__ = [
     "DataSource",
     "DataSourceTable",
     "DataSubjectRequest",
+    "Deploy",
+    "DeployKind",
+    "DeployStatus",
+    "Environment",
     "ErasureLedgerEntry",
     "EscalationPolicy",
     "EscalationStep",
@@ -97,6 +114,7 @@ __all__ = [
     "IncidentNotification",
     "IncidentStatus",
     "ItemState",
+    "JobStatus",
     "Kpi",
     "KpiMetric",
     "MaintenanceTask",

@@ -263,6 +263,8 @@ class KpiMetric(models.TextChoices):
     CPU = "cpu", "CPU use (%)"
     MEMORY = "memory", "Memory use (%)"
     DISK = "disk", "Disk use (%)"
+    BACKUP_AGE = "backup_age", "Hours since the newest good backup (worst database)"
+    BACKUP_VERIFIED_AGE = "backup_verified_age", "Hours since the newest verified backup"
 
 
 HIGHER_IS_BETTER = {KpiMetric.AVAILABILITY, KpiMetric.IMAGE_SUCCESS, KpiMetric.CACHE_HIT_RATE}

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management import call_command
@@ -181,7 +182,14 @@ class Command(BaseCommand):
             "--max-tasks-per-child=200",
         ]
         beat = [*celery, "beat", f"--loglevel={level}"]
-        return {"web": shlex.join(web), "worker": shlex.join(worker), "beat": shlex.join(beat)}
+        commands = {"web": shlex.join(web), "worker": shlex.join(worker), "beat": shlex.join(beat)}
+        # No DigitalOcean account (`make run` points DIGITALOCEAN_API_URL at 127.0.0.1): the
+        # simulated DigitalOcean runs beside the portal, by its command's name.
+        api = urlsplit(settings.DIGITALOCEAN_API_URL)
+        if api.hostname == "127.0.0.1" and api.port:
+            simulator = [sys.executable, "manage.py", "do_simulator", f"--port={api.port}"]
+            commands["do-simulator"] = shlex.join(simulator)
+        return commands
 
     def _announce(self, manager, url: str, users: list[SetupUser], started_at) -> None:
         while not _answers(url + "accounts/login/"):

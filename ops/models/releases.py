@@ -1,0 +1,298 @@
+"""Environments, the deploy jobs that ship a version to one of them (and roll it back), and the
+database backups with their verifications. Every job is a row (status, timestamps, progress,
+log, error) the pages poll; the Celery tasks claim rows by conditional update."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+ENV_NAME = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]*$",
+    "The name of an environment variable (capitals, digits and _), not the secret itself.",
+)
+
+
+class Environment(models.Model):
+    """Somewhere a version runs: a DigitalOcean App Platform app, its health URLs and the
+    variable that holds its API token (never the token)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(unique=True)
+    app_id = models.CharField("DigitalOcean app id", max_length=100)
+    health_urls = models.TextField(
+        blank=True, help_text="One URL per line, checked after a deploy (e.g. /api/health)."
+    )
+    token_variable = models.CharField(
+        max_length=100,
+        default="DIGITALOCEAN_TOKEN",
+        validators=[ENV_NAME],
+        help_text="The environment variable holding the DigitalOcean token.",
+    )
+    promotion_order = models.PositiveSmallIntegerField(
+        default=0, help_text="Staging 0, production 1: a version goes up this order."
+    )
+    requires_manager = models.BooleanField(
+        default=False, help_text="Production: only a Manager deploys (or approves) here."
+    )
+    validate_seconds = models.PositiveIntegerField(
+        default=300, help_text="How long health is watched after a deploy before it counts."
+    )
+
+    class Meta:
+        ordering = ["promotion_order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:environment_detail", args=[self.slug])
+
+    def clean(self):
+        bad = [url for url in self.health_url_list() if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValidationError(
+                {"health_urls": f"Each line is one http:// or https:// URL; not {bad[0]!r}."}
+            )
+        if self.validate_seconds > 3600:
+            raise ValidationError(
+                {"validate_seconds": "Watch health for at most an hour (3600 seconds)."}
+            )
+
+    def health_url_list(self) -> list[str]:
+        return [line.strip() for line in self.health_urls.splitlines() if line.strip()]
+
+
+class DeployStatus(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting a Manager's approval"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    VALIDATING = "validating", "Validating health"
+    ROLLING_BACK = "rolling_back", "Rolling back"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+# Followed by a worker (a heartbeat says it still is).
+RUNNING_DEPLOY = (DeployStatus.RUNNING, DeployStatus.VALIDATING, DeployStatus.ROLLING_BACK)
+LIVE_DEPLOY = (
+    DeployStatus.AWAITING_APPROVAL,
+    DeployStatus.QUEUED,
+    DeployStatus.RUNNING,
+    DeployStatus.VALIDATING,
+    DeployStatus.ROLLING_BACK,
+)
+DONE_DEPLOY = (
+    DeployStatus.SUCCEEDED,
+    DeployStatus.FAILED,
+    DeployStatus.CANCELED,
+    DeployStatus.ROLLED_BACK,
+)
+
+
+class DeployKind(models.TextChoices):
+    DEPLOY = "deploy", "Deploy"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class Deploy(models.Model):
+    """One deploy (or chosen rollback) of one environment. At most one is live per environment
+    (a unique constraint, so two clicks or two operators make one job)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deploys")
+    kind = models.CharField(max_length=10, choices=DeployKind.choices, default=DeployKind.DEPLOY)
+    version = models.CharField(max_length=100)
+    force_build = models.BooleanField(default=False)
+    rollback_to = models.CharField(
+        max_length=100, blank=True, help_text="The DigitalOcean deployment rolled back to."
+    )
+    status = models.CharField(
+        max_length=20, choices=DeployStatus.choices, default=DeployStatus.QUEUED, db_index=True
+    )
+    phase = models.CharField(max_length=20, blank=True)
+    do_deployment_id = models.CharField(max_length=100, blank=True, db_index=True)
+    rollback_deployment_id = models.CharField(max_length=100, blank=True)
+    previous_deployment_id = models.CharField(
+        max_length=100, blank=True, help_text="ACTIVE before this deploy: where a rollback goes."
+    )
+    pinned = models.BooleanField(default=False, help_text="A rollback pins the app until commit.")
+    simulated = models.BooleanField(default=False)
+    steps = models.JSONField(default=list, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    gates = models.JSONField(default=list, blank=True)
+    override_reason = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    incident = models.ForeignKey(
+        "ops.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="deploys"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    active_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(
+                    status__in=[
+                        "awaiting_approval",
+                        "queued",
+                        "running",
+                        "validating",
+                        "rolling_back",
+                    ]
+                ),
+                name="one_live_deploy_per_environment",
+            )
+        ]
+        permissions = [
+            ("start_deploy", "Can deploy to environments that do not need a Manager"),
+            ("deploy_production", "Can deploy to production and override its gates"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.version} to {self.environment}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:deploy_detail", args=[self.pk])
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_DEPLOY
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+    def log_lines(self) -> list[str]:
+        return self.log.splitlines()
+
+
+class BackupTarget(models.Model):
+    """A PostgreSQL database to back up, reached through the URL in an environment variable."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(unique=True)
+    url_variable = models.CharField(
+        max_length=100,
+        validators=[ENV_NAME],
+        help_text="The environment variable holding the postgres:// URL.",
+    )
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_targets"
+    )
+    managed_database_id = models.CharField(
+        "DigitalOcean managed database id",
+        max_length=100,
+        blank=True,
+        help_text="When the database is a DigitalOcean managed one: its own backups are listed "
+        "beside the portal's (the token of the environment above, or DIGITALOCEAN_TOKEN).",
+    )
+    keep_daily = models.PositiveSmallIntegerField(default=7)
+    keep_weekly = models.PositiveSmallIntegerField(default=4)
+    keep_monthly = models.PositiveSmallIntegerField(default=6)
+    max_age_hours = models.PositiveSmallIntegerField(
+        default=26, help_text="A newer backup than this is expected (Today warns otherwise)."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:backup_target_detail", args=[self.slug])
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Backup(models.Model):
+    target = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="backups")
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    file_name = models.CharField(max_length=300, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    server_version = models.CharField(max_length=100, blank=True)
+    table_counts = models.JSONField(default=dict, blank=True)
+    table_checksums = models.JSONField(default=dict, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_live_backup_per_target",
+            )
+        ]
+        permissions = [("start_backup", "Can take and verify backups")]
+
+    def __str__(self) -> str:
+        return f"backup of {self.target} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("ops:backup_detail", args=[self.pk])
+
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class BackupVerification(models.Model):
+    backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="verifications")
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    scratch_database = models.CharField(max_length=100, blank=True)
+    restore_seconds = models.FloatField(null=True, blank=True)
+    differences = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"verification of {self.backup}"

@@ -1,0 +1,492 @@
+"""Deploy jobs against the simulated DigitalOcean (a real HTTP server on 127.0.0.1) with pydo
+pointed at it: followed to the end, single flight, cancel, roles, gates, automatic rollback
+with an incident, and the faults the issue lists."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
+from ops.models import Backup, BackupTarget, Deploy, DeployStatus, Environment, Incident
+from ops.selectors.health import kpi_values
+from ops.services.releases import (
+    deploy_approve,
+    deploy_cancel,
+    deploy_rollback_start,
+    deploy_run,
+    deploy_start,
+    deploys_resume,
+)
+from portal.celery import app
+from portal.errors import ActionRefused
+from portal.models import AuditEntry
+from portal.registry import registry
+from tests.conftest import client_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def simulator(settings, monkeypatch):
+    server, _thread = start_in_thread(step_seconds=0.05)
+    server.add_app("staging-app", "staging")
+    server.add_app("production-app", "production")
+    settings.DIGITALOCEAN_API_URL = server.url
+    settings.DEPLOY_POLL_SECONDS = 0.02
+    settings.DEPLOY_HEALTH_INTERVAL_SECONDS = 0.02
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", SIM_TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def staging(db, simulator):
+    return Environment.objects.create(
+        name="Staging",
+        slug="staging",
+        app_id="staging-app",
+        health_urls=f"{simulator.url}/_sim/apps/staging-app/health",
+        promotion_order=0,
+        validate_seconds=0,
+    )
+
+
+@pytest.fixture
+def production(db, simulator):
+    return Environment.objects.create(
+        name="Production",
+        slug="production",
+        app_id="production-app",
+        health_urls=f"{simulator.url}/_sim/apps/production-app/health",
+        promotion_order=1,
+        requires_manager=True,
+        validate_seconds=0,
+    )
+
+
+def test_a_staging_deploy_is_followed_to_active(staging, operator, simulator):
+    deploy = deploy_start(environment=staging, user=operator, version="v1.2.0")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert deploy.phase == "ACTIVE" and deploy.simulated
+    assert [step["status"] for step in deploy.steps] == ["SUCCESS"] * 3
+    assert all(0 <= step["seconds"] < 5 for step in deploy.steps)
+    assert "[build] " in deploy.log and "build: done" in deploy.log
+    assert deploy.previous_deployment_id and deploy.do_deployment_id
+    assert simulator.created == 1
+    assert AuditEntry.objects.filter(action="deploy.start", summary__contains="v1.2.0").exists()
+
+
+def test_two_clicks_make_one_job(staging, operator, second_operator):
+    first = deploy_start(environment=staging, user=operator, version="v1")
+    with pytest.raises(ActionRefused, match="already under way"):
+        deploy_start(environment=staging, user=second_operator, version="v1")
+    assert Deploy.objects.count() == 1
+    # The database holds it too, whatever the code above does.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Deploy.objects.create(
+            environment=staging, version="v2", created_at=timezone.now(), status="running"
+        )
+    assert first.status == DeployStatus.QUEUED
+
+
+def test_a_second_delivery_of_the_task_does_nothing(staging, operator, simulator):
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    assert deploy_run(deploy_id=deploy.pk) is None
+    assert simulator.created == 1
+
+
+def test_an_operator_asks_and_a_manager_approves_production(
+    staging, production, operator, manager, simulator
+):
+    asked = deploy_start(environment=production, user=operator, version="v1")
+    assert asked.status == DeployStatus.AWAITING_APPROVAL
+    assert deploy_run(deploy_id=asked.pk) is None  # nothing runs before the approval
+    with pytest.raises(PermissionDenied, match="Only a Manager approves"):
+        deploy_approve(deploy=asked, user=operator)
+    with pytest.raises(ActionRefused, match="already under way"):
+        deploy_start(
+            environment=production, user=manager, version="v1", override_reason="a second one"
+        )
+    with pytest.raises(ActionRefused, match="Gates not passed"):
+        deploy_approve(deploy=asked, user=manager)
+    approved = deploy_approve(deploy=asked, user=manager, override_reason="staging is down today")
+    assert approved.status == DeployStatus.QUEUED and approved.approved_by == manager
+    assert AuditEntry.objects.filter(action="deploy.approve", actor=manager).exists()
+    deploy_run(deploy_id=approved.pk)
+    approved.refresh_from_db()
+    assert approved.status == DeployStatus.SUCCEEDED, approved.error
+    with pytest.raises(ActionRefused, match="not waiting for an approval"):
+        deploy_approve(deploy=approved, user=manager)
+
+
+def test_gates_block_production_until_a_manager_overrides_with_a_reason(
+    staging, production, manager, make_incident
+):
+    with pytest.raises(ActionRefused) as refused:
+        deploy_start(environment=production, user=manager, version="v9")
+    assert "Staging last deployed nothing, not v9" in refused.value.message
+    assert "No pre-deployment checklist run is labelled v9" in refused.value.message
+    with pytest.raises(ActionRefused, match="at least 10 characters"):
+        deploy_start(environment=production, user=manager, version="v9", override_reason="x")
+    assert not Deploy.objects.exists()
+    deploy = deploy_start(
+        environment=production, user=manager, version="v9", override_reason="hotfix for P1 login"
+    )
+    assert deploy.approved_by == manager
+    failed = {gate["name"] for gate in deploy.gates if not gate["passed"]}
+    assert "Same version ACTIVE and healthy on the environment below" in failed
+    assert AuditEntry.objects.filter(action="deploy.gates_override").exists()
+
+
+def test_bad_versions_are_refused(staging, operator):
+    for version in ("", "   ", "two words", "x" * 101):
+        with pytest.raises(ActionRefused):
+            deploy_start(environment=staging, user=operator, version=version)
+    assert not Deploy.objects.exists()
+
+
+def test_failed_health_rolls_back_and_opens_an_incident(staging, operator, simulator, severities):
+    staging.validate_seconds = 1
+    staging.save()
+    simulator.unhealthy_next = True
+    deploy = deploy_start(environment=staging, user=operator, version="v2-bad")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    assert "answered 503" in deploy.error
+    assert deploy.rollback_deployment_id and not deploy.pinned
+    app = simulator.apps["staging-app"]
+    assert app.pinned is None  # committed
+    active = simulator.active(app, time.time())
+    assert active.id == deploy.rollback_deployment_id and active.healthy
+    incident = Incident.objects.get(deploys=deploy)
+    assert deploy.do_deployment_id in incident.summary
+    assert "answered 503" in incident.summary
+
+
+@pytest.mark.parametrize(
+    ("switch", "reason"),
+    [
+        ({"refuse_token": True}, "refused the token in DIGITALOCEAN_TOKEN (401)"),
+        ({"rate_limited": 1}, "rate limit was reached (429)"),
+        ({"server_errors": 1}, "DigitalOcean answered 500"),
+        ({"fail_next": True}, "ended ERROR (build: build step exited 1)"),
+    ],
+)
+def test_faults_fail_the_job_with_the_reason_and_the_next_try_works(
+    staging, operator, simulator, switch, reason
+):
+    simulator.set_switches(switch)
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert reason in deploy.error
+    simulator.set_switches({"refuse_token": False})
+    again = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=again.pk)
+    again.refresh_from_db()
+    assert again.status == DeployStatus.SUCCEEDED, again.error
+
+
+def test_an_unknown_app_id_and_a_missing_token(staging, operator, monkeypatch):
+    staging.app_id = "no-such-app"
+    staging.save()
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert "App no-such-app of Staging: DigitalOcean does not know it (404)" in deploy.error
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN")
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert "DIGITALOCEAN_TOKEN" in deploy.error and "is not set" in deploy.error
+
+
+def test_stuck_in_building_past_the_timeout_is_cancelled(staging, operator, simulator, settings):
+    settings.DEPLOY_PHASE_TIMEOUT_SECONDS = 0.3
+    simulator.stuck_next = True
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert "Stuck in BUILDING" in deploy.error
+    deployment = simulator.find(simulator.apps["staging-app"], deploy.do_deployment_id)
+    assert deployment.canceled_at is not None
+
+
+def test_cancel_a_queued_and_a_running_deploy(staging, operator, simulator):
+    queued = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_cancel(deploy=queued, user=operator)
+    queued.refresh_from_db()
+    assert queued.status == DeployStatus.CANCELED
+    with pytest.raises(ActionRefused, match="Only a queued or building"):
+        deploy_cancel(deploy=queued, user=operator)
+    simulator.stuck_next = True
+    running = deploy_start(environment=staging, user=operator, version="v2")
+    Deploy.objects.filter(pk=running.pk).update(status="running", started_at=timezone.now())
+    deploy_cancel(deploy=running, user=operator)
+    Deploy.objects.filter(pk=running.pk).update(status="queued")
+    deploy_run(deploy_id=running.pk)
+    running.refresh_from_db()
+    assert running.status == DeployStatus.CANCELED
+
+
+def test_rollback_to_a_chosen_deployment_pins_until_committed(staging, operator, simulator):
+    first = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=first.pk)
+    second = deploy_start(environment=staging, user=operator, version="v2")
+    deploy_run(deploy_id=second.pk)
+    first.refresh_from_db()
+    with pytest.raises(ActionRefused, match="will not roll back to nope: no such deployment"):
+        deploy_rollback_start(environment=staging, user=operator, deployment_id="nope")
+    rollback = deploy_rollback_start(
+        environment=staging, user=operator, deployment_id=first.do_deployment_id
+    )
+    deploy_run(deploy_id=rollback.pk)
+    rollback.refresh_from_db()
+    assert rollback.status == DeployStatus.SUCCEEDED and rollback.pinned
+    client = client_for(operator)
+    page = client.get(rollback.get_absolute_url())
+    assert "pinned to this rollback" in page.content.decode()
+    response = client.post(f"/deploys/{rollback.pk}/pin/", {"action": "commit"})
+    assert response.status_code == 303
+    rollback.refresh_from_db()
+    assert not rollback.pinned
+    assert simulator.apps["staging-app"].pinned is None
+
+
+def test_resume_sends_only_stale_live_deploys(staging, operator, settings):
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    assert deploys_resume(send=lambda pk: None) == []
+    past = timezone.now() - timezone.timedelta(seconds=settings.DEPLOY_STALE_SECONDS + 5)
+    Deploy.objects.filter(pk=deploy.pk).update(status="running", heartbeat_at=past)
+    sent = []
+    assert deploys_resume(send=sent.append) == [deploy.pk] == sent
+
+
+def test_deploy_page_polls_until_the_end(staging, operator, htmx, simulator):
+    client = client_for(operator)
+    response = client.post("/releases/staging/deploy/", {"version": "v7"}, **htmx)
+    assert response.status_code == 200 and response.headers["HX-Redirect"]
+    deploy = Deploy.objects.get()
+    live = client.get(deploy.get_absolute_url(), **htmx)
+    assert live.status_code == 200 and 'hx-trigger="every' in live.content.decode()
+    deploy_run(deploy_id=deploy.pk)
+    done = client.get(deploy.get_absolute_url(), **htmx)
+    assert done.status_code == 286
+    body = done.content.decode()
+    assert "Succeeded" in body and "hx-trigger" not in body and "<html" not in body
+    page = client.get(deploy.get_absolute_url())
+    assert "Simulated DigitalOcean" in page.content.decode()
+
+
+def test_deploy_form_errors_and_roles(staging, production, operator, outsider, htmx):
+    client = client_for(operator)
+    response = client.post("/releases/staging/deploy/", {"version": ""}, **htmx)
+    assert response.status_code == 400
+    assert "Say which version" in response.content.decode()
+    assert client.get("/releases/staging/deploy/").status_code == 405
+    assert (
+        client_for(outsider).post("/releases/staging/deploy/", {"version": "v1"}).status_code == 403
+    )
+    assert client_for(outsider).get("/releases/").status_code == 403
+    page = client.get("/releases/staging/").content.decode()
+    assert "simulated DigitalOcean" in page and "Deployments at DigitalOcean" in page
+    assert not Deploy.objects.exists()
+
+
+def test_today_shows_a_deploy_in_progress(staging, operator):
+    deploy_start(environment=staging, user=operator, version="v3")
+    page = client_for(operator).get("/").content.decode()
+    assert "Deploy v3 to Staging" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_process_resumes_the_same_deployment(simulator, operator):
+    """The follower runs in its own process and is killed by SIGKILL once the deployment id
+    is stored; the deploy's heartbeat goes stale, the resume hands it to a new run, which
+    follows the stored deployment to ACTIVE: one DigitalOcean deployment in all."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("two processes share the database only on PostgreSQL")
+    simulator.step_seconds = 1.0
+    environment = Environment.objects.create(
+        name="Staging", slug="staging", app_id="staging-app", validate_seconds=0
+    )
+    deploy = deploy_start(environment=environment, user=operator, version="v1")
+    test_database = connection.settings_dict["NAME"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{test_database}",
+        "DIGITALOCEAN_API_URL": simulator.url,
+        "DIGITALOCEAN_TOKEN": SIM_TOKEN,
+        "DEPLOY_POLL_SECONDS": "0",
+    }
+    code = f"from ops.services.releases import deploy_run; deploy_run(deploy_id={deploy.pk})"
+    worker = subprocess.Popen([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        deploy.refresh_from_db()
+        if deploy.do_deployment_id:
+            break
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    deploy.refresh_from_db()
+    assert deploy.do_deployment_id and deploy.status == DeployStatus.RUNNING
+    Deploy.objects.filter(pk=deploy.pk).update(
+        heartbeat_at=timezone.now() - timezone.timedelta(minutes=5)
+    )
+    resent = []
+    deploys_resume(send=resent.append)
+    assert resent == [deploy.pk]
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert deploy.attempts == 2 and simulator.created == 1
+    assert "Taken over by another worker" in deploy.log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_triggers_make_one_job(simulator, operator, second_operator):
+    """Two operators press Deploy at the same moment (two threads, two connections): one job,
+    the other is told it is under way."""
+    environment = Environment.objects.create(name="Staging", slug="staging", app_id="staging-app")
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def trigger(user):
+        barrier.wait()
+        try:
+            outcomes.append(deploy_start(environment=environment, user=user, version="v1").pk)
+        except ActionRefused as refused:
+            outcomes.append(refused.message)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger, args=(u,)) for u in (operator, second_operator)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert Deploy.objects.count() == 1
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["int", "str"]
+    assert any("already under way" in str(outcome) for outcome in outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_full_deploy_failed_health_rollback_incident_through_a_worker(
+    simulator, operator, severities
+):
+    """The whole path in a real Celery worker: deploy, ACTIVE, health fails, automatic
+    rollback committed, incident opened and linked."""
+    environment = Environment.objects.create(
+        name="Staging",
+        slug="staging",
+        app_id="staging-app",
+        health_urls=f"{simulator.url}/_sim/apps/staging-app/health",
+        validate_seconds=2,
+    )
+    with app.connection_for_write() as broker, contextlib.suppress(Exception):
+        broker.default_channel.queue_purge(app.conf.task_default_queue)
+    simulator.unhealthy_next = True
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        deploy = deploy_start(environment=environment, user=operator, version="v5")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            deploy.refresh_from_db()
+            if not deploy.is_live:
+                break
+            time.sleep(0.1)
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    assert deploy.incident is not None
+    assert "failed health validation" in deploy.incident.summary
+    app_state = simulator.apps["staging-app"]
+    assert app_state.pinned is None
+    assert simulator.active(app_state, time.time()).id == deploy.rollback_deployment_id
+
+
+def test_metrics_show_live_deploys_and_backup_ages(staging, operator, settings, client):
+    deploy_start(environment=staging, user=operator, version="v1")
+    target = BackupTarget.objects.create(name="DB", slug="db", url_variable="X")
+    now = timezone.now()
+    Backup.objects.create(
+        target=target,
+        status="succeeded",
+        created_at=now,
+        finished_at=now - timezone.timedelta(hours=2),
+        verified_at=now - timezone.timedelta(hours=1),
+    )
+    settings.METRICS_TOKEN = "scrape-me"
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").content.decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    live = {s.labels["environment"]: s.value for s in families["portal_deploy_live"].samples}
+    assert live == {"staging": 1.0}
+    age = families["portal_backup_age_seconds"].samples[0].value
+    assert 7100 < age < 7300
+
+
+def test_managed_database_backups_are_listed_beside_the_portals(staging, operator, simulator):
+    target = BackupTarget.objects.create(
+        name="DB", slug="db", url_variable="X", managed_database_id="portal-db"
+    )
+    page = client_for(operator).get(target.get_absolute_url()).content.decode()
+    assert "DigitalOcean&#x27;s own backups" in page or "DigitalOcean's own backups" in page
+    assert "0.42 GB" in page and "simulated DigitalOcean" in page
+    BackupTarget.objects.filter(pk=target.pk).update(managed_database_id="gone")
+    page = client_for(operator).get(target.get_absolute_url()).content.decode()
+    assert "does not know the database gone (404)" in page
+
+
+def test_backups_are_evidence_for_the_backup_checklist_items(db, make_template):
+    template = make_template(
+        items=["Last night's backup jobs all succeeded", "Backups were verified this week"]
+    )
+    target = BackupTarget.objects.create(name="DB", slug="db", url_variable="X")
+    now = timezone.now()
+    Backup.objects.create(
+        target=target,
+        status="succeeded",
+        created_at=now,
+        finished_at=now - timezone.timedelta(hours=3),
+    )
+    step = next(step for step in registry.setup_steps if step.name == "backup-evidence")
+    step.run(demo=False)
+    completed, verified = template.items.order_by("position")
+    assert completed.evidence_kpi.metric == "backup_age"
+    assert verified.evidence_kpi.metric == "backup_verified_age"
+    values = {value.kpi.metric: value for value in kpi_values(now=now)}
+    assert values["backup_age"].value == 3.0 and values["backup_age"].state == "ok"
+    assert values["backup_verified_age"].value is None
+    assert values["backup_verified_age"].source == "DB has no verified backup yet"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"health_urls": "ftp://x/health"}, "Each line is one http:// or https:// URL"),
+        ({"health_urls": "https://ok/health\n/api/health"}, "not '/api/health'"),
+        ({"token_variable": "dop_v1_abc123"}, "The name of an environment variable"),
+        ({"validate_seconds": 7200}, "at most an hour"),
+    ],
+)
+def test_environment_bad_input_is_explained(db, fields, message):
+    environment = Environment(name="X", slug="x", app_id="a", **fields)
+    with pytest.raises(ValidationError, match=message):
+        environment.full_clean()
