@@ -38,6 +38,14 @@ from ops.models.maintenance import (
     WindowOccurrence,
 )
 from ops.models.runbooks import RunbookSource
+from ops.models.status import (
+    ComponentGroup,
+    ComponentOverride,
+    ComponentState,
+    PublicStatus,
+    PublicUpdate,
+    StatusComponent,
+)
 
 __all__ = [
     "ActionItem",
@@ -50,6 +58,9 @@ __all__ = [
     "ChecklistRun",
     "ChecklistSection",
     "ChecklistTemplate",
+    "ComponentGroup",
+    "ComponentOverride",
+    "ComponentState",
     "Impact",
     "Incident",
     "IncidentNotification",
@@ -63,10 +74,13 @@ __all__ = [
     "NotificationStep",
     "OccurrenceStatus",
     "Postmortem",
+    "PublicStatus",
+    "PublicUpdate",
     "RunItem",
     "RunbookSource",
     "ServiceKind",
     "Severity",
+    "StatusComponent",
     "TaskCompletion",
     "TimelineEntry",
     "TimelineKind",
