@@ -61,6 +61,7 @@ class StatusComponent(models.Model):
 
     class Meta:
         ordering = ["position", "name", "id"]
+        permissions = [("publish_statuscomponent", "Can override component states")]
 
     def __str__(self) -> str:
         return self.name
@@ -115,7 +116,6 @@ class PublicUpdate(models.Model):
 
     class Meta:
         ordering = ["-posted_at", "-id"]
-        permissions = [("publish_statuscomponent", "Can edit status components and overrides")]
 
     def __str__(self) -> str:
         return f"{self.title}: {self.get_status_display()}"
