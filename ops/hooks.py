@@ -41,6 +41,7 @@ from ops.selectors.maintenance import (
     upcoming_occurrences,
 )
 from ops.selectors.runbooks import runbook_plan_build
+from ops.selectors.status import incidents_unpublished, status_page
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
@@ -153,6 +154,23 @@ def _maintenance_block(request: HttpRequest, now: datetime) -> dict | None:
     if not tasks and not windows:
         return None
     return {"maintenance_tasks": tasks, "maintenance_windows": windows, "now": now}
+
+
+def _status_block(request: HttpRequest, now: datetime) -> dict | None:
+    """What customers see now, when it is not all well, and the open incidents that touch a
+    public component but have said nothing on the status page yet."""
+    if not request.user.has_perm("ops.view_incident"):
+        return None
+    unpublished = incidents_unpublished()
+    page = status_page(now=now, with_bars=False)
+    if not unpublished and page.indicator == "none":
+        return None
+    return {
+        "status": page,
+        "troubled": [view for view in page.components if view.state != "operational"],
+        "unpublished": unpublished,
+        "can_publish": request.user.has_perm("ops.update_incident"),
+    }
 
 
 # /metrics
@@ -345,6 +363,7 @@ def register(registry: Registry) -> None:
         TodayBlock(
             "maintenance", "ops/maintenance/_today_maintenance.html", _maintenance_block, 50
         ),
+        TodayBlock("status-page", "ops/status/_today_status.html", _status_block, 15),
         TodayBlock("start-run", "ops/checklists/_today_start.html", _start_block, 60, live=False),
         TodayBlock("history", "ops/checklists/_today_history.html", _history_block, 70, live=False),
     ):

@@ -26,6 +26,7 @@ from ops.models import (
     PublicUpdate,
     StatusComponent,
 )
+from ops.models.incidents import OPEN_STATUSES
 from ops.models.status import STATE_RANK
 from ops.selectors.maintenance import Occurrence, window_occurrences
 
@@ -457,3 +458,18 @@ def public_updates_recent(*, limit: int = 50) -> list[tuple[PublicIncident, Publ
 def incident_public_updates(*, incident: Incident) -> list[PublicUpdate]:
     """The incident page's list of what was published (internal page, with who posted)."""
     return list(incident.public_updates.select_related("posted_by").order_by("-posted_at", "-id"))
+
+
+def incidents_unpublished(*, limit: int = 10) -> list[Incident]:
+    """Open incidents naming a service of a public component with no public update yet: what
+    customers may notice before the status page says anything."""
+    return list(
+        Incident.objects.filter(
+            status__in=OPEN_STATUSES,
+            services__status_components__is_public=True,
+        )
+        .exclude(pk__in=PublicUpdate.objects.values("incident_id"))
+        .select_related("severity")
+        .distinct()
+        .order_by("-started_at", "-id")[:limit]
+    )

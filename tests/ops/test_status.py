@@ -397,3 +397,68 @@ def test_query_count_is_flat_with_30_components_and_90_days(make_incident, opera
     with CaptureQueriesContext(connection) as feed:
         Client().get("/status/api/v2/summary.json")
     assert len(feed) == len(small)
+
+
+def test_today_shows_what_customers_read_and_unpublished_incidents(incident, operator):
+    client = client_for(operator)
+    page = client.get(reverse("today")).content.decode()
+    assert "Open incidents not on the status page yet" in page
+    assert f'href="{url(incident)}"' in page
+    _publish(incident, operator)
+    page = client.get(reverse("today")).content.decode()
+    assert "Open incidents not on the status page yet" not in page
+    assert "Customers read: <strong>Partial system outage</strong>" in page
+    assert "Checkout: Partial outage" in page
+
+
+def test_today_says_nothing_when_all_is_well(checkout, operator):
+    page = client_for(operator).get(reverse("today")).content.decode()
+    assert "Customers read" not in page
+
+
+def test_public_maintenance_window_needs_an_announcement(manager):
+    from ops.forms.maintenance import MaintenanceWindowForm
+
+    start = timezone.now() + timedelta(days=10)
+    data = {
+        "title": "Upgrade",
+        "starts": start.strftime("%Y-%m-%dT%H:%M"),
+        "ends": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "time_zone": "UTC",
+        "impact": "degraded",
+        "pre_lead_minutes": "60",
+        "notice_hours": "72",
+        "kind": "daily",
+        "interval": "1",
+        "is_public": "on",
+        "announcement": "  ",
+    }
+    form = MaintenanceWindowForm(data, user=manager)
+    assert not form.is_valid()
+    assert "announcement customers read" in " ".join(form.errors["announcement"])
+    data["announcement"] = "Checkout may be slow."
+    form = MaintenanceWindowForm(data, user=manager)
+    assert form.is_valid(), form.errors
+    assert form.details()["is_public"] and form.details()["announcement"] == "Checkout may be slow."
+
+
+def test_managers_edit_components_in_the_admin_audited(manager, operator):
+    service = _service("payments")
+    client = client_for(manager)
+    response = client.post(
+        "/admin/ops/statuscomponent/add/",
+        {
+            "name": "Checkout",
+            "slug": "checkout",
+            "position": "1",
+            "description": "Paying.",
+            "services": [service.pk],
+            "is_public": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert StatusComponent.objects.get().services.get() == service
+    assert AuditEntry.objects.filter(action="admin.statuscomponent.add").exists()
+    bad = client.post("/admin/ops/statuscomponent/add/", {"name": "", "slug": "checkout"})
+    assert bad.status_code == 200 and StatusComponent.objects.count() == 1
+    assert client_for(operator).get("/admin/ops/statuscomponent/").status_code in (302, 403)
