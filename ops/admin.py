@@ -22,6 +22,7 @@ from ops.models import (
     MaintenanceWindow,
     MonitoredService,
     Postmortem,
+    PublicUpdate,
     RunbookSource,
     RunItem,
     Severity,
@@ -672,3 +673,13 @@ class ComponentOverrideAdmin(AuditedModelAdmin):
         if not change:
             obj.created_by = request.user
         return super().save_model(request, obj, form, change)
+
+
+@admin.register(PublicUpdate)
+class PublicUpdateAdmin(HistoryAdmin):
+    """What was published, read-only: a correction is a new update from the incident page."""
+
+    list_display = ["posted_at", "incident", "status", "title", "posted_by"]
+    list_filter = ["status"]
+    search_fields = ["title", "message"]
+    list_select_related = ["incident", "posted_by"]

@@ -41,7 +41,7 @@ from ops.selectors.maintenance import (
     upcoming_occurrences,
 )
 from ops.selectors.runbooks import runbook_plan_build
-from ops.selectors.status import incidents_unpublished, status_page
+from ops.selectors.status import incidents_on_status_page
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
@@ -157,17 +157,15 @@ def _maintenance_block(request: HttpRequest, now: datetime) -> dict | None:
 
 
 def _status_block(request: HttpRequest, now: datetime) -> dict | None:
-    """What customers see now, when it is not all well, and the open incidents that touch a
-    public component but have said nothing on the status page yet."""
+    """The open incidents on the status page (with their public title) and those that have
+    said nothing there yet: customers may notice before the page says anything."""
     if not request.user.has_perm("ops.view_incident"):
         return None
-    unpublished = incidents_unpublished()
-    page = status_page(now=now, with_bars=False)
-    if not unpublished and page.indicator == "none":
+    published, unpublished = incidents_on_status_page()
+    if not unpublished and not published:
         return None
     return {
-        "status": page,
-        "troubled": [view for view in page.components if view.state != "operational"],
+        "published": published,
         "unpublished": unpublished,
         "can_publish": request.user.has_perm("ops.update_incident"),
     }

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -460,16 +460,27 @@ def incident_public_updates(*, incident: Incident) -> list[PublicUpdate]:
     return list(incident.public_updates.select_related("posted_by").order_by("-posted_at", "-id"))
 
 
-def incidents_unpublished(*, limit: int = 10) -> list[Incident]:
-    """Open incidents naming a service of a public component with no public update yet: what
-    customers may notice before the status page says anything."""
-    return list(
-        Incident.objects.filter(
-            status__in=OPEN_STATUSES,
-            services__status_components__is_public=True,
+def incidents_on_status_page(*, limit: int = 10) -> tuple[list[Incident], list[Incident]]:
+    """Open incidents on the status page now (each with ``public_title`` and
+    ``public_status`` of its latest public update), and those touching a public component
+    that have said nothing there yet: what customers may notice before the page says
+    anything. One query."""
+    latest = PublicUpdate.objects.filter(incident=OuterRef("pk")).order_by("-posted_at", "-id")
+    touching = Incident.objects.filter(services__status_components__is_public=True).values("pk")
+    incidents = (
+        Incident.objects.filter(status__in=OPEN_STATUSES)
+        .filter(Q(pk__in=touching) | Q(pk__in=PublicUpdate.objects.values("incident_id")))
+        .annotate(
+            public_title=Subquery(latest.values("title")[:1]),
+            public_status=Subquery(latest.values("status")[:1]),
         )
-        .exclude(pk__in=PublicUpdate.objects.values("incident_id"))
         .select_related("severity")
-        .distinct()
-        .order_by("-started_at", "-id")[:limit]
+        .order_by("-started_at", "-id")[: 2 * limit]
     )
+    published, unpublished = [], []
+    for incident in incidents:
+        if incident.public_title is None:
+            unpublished.append(incident)
+        elif incident.public_status != PublicStatus.RESOLVED:
+            published.append(incident)
+    return published[:limit], unpublished[:limit]

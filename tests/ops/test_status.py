@@ -407,13 +407,13 @@ def test_today_shows_what_customers_read_and_unpublished_incidents(incident, ope
     _publish(incident, operator)
     page = client.get(reverse("today")).content.decode()
     assert "Open incidents not on the status page yet" not in page
-    assert "Customers read: <strong>Partial system outage</strong>" in page
-    assert "Checkout: Partial outage" in page
+    assert "On the status page now" in page and "“Payments failing”" in page
+    assert "Public status: Investigating" in page
 
 
 def test_today_says_nothing_when_all_is_well(checkout, operator):
     page = client_for(operator).get(reverse("today")).content.decode()
-    assert "Customers read" not in page
+    assert "Status page" not in page
 
 
 def test_public_maintenance_window_needs_an_announcement(manager):
