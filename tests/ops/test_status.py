@@ -462,3 +462,18 @@ def test_managers_edit_components_in_the_admin_audited(manager, operator):
     bad = client.post("/admin/ops/statuscomponent/add/", {"name": "", "slug": "checkout"})
     assert bad.status_code == 200 and StatusComponent.objects.count() == 1
     assert client_for(operator).get("/admin/ops/statuscomponent/").status_code in (302, 403)
+
+
+def test_admin_override_refuses_a_resolved_incident(incident, manager, operator, checkout):
+    client = client_for(manager)
+    data = {"component": checkout.pk, "incident": incident.pk, "state": S.DEGRADED}
+    response = client.post("/admin/ops/componentoverride/add/", {**data, "reason": "Slow"})
+    assert response.status_code == 302
+    assert AuditEntry.objects.filter(action="admin.componentoverride.add").exists()
+    assert status_page().components[0].state == S.DEGRADED
+    incident_resolve(incident=incident, user=operator)
+    assert status_page().components[0].state == S.OPERATIONAL  # it lasted as long as the incident
+    response = client.post("/admin/ops/componentoverride/add/", {**data, "reason": "Again"})
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    assert checkout.overrides.count() == 1
