@@ -21,6 +21,8 @@ from ops.models import (
     ChecklistTemplate,
     CheckResult,
     CheckRollup,
+    ComponentGroup,
+    ComponentOverride,
     DataSource,
     DataSourceTable,
     DataSubjectRequest,
@@ -41,17 +43,20 @@ from ops.models import (
     OnCallSchedule,
     Postmortem,
     ProcessingActivity,
+    PublicUpdate,
     RotationMember,
     RunbookSource,
     RunItem,
     Severity,
     Silence,
+    StatusComponent,
     TaskCompletion,
     TimelineEntry,
     VendorContact,
     WindowNotice,
     WindowOccurrence,
 )
+from ops.models.incidents import OPEN_STATUSES
 from ops.runbooks.markdown import render_inline
 from ops.runbooks.plan import plan_as_text
 from ops.services.health import monitored_service_set_active
@@ -832,3 +837,80 @@ class BackupVerificationAdmin(HistoryAdmin):
     list_display = ["__str__", "status", "restore_seconds", "finished_at"]
     list_filter = ["status"]
     list_select_related = ["backup__target"]
+
+
+# The public status page
+
+
+class StatusComponentInline(admin.TabularInline):
+    model = StatusComponent
+    fields = ["name", "position", "is_public"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(ComponentGroup)
+class ComponentGroupAdmin(AuditedModelAdmin):
+    list_display = ["name", "position"]
+    list_editable = ["position"]
+    inlines = [StatusComponentInline]
+
+
+@admin.register(StatusComponent)
+class StatusComponentAdmin(AuditedModelAdmin):
+    """What customers see on the status page: a name, a public description, and the
+    monitored services whose health (and incidents) make its state."""
+
+    list_display = ["name", "group", "position", "is_public"]
+    list_editable = ["position", "is_public"]
+    list_filter = ["group", "is_public"]
+    search_fields = ["name", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["services"]
+    fields = ["name", "slug", "group", "position", "description", "services", "is_public"]
+
+
+class ComponentOverrideForm(forms.ModelForm):
+    class Meta:
+        model = ComponentOverride
+        fields = ["component", "incident", "state", "reason", "ended_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["incident"].queryset = Incident.objects.filter(status__in=OPEN_STATUSES)
+
+    def clean(self):
+        data = super().clean()
+        incident = data.get("incident")
+        if incident is not None and self.instance.pk is None and not incident.is_open:
+            self.add_error(
+                "incident", "An override lasts as long as an open incident; this one is not."
+            )
+        return data
+
+
+@admin.register(ComponentOverride)
+class ComponentOverrideAdmin(AuditedModelAdmin):
+    """A component's state set by hand for the length of an incident (it stops counting when
+    the incident is resolved, a resolved public update is posted, or it is ended here)."""
+
+    form = ComponentOverrideForm
+    list_display = ["component", "state", "incident", "created_by", "created_at", "ended_at"]
+    list_filter = ["state"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        return super().save_model(request, obj, form, change)
+
+
+@admin.register(PublicUpdate)
+class PublicUpdateAdmin(HistoryAdmin):
+    """What was published, read-only: a correction is a new update from the incident page."""
+
+    list_display = ["posted_at", "incident", "status", "title", "posted_by"]
+    list_filter = ["status"]
+    search_fields = ["title", "message"]
+    list_select_related = ["incident", "posted_by"]

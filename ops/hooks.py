@@ -56,6 +56,7 @@ from ops.selectors.maintenance import (
 )
 from ops.selectors.releases import backup_age_hours, backup_targets_overview, deploys_live
 from ops.selectors.runbooks import runbook_plan_build
+from ops.selectors.status import incidents_on_status_page
 from ops.services.alerts import SilenceWindow, alert_defaults_load, silence_source_add
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import may_see_subject
@@ -194,6 +195,21 @@ def _releases_block(request: HttpRequest, now: datetime) -> dict | None:
     if not context.get("live_deploys") and not context.get("backup_problems"):
         return None
     return context
+
+
+def _status_block(request: HttpRequest, now: datetime) -> dict | None:
+    """The open incidents on the status page (with their public title) and those that have
+    said nothing there yet: customers may notice before the page says anything."""
+    if not request.user.has_perm("ops.view_incident"):
+        return None
+    published, unpublished = incidents_on_status_page()
+    if not unpublished and not published:
+        return None
+    return {
+        "published": published,
+        "unpublished": unpublished,
+        "can_publish": request.user.has_perm("ops.update_incident"),
+    }
 
 
 # /metrics
@@ -565,6 +581,7 @@ def register(registry: Registry) -> None:
         TodayBlock(
             "maintenance", "ops/maintenance/_today_maintenance.html", _maintenance_block, 50
         ),
+        TodayBlock("status-page", "ops/status/_today_status.html", _status_block, 15),
         TodayBlock("start-run", "ops/checklists/_today_start.html", _start_block, 60, live=False),
         TodayBlock("history", "ops/checklists/_today_history.html", _history_block, 70, live=False),
     ):

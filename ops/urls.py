@@ -10,6 +10,7 @@ from ops.views import (
     incidents,
     maintenance,
     releases,
+    status,
 )
 
 app_name = "ops"
@@ -53,6 +54,7 @@ urlpatterns = [
     path("incidents/<int:pk>/print/", incidents.incident_print, name="incident_print"),
     path("incidents/<int:pk>/postmortem/", incidents.postmortem_edit, name="postmortem_edit"),
     path("incidents/<int:pk>/actions/", incidents.action_add, name="action_add"),
+    path("incidents/<int:pk>/status-page/", status.public_update, name="public_update"),
     path("incidents/actions/<int:pk>/done/", incidents.action_done, name="action_done"),
     path("maintenance/", maintenance.task_list, name="maintenance_task_list"),
     path("maintenance/tasks/new/", maintenance.task_edit, name="maintenance_task_new"),
@@ -97,6 +99,10 @@ urlpatterns = [
         name="maintenance_occurrence_complete",
     ),
     path("calendar/", calendar.calendar_view, name="calendar"),
+    path("status/", status.status_view, name="status"),
+    path("status/history/", status.status_history, name="status_history"),
+    path("status/feed.atom", status.status_atom, name="status_atom"),
+    path("status/api/v2/summary.json", status.status_json, name="status_json"),
     path("calendar/feed/", calendar.feed_settings, name="calendar_feed_settings"),
     path("calendar/<str:token>.ics", calendar.feed, name="calendar_feed"),
     path("gdpr/", gdpr.request_list, name="gdpr_list"),

@@ -257,6 +257,18 @@ class MaintenanceWindowForm(SchedulePicker):
     notice_hours = forms.CharField(
         label="Announce this many hours before", initial="72, 24, 1", max_length=100
     )
+    is_public = forms.BooleanField(
+        label="Show on the public status page",
+        required=False,
+        help_text="Ahead of time with its announcement, and while in progress.",
+    )
+    announcement = forms.CharField(
+        label="Public announcement",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What customers read on the status page.",
+    )
     override_reason = forms.CharField(
         label="Notice override reason (Manager)", required=False, max_length=500
     )
@@ -273,6 +285,8 @@ class MaintenanceWindowForm(SchedulePicker):
         "pre_lead_minutes",
         "post_template",
         "notice_hours",
+        "is_public",
+        "announcement",
     )
     REASON_FIELDS = ("override_reason", "overlap_reason")
 
@@ -325,6 +339,10 @@ class MaintenanceWindowForm(SchedulePicker):
         if zone_error:
             self.add_error("time_zone", zone_error)
             return data
+        if data.get("is_public") and not (data.get("announcement") or "").strip():
+            self.add_error(
+                "announcement", "A window on the status page needs an announcement customers read."
+            )
         if data.get("is_emergency") and not (data.get("rollback_plan") or "").strip():
             self.add_error("rollback_plan", "An emergency window needs a rollback plan.")
         starts = _aware(data.get("starts"), data["time_zone"])
@@ -372,4 +390,6 @@ class MaintenanceWindowForm(SchedulePicker):
             "post_template": data["post_template"],
             "pre_lead": timedelta(minutes=data["pre_lead_minutes"]),
             "notice_hours": data["notice_hours"],
+            "is_public": data["is_public"],
+            "announcement": data["announcement"].strip(),
         }

@@ -75,6 +75,14 @@ from ops.models.releases import (
     JobStatus,
 )
 from ops.models.runbooks import RunbookSource
+from ops.models.status import (
+    ComponentGroup,
+    ComponentOverride,
+    ComponentState,
+    PublicStatus,
+    PublicUpdate,
+    StatusComponent,
+)
 
 __all__ = [
     "ActionItem",
@@ -98,6 +106,9 @@ __all__ = [
     "ChecklistSection",
     "ChecklistTemplate",
     "Comparison",
+    "ComponentGroup",
+    "ComponentOverride",
+    "ComponentState",
     "DataSource",
     "DataSourceTable",
     "DataSubjectRequest",
@@ -127,6 +138,8 @@ __all__ = [
     "OnCallSchedule",
     "Postmortem",
     "ProcessingActivity",
+    "PublicStatus",
+    "PublicUpdate",
     "RotationMember",
     "RunItem",
     "RunbookSource",
@@ -134,6 +147,7 @@ __all__ = [
     "ServiceKind",
     "Severity",
     "Silence",
+    "StatusComponent",
     "TaskCompletion",
     "TimelineEntry",
     "TimelineKind",

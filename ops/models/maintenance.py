@@ -183,6 +183,12 @@ class MaintenanceWindow(models.Model):
     )
     is_cancelled = models.BooleanField(default=False)
     cancel_reason = models.CharField(max_length=500, blank=True)
+    is_public = models.BooleanField(
+        default=False, help_text="Shown on the public status page, ahead and while in progress."
+    )
+    announcement = models.TextField(
+        blank=True, help_text="Public: what customers read on the status page."
+    )
     source_key = models.CharField(max_length=200, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
