@@ -413,15 +413,20 @@ def _normalize_mode(image: Image.Image) -> Image.Image:
     return image
 
 
+_GREY16_ROWS = 256
+
+
 def _grey16_to_l(image: Image.Image) -> Image.Image:
-    """16-bit grey to 8 bits, v * 255 / 65535 rounded, in Pillow alone: a linear ``point`` on
-    the 32-bit image and a clipping ``convert``. One 32-bit temporary (4 bytes a pixel) at a
-    time, no numpy arrays (which needed 8 and 1 more, and numpy itself)."""
-    wide = image if image.mode == "I" else image.convert("I")
-    # The lambda is linear, so Pillow applies it as a scale and an offset in C.
-    scaled = wide.point(lambda value: value * (255 / 65535) + 0.5)
-    del wide
-    return scaled.convert("L")
+    """16-bit grey to 8 bits, v * 255 / 65535 rounded, in Pillow alone and in strips of rows:
+    a linear ``point`` on the 32-bit strip and a clipping ``convert``. No full-size temporary
+    beyond the 8-bit result (the numpy version made three of 4 bytes a pixel)."""
+    out = Image.new("L", image.size)
+    for top in range(0, image.height, _GREY16_ROWS):
+        strip = image.crop((0, top, image.width, min(image.height, top + _GREY16_ROWS)))
+        wide = strip if strip.mode == "I" else strip.convert("I")
+        # The lambda is linear, so Pillow applies it as a scale and an offset in C.
+        out.paste(wide.point(lambda value: value * (255 / 65535) + 0.5).convert("L"), (0, top))
+    return out
 
 
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
