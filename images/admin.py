@@ -31,6 +31,7 @@ class PresetAdmin(AuditedModelAdmin):
                     "jpeg_quality",
                     "webp_quality",
                     "webp_method",
+                    "webp_method_smaller",
                     "avif_quality",
                     "avif_speed",
                     "measure_ssim",

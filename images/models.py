@@ -70,7 +70,13 @@ class Preset(models.Model):
     webp_method = models.PositiveSmallIntegerField(
         default=4,
         validators=[MaxValueValidator(6)],
-        help_text="0 (fast) to 6 (smallest files, slowest).",
+        help_text="For the largest size: 0 (fast) to 6 (smallest files, slowest).",
+    )
+    webp_method_smaller = models.PositiveSmallIntegerField(
+        "WebP method below the largest size",
+        default=2,
+        validators=[MaxValueValidator(6)],
+        help_text="For the other sizes, a small share of the bytes: 2 is much faster than 4.",
     )
     avif_quality = _quality(60, "1-100.")
     avif_speed = models.PositiveSmallIntegerField(
@@ -124,6 +130,7 @@ class Preset(models.Model):
             jpeg_quality=self.jpeg_quality,
             webp_quality=self.webp_quality,
             webp_method=self.webp_method,
+            webp_method_smaller=self.webp_method_smaller,
             avif_quality=self.avif_quality,
             avif_speed=self.avif_speed,
             max_pixels=settings.IMAGE_MAX_PIXELS,

@@ -15,19 +15,21 @@ What happens to an upload, in order:
    to the target rather than to twice it (as ``Image.thumbnail`` does) costs about 0.002 SSIM,
    measured, against about 0.04 for the encoders, and needs a quarter of the memory. Truncated
    data fails: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False.
-3. Mode: 16-bit becomes 8-bit (scaled, not clipped), palettes and bit-maps become RGB(A), and an
+3. Mode: 16-bit becomes 8-bit (scaled, not clipped; in Pillow, no numpy: numpy is imported
+   only to measure SSIM), palettes and bit-maps become RGB(A), and an
    alpha channel that is fully opaque is dropped.
 4. The cascade: the largest variant is resized from the decode, each next one from the previous
-   one (LANCZOS, with ``reducing_gap`` for big steps; a large source in bands of rows, which
-   gives the same pixels without a full-height temporary buffer). Colour management (embedded
-   ICC profile to sRGB, CMYK included) and the EXIF rotation are applied to the largest variant
-   rather than to the full decode: the same picture, fewer pixels to touch. Nothing is ever
-   enlarged.
-5. Encoding: JPEG (alpha flattened onto white) and WebP (alpha kept); AVIF is a separate call,
-   ``optimize_avif``, because it is several times slower and the caller queues it as
-   lower-priority work. Every output carries the sRGB ICC profile and, if the source had one,
-   the EXIF Copyright tag; all other metadata (GPS, camera, XMP, comments) is dropped. A variant
-   larger than the uploaded file is reported but not kept.
+   one (one LANCZOS ``Image.resize``, with ``reducing_gap`` for big steps). Colour management
+   (embedded ICC profile to sRGB, CMYK included) and the EXIF rotation are applied to the
+   largest variant rather than to the full decode: the same picture, fewer pixels to touch.
+   Nothing is ever enlarged.
+5. Encoding: JPEG (baseline with optimised tables, alpha flattened onto white) and WebP (alpha
+   kept; ``webp_method`` for the largest size, ``webp_method_smaller`` below); AVIF is a
+   separate call, ``optimize_avif``, because it is several times slower and the caller queues it
+   as lower-priority work. Grey sources stay grey. The outputs are sRGB and carry no ICC
+   profile (a browser takes an untagged image as sRGB); the EXIF Copyright tag is kept if the
+   source had one; all other metadata (GPS, camera, XMP, comments) is dropped. A variant larger
+   than the uploaded file is reported but not kept.
 6. Quality, when the preset asks (``measure_ssim=True``): each variant's SSIM against the
    full-resolution decode resized straight to the variant's size with LANCZOS (see
    ``images.quality``). A PNG's reference comes from the one decode. A DCT-scaled JPEG needs a
@@ -63,13 +65,14 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from images.quality import LumaStats, ssim
 from portal.formatting import human_bytes
+
+if TYPE_CHECKING:
+    from images.quality import LumaStats
 
 V = TypeVar("V")
 
@@ -82,7 +85,6 @@ LANCZOS = Image.Resampling.LANCZOS
 # difference from a plain LANCZOS at that gap, and much faster.
 REDUCING_GAP = 3.0
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-SRGB_ICC = SRGB_PROFILE.tobytes()
 EXIF_ORIENTATION = 0x0112
 EXIF_COPYRIGHT = 0x8298
 # How each EXIF orientation is undone; 5 to 8 are stored sideways.
@@ -117,7 +119,9 @@ class Preset:
     avif: bool = False
     jpeg_quality: int = 82
     webp_quality: int = 80
-    webp_method: int = 4
+    webp_method: int = 4  # for the largest size, which is most of the bytes
+    webp_method_smaller: int = 2  # for the others: +40 % speed for ~4 % of their bytes
+    jpeg_progressive: bool = False
     avif_quality: int = 60
     avif_speed: int = 6
     max_pixels: int = 120_000_000
@@ -133,6 +137,9 @@ class Preset:
         for name in ("jpeg_quality", "webp_quality", "avif_quality"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ValueError(f"{name} must be within 0..100")
+        for name in ("webp_method", "webp_method_smaller"):
+            if not 0 <= getattr(self, name) <= 6:
+                raise ValueError(f"{name} must be within 0..6")
 
     @property
     def largest(self) -> int:
@@ -393,10 +400,9 @@ def _normalize_mode(image: Image.Image) -> Image.Image:
     """One of L, LA, RGB, RGBA, CMYK, 8 bits per channel; an all-opaque alpha is dropped."""
     mode = image.mode
     if mode.startswith("I"):  # I;16, I;16B, I: 16-bit grey, scaled down rather than clipped
-        wide = np.asarray(image).astype(np.uint32)
-        image = Image.fromarray(((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8))
+        image = _grey16_to_l(image)
     elif mode == "F":
-        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
+        image = image.convert("L")  # clipped to 0..255 and rounded by Pillow
     elif mode in ("La", "RGBa"):
         image = image.convert(mode.upper())
     elif "transparency" in image.info or mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
@@ -405,6 +411,22 @@ def _normalize_mode(image: Image.Image) -> Image.Image:
     if image.mode in ("LA", "RGBA") and image.getchannel("A").getextrema()[0] == 255:
         image = image.convert(image.mode[:-1])
     return image
+
+
+_GREY16_ROWS = 256
+
+
+def _grey16_to_l(image: Image.Image) -> Image.Image:
+    """16-bit grey to 8 bits, v * 255 / 65535 rounded, in Pillow alone and in strips of rows:
+    a linear ``point`` on the 32-bit strip and a clipping ``convert``. No full-size temporary
+    beyond the 8-bit result (the numpy version made three of 4 bytes a pixel)."""
+    out = Image.new("L", image.size)
+    for top in range(0, image.height, _GREY16_ROWS):
+        strip = image.crop((0, top, image.width, min(image.height, top + _GREY16_ROWS)))
+        wide = strip if strip.mode == "I" else strip.convert("I")
+        # The lambda is linear, so Pillow applies it as a scale and an offset in C.
+        out.paste(wide.point(lambda value: value * (255 / 65535) + 0.5).convert("L"), (0, top))
+    return out
 
 
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
@@ -437,7 +459,8 @@ def _source_profile(icc: bytes, mode: str, notes: list[str]) -> ImageCms.ImageCm
 def _to_srgb(
     image: Image.Image, profile: ImageCms.ImageCmsProfile | None, notes: list[str]
 ) -> Image.Image:
-    """RGB or RGBA in sRGB, through the embedded profile when there is one."""
+    """RGB or RGBA in sRGB, through the embedded profile when there is one; a grey source
+    stays grey (L or LA), since grey is the same in every RGB space a browser assumes."""
     alpha = image.getchannel("A") if image.mode in ("LA", "RGBA") else None
     colour = image.convert(image.mode[:-1]) if alpha is not None else image
     converted = None
@@ -446,41 +469,24 @@ def _to_srgb(
             converted = ImageCms.profileToProfile(colour, profile, SRGB_PROFILE, outputMode="RGB")
         except (ImageCms.PyCMSError, *_DECODE_ERRORS):
             notes.append("The embedded ICC profile could not be applied; colours taken as sRGB.")
+        else:
+            if colour.mode == "L":  # a grey profile's tone curve applied; still grey
+                converted = converted.convert("L")
     if converted is None:
-        converted = colour if colour.mode == "RGB" else colour.convert("RGB")
+        converted = colour if colour.mode in ("RGB", "L") else colour.convert("RGB")
     if alpha is not None:
         converted.putalpha(alpha)
     converted.info = {}
     return converted
 
 
-_BAND_ROWS = 128
-_BAND_MIN_PIXELS = 4_000_000
-
-
 def _resize(
     image: Image.Image, size: tuple[int, int], gap: float | None = REDUCING_GAP
 ) -> Image.Image:
-    """LANCZOS to size, as ``image.resize`` does, but a large source is resized in bands of
-    output rows: the same pixels (Pillow's filter reaches beyond the box), without the
-    full-height temporary buffer of the horizontal pass, the largest allocation after the
-    decode (17 MB for a DCT-scaled 100 MP JPEG, 19 MB for an 8 MP PNG)."""
-    if image.width * image.height < _BAND_MIN_PIXELS:
-        return image.resize(size, LANCZOS, reducing_gap=gap)
-    mode = image.mode
-    if mode in ("RGBA", "LA"):  # resize premultiplied, as Image.resize does, but once
-        image = image.convert(mode[:-1] + "a")
-    if gap is not None:
-        factor = (int(image.width / size[0] / gap) or 1, int(image.height / size[1] / gap) or 1)
-        if factor != (1, 1):
-            image = image.reduce(factor)
-    out = Image.new(image.mode, size)
-    scale = image.height / size[1]
-    for top in range(0, size[1], _BAND_ROWS):
-        bottom = min(size[1], top + _BAND_ROWS)
-        box = (0, top * scale, image.width, bottom * scale)
-        out.paste(image.resize((size[0], bottom - top), LANCZOS, box=box), (0, top))
-    return out.convert(mode) if out.mode != mode else out
+    """LANCZOS to size in one ``Image.resize``. (Resizing a large source in bands of rows saved
+    its horizontal-pass buffer, 12-22 MB, but was slower and not pixel-identical: see the
+    resize figures of bench/images.py.)"""
+    return image.resize(size, LANCZOS, reducing_gap=gap)
 
 
 def _cascade(decoded: _Decoded, preset: Preset) -> Iterator[tuple[int, Image.Image]]:
@@ -513,14 +519,19 @@ def _cascade(decoded: _Decoded, preset: Preset) -> Iterator[tuple[int, Image.Ima
 
 
 def _flatten(image: Image.Image) -> Image.Image:
-    if image.mode != "RGBA":
+    """Alpha flattened onto white: RGBA to RGB, LA to L."""
+    if image.mode not in ("RGBA", "LA"):
         return image
-    flat = Image.new("RGB", image.size, WHITE)
+    flat = Image.new(image.mode[:-1], image.size, WHITE if image.mode == "RGBA" else 255)
     flat.paste(image, mask=image.getchannel("A"))
     return flat
 
 
-def _encode(image: Image.Image, fmt: str, preset: Preset, exif: bytes) -> bytes:
+def _encode(
+    image: Image.Image, fmt: str, preset: Preset, exif: bytes, *, largest: bool = True
+) -> bytes:
+    """One output. No ICC profile: every output is sRGB (or grey), which is what a browser
+    assumes of an untagged image, so the profile would be bytes that change nothing."""
     out = io.BytesIO()
     if fmt == "jpeg":
         _flatten(image).save(
@@ -528,9 +539,10 @@ def _encode(image: Image.Image, fmt: str, preset: Preset, exif: bytes) -> bytes:
             "JPEG",
             quality=preset.jpeg_quality,
             subsampling="4:2:0",
-            progressive=True,
+            # Baseline with optimised Huffman tables: progressive is ~3 % smaller but its
+            # optimisation pass costs ~3x the encode (bench/images.py prints both).
+            progressive=preset.jpeg_progressive,
             optimize=True,
-            icc_profile=SRGB_ICC,
             exif=exif,
         )
     elif fmt == "webp":
@@ -538,8 +550,7 @@ def _encode(image: Image.Image, fmt: str, preset: Preset, exif: bytes) -> bytes:
             out,
             "WEBP",
             quality=preset.webp_quality,
-            method=preset.webp_method,
-            icc_profile=SRGB_ICC,
+            method=preset.webp_method if largest else preset.webp_method_smaller,
             exif=exif,
         )
     elif fmt == "avif":
@@ -550,7 +561,6 @@ def _encode(image: Image.Image, fmt: str, preset: Preset, exif: bytes) -> bytes:
             speed=preset.avif_speed,
             # One thread: workers are processes, one per core.
             max_threads=1,
-            icc_profile=SRGB_ICC,
             exif=exif,
         )
     else:
@@ -589,6 +599,9 @@ def _srgb_luma(image: Image.Image, profile: ImageCms.ImageCmsProfile | None) -> 
 
 
 def _reference(source: Image.Image, orientation: int, size: tuple[int, int]) -> LumaStats:
+    # Imported here, not at the top: numpy (25 MB resident) is only needed for SSIM.
+    from images.quality import LumaStats
+
     stored = (size[1], size[0]) if orientation >= 5 else size
     resized = _resize(source, stored, gap=None) if source.size != stored else source
     if orientation in _ORIENTATION_FIX:
@@ -597,6 +610,9 @@ def _reference(source: Image.Image, orientation: int, size: tuple[int, int]) -> 
 
 
 def _measure(variants: list[Variant], reference_source: Image.Image, orientation: int) -> None:
+    # Imported here, not at the top: numpy (25 MB resident) is only needed for SSIM.
+    from images.quality import ssim
+
     by_size: dict[tuple[int, int], LumaStats] = {}
     for variant in variants:
         if variant.ssim is not None or not variant.data:
@@ -643,7 +659,7 @@ def _run(data: bytes, preset: Preset, formats: tuple[str, ...]) -> Result:
                 note = f"same pixels as the {first_box} px variant (the source is smaller)"
             else:
                 started = time.perf_counter()
-                payload = _encode(image, fmt, preset, decoded.exif)
+                payload = _encode(image, fmt, preset, decoded.exif, largest=box == preset.largest)
                 seconds = time.perf_counter() - started
                 encoded[(fmt, image.size)] = (payload, box)
                 note = ""

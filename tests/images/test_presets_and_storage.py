@@ -65,7 +65,8 @@ def test_admin_edits_presets_and_the_audit_log_says_so(make_user, preset):
     data = {
         "name": "Web (default)", "description": "", "is_default": "on", "is_active": "on",
         "sizes": "1600, 800", "make_jpeg": "on", "make_webp": "on", "jpeg_quality": 80,
-        "webp_quality": 78, "webp_method": 4, "avif_quality": 60, "avif_speed": 6,
+        "webp_quality": 78, "webp_method": 4,
+        "webp_method_smaller": 2, "avif_quality": 60, "avif_speed": 6,
     }  # fmt: skip
     response = client.post(url, data)
     assert response.status_code == 302

@@ -318,13 +318,12 @@ def test_today_shows_a_deploy_in_progress(staging, operator):
     assert "Deploy v3 to Staging" in page
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_killed_worker_process_resumes_the_same_deployment(simulator, operator):
     """The follower runs in its own process and is killed by SIGKILL once the deployment id
     is stored; the deploy's heartbeat goes stale, the resume hands it to a new run, which
     follows the stored deployment to ACTIVE: one DigitalOcean deployment in all."""
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("two processes share the database only on PostgreSQL")
     simulator.step_seconds = 1.0
     environment = Environment.objects.create(
         name="Staging", slug="staging", app_id="staging-app", validate_seconds=0
