@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from prometheus_client.core import GaugeMetricFamily
@@ -35,7 +36,7 @@ from ops.models import (
 from ops.models.releases import LIVE_DEPLOY
 from ops.runbooks.files import runbook_files_collect
 from ops.runbooks.parser import RunbookError
-from ops.selectors.alerts import alerts_open_with_holders, oncall_now
+from ops.selectors.alerts import alerts_open_with_holders, oncall_now, oncall_shifts
 from ops.selectors.checklists import (
     active_templates,
     runs_current,
@@ -70,6 +71,7 @@ from ops.services.maintenance import (
 from ops.services.releases import digitalocean_is_simulated
 from ops.services.runbooks import runbook_plan_apply
 from portal.registry import (
+    CalendarEvent,
     CalendarSource,
     KpiSource,
     Registry,
@@ -557,6 +559,25 @@ def _backup_evidence(*, demo: bool) -> str | None:
     return f"Backup evidence linked to {linked} checklist items." if linked else None
 
 
+def _oncall_events(*, user, start: datetime, end: datetime) -> list[CalendarEvent]:
+    """Who is on call, shift by shift, on the calendar and in its feed."""
+    if not user.has_perm("ops.view_oncallschedule"):
+        return []
+    return [
+        CalendarEvent(
+            uid=f"oncall-{schedule.pk}-{shift.starts_at:%Y%m%dT%H%M}"
+            + ("-override" if shift.override else ""),
+            title=f"On call ({schedule.name}): {shift.user.get_username()}"
+            + (" (override)" if shift.override else ""),
+            start=shift.starts_at,
+            end=shift.ends_at,
+            kind="oncall",
+            url=reverse("ops:oncall"),
+        )
+        for schedule, shift in oncall_shifts(start=start, end=end)
+    ]
+
+
 def register(registry: Registry) -> None:
     silence_source_add(_maintenance_silences)
     for step in (
@@ -628,4 +649,5 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add_calendar_source(CalendarSource("maintenance-tasks", "Due tasks", _task_events))
+    registry.add_calendar_source(CalendarSource("on-call", "On call", _oncall_events))
     registry.add_run_owner(RunOwner(field="dsr", may_view=_may_view_dsr, describe=_describe_dsr))

@@ -65,6 +65,36 @@ def oncall_timeline(*, schedule: OnCallSchedule, at: datetime, turns: int = 4) -
     return sorted(shifts, key=lambda shift: (shift.starts_at, not shift.override))
 
 
+def oncall_shifts(*, start: datetime, end: datetime) -> list[tuple[OnCallSchedule, Shift]]:
+    """Every rotation's shifts that overlap [start, end), overrides as their own shifts (for
+    the calendar and its feed). Two queries whatever the number of shifts."""
+    schedules = list(
+        OnCallSchedule.objects.prefetch_related(
+            Prefetch("members", queryset=RotationMember.objects.select_related("user")),
+            Prefetch(
+                "overrides",
+                queryset=OnCallOverride.objects.filter(ends_at__gt=start, starts_at__lt=end)
+                .select_related("user")
+                .order_by("starts_at"),
+            ),
+        ).order_by("name")
+    )
+    found = []
+    for schedule in schedules:
+        members = [m.user for m in sorted(schedule.members.all(), key=lambda m: (m.position, m.pk))]
+        if members:
+            turn, _start, _end = schedule.turn_at(start)
+            while (begins := schedule.handoff_at(turn)) < end:
+                person = members[turn % len(members)]
+                found.append((schedule, Shift(person, begins, schedule.handoff_at(turn + 1))))
+                turn += 1
+        found += [
+            (schedule, Shift(o.user, o.starts_at, o.ends_at, override=True))
+            for o in schedule.overrides.all()
+        ]
+    return found
+
+
 @dataclass
 class AlertLists:
     firing: list

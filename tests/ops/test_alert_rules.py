@@ -40,6 +40,7 @@ from ops.services.incidents import incident_acknowledge
 from ops.tasks import alert_sends_deliver_task, alerts_evaluate_task
 from portal.celery import app
 from portal.errors import ActionRefused
+from portal.registry import registry
 from portal.services.audit import audit_record
 from tests.local_servers import SMTPServer, WebhookReceiver, serving
 
@@ -534,3 +535,36 @@ def test_acknowledging_an_incident_escalation_from_its_link_acknowledges_the_inc
     alert_ack_by_link(token=alert_ack_token(send=send), now=T0 + timedelta(minutes=2))
     incident.refresh_from_db()
     assert incident.acknowledged_by == operator
+
+
+@pytest.mark.django_db
+def test_on_call_shifts_are_on_the_calendar_and_in_its_feed(make_user, manager):
+    """Each hand-off of a rotation, and an override, as events of the calendar's sources."""
+    ann, bob = make_user("ann"), make_user("bob")
+    schedule = OnCallSchedule.objects.create(
+        name="Primary",
+        time_zone="Europe/Berlin",
+        handoff="weekly",
+        handoff_weekday=0,
+        handoff_time=time(9, 0),
+        starts_on=date(2026, 3, 16),
+    )
+    RotationMember.objects.create(schedule=schedule, user=ann, position=0)
+    RotationMember.objects.create(schedule=schedule, user=bob, position=1)
+    start, end = datetime(2026, 3, 20, tzinfo=UTC), datetime(2026, 4, 3, tzinfo=UTC)
+    events = [
+        event
+        for event in registry.calendar_events(user=manager, start=start, end=end, feed=True)
+        if event.kind == "oncall"
+    ]
+    assert [(event.title, event.start) for event in events] == [
+        ("On call (Primary): ann", datetime(2026, 3, 16, 8, 0, tzinfo=UTC)),
+        ("On call (Primary): bob", datetime(2026, 3, 23, 8, 0, tzinfo=UTC)),
+        ("On call (Primary): ann", datetime(2026, 3, 30, 7, 0, tzinfo=UTC)),  # after DST
+    ]
+    outsider = make_user("nobody-here")
+    assert not [
+        event
+        for event in registry.calendar_events(user=outsider, start=start, end=end)
+        if event.kind == "oncall"
+    ]

@@ -49,6 +49,7 @@ def test_the_apps_register_their_parts():
     assert [source.name for source in registry.calendar_sources] == [
         "maintenance-windows",
         "maintenance-tasks",
+        "on-call",
     ]
     assert len(registry.metrics_collectors) >= 2
     assert [step.name for step in registry.setup_steps][:1] == ["default-runbooks"]
