@@ -97,7 +97,9 @@ def append_only_triggers(table: str, *, detachable: Sequence[str] = ()):
         elif vendor == "sqlite":
             statements = _sqlite_statements(table, _columns(schema_editor, table), detachable)
         else:
-            raise NotImplementedError(f"No append-only triggers for {vendor}.")
+            raise RuntimeError(
+                f"Append-only triggers exist for PostgreSQL and SQLite, not {vendor}."
+            )
         for statement in statements:
             schema_editor.execute(statement, params=None)
 
