@@ -15,28 +15,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ops.models import ChecklistItem, ChecklistSection, ChecklistTemplate, RunbookSource
-from ops.runbooks.plan import CREATE, GONE, RETIRE, REVIVE, SourcePlan, TemplatePlan
+from ops.runbooks.plan import (
+    CREATE,
+    GONE,
+    RETIRE,
+    REVIVE,
+    TEMPLATE_FIELDS,
+    SourcePlan,
+    TemplatePlan,
+)
 from portal.errors import ActionRefused
 from portal.services.audit import audit_record
 
 BATCH = 500
-TEMPLATE_UPDATE_FIELDS = [
-    "name",
-    "context",
-    "description",
-    "cadence",
-    "weekdays_only",
-    "due_time",
-    "time_zone",
-    "due_weekday",
-    "due_day",
-    "due_week",
-    "estimated_minutes",
-    "source_key",
-    "imported",
-    "is_active",
-    "retired_at",
-]
+# What an apply may write on a template: the fields its source decides, and the import's own.
+TEMPLATE_UPDATE_FIELDS = [*TEMPLATE_FIELDS, "source_key", "imported", "is_active", "retired_at"]
 
 
 class RunbookPlanStale(ActionRefused):
