@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from images.selectors import batches_recent, image_stats, image_success_rate
-from portal.registry import KpiSource, Registry, TodayBlock
+from portal.registry import KpiSource, NavLink, Registry, TodayBlock
 
 TODAY_BATCHES = 5
 
@@ -60,6 +60,9 @@ def _image_success(since: datetime) -> tuple[float | None, str]:
 
 
 def register(registry: Registry) -> None:
+    registry.add_nav_link(
+        NavLink("Images", "images:batch_list", ("images.view_batch",), ("images:",), 100)
+    )
     registry.add_today_block(
         TodayBlock("image-batches", "images/_today_batches.html", _batches_block, 50)
     )

@@ -74,6 +74,7 @@ from portal.registry import (
     CalendarEvent,
     CalendarSource,
     KpiSource,
+    NavLink,
     Registry,
     RunOwner,
     SetupFailed,
@@ -578,8 +579,44 @@ def _oncall_events(*, user, start: datetime, end: datetime) -> list[CalendarEven
     ]
 
 
+MAINTENANCE_PERMS = ("ops.view_maintenancetask", "ops.view_maintenancewindow")
+NAV_LINKS = (
+    NavLink(
+        "Checklists",
+        "ops:template_list",
+        ("ops.view_checklisttemplate",),
+        ("ops:template_",),
+        10,
+    ),
+    NavLink(
+        "Health",
+        "ops:health_panel",
+        ("ops.view_health",),
+        ("ops:health_panel", "ops:service_detail"),
+        20,
+    ),
+    NavLink("Incidents", "ops:incident_list", ("ops.view_incident",), ("ops:incident_",), 30),
+    NavLink(
+        "Maintenance", "ops:maintenance_task_list", MAINTENANCE_PERMS, ("ops:maintenance_",), 40
+    ),
+    NavLink("Calendar", "ops:calendar", MAINTENANCE_PERMS, ("ops:calendar",), 50),
+    NavLink("GDPR", "ops:gdpr_list", ("ops.view_datasubjectrequest",), ("ops:gdpr_",), 60),
+    NavLink("Alerts", "ops:alert_list", ("ops.view_alert",), ("ops:alert_", "ops:oncall"), 70),
+    NavLink(
+        "Deploys",
+        "ops:environment_list",
+        ("ops.view_deploy",),
+        ("ops:environment_", "ops:deploy_", "ops:rollback_"),
+        80,
+    ),
+    NavLink("Backups", "ops:backup_list", ("ops.view_backup",), ("ops:backup_",), 90),
+)
+
+
 def register(registry: Registry) -> None:
     silence_source_add(_maintenance_silences)
+    for link in NAV_LINKS:
+        registry.add_nav_link(link)
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),

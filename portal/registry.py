@@ -1,10 +1,11 @@
 """What the portal shows of the apps above it, filled by each app in its AppConfig.ready().
 
-The portal imports nothing from its apps: an app registers its Today blocks, its Prometheus
-collectors, the KPI values it can compute, the owners a checklist run can belong to and its
-first-run setup here, and the portal's pages, `/metrics`, `setup_portal` and the checklist
-services read them, and the events it puts on the calendar and the iCal feed. A new domain
-(maintenance windows, GDPR requests, deploys, backups) plugs in the same way.
+The portal imports nothing from its apps: an app registers here its Today blocks, its
+Prometheus collectors, the KPI values it can compute, the owners a checklist run can belong
+to, its first-run setup, the events it puts on the calendar and the iCal feed, and its links
+in the main navigation; the portal's pages, `/metrics`, `setup_portal` and the checklist
+services read them. A new domain (maintenance windows, GDPR requests, deploys, backups) plugs
+in the same way.
 """
 
 from collections.abc import Callable, Iterable
@@ -118,6 +119,25 @@ class CalendarSource:
     series: Callable[..., list[CalendarEvent]] | None = None
 
 
+@dataclass(frozen=True)
+class NavLink:
+    """A link of the main navigation, shown to a signed-in user holding any of ``perms``
+    (everyone signed in when there are none). The page is current when its URL name
+    (``app:name``) starts with one of ``current`` (the link's own URL name by default)."""
+
+    label: str
+    url_name: str
+    perms: tuple[str, ...] = ()
+    current: tuple[str, ...] = ()
+    order: int = 100
+
+    def shown_to(self, user) -> bool:
+        return not self.perms or any(user.has_perm(perm) for perm in self.perms)
+
+    def is_current(self, view_name: str) -> bool:
+        return any(view_name.startswith(prefix) for prefix in self.current or (self.url_name,))
+
+
 @dataclass
 class Registry:
     today_blocks: list[TodayBlock] = field(default_factory=list)
@@ -126,6 +146,13 @@ class Registry:
     run_owners: list[RunOwner] = field(default_factory=list)
     setup_steps: list[SetupStep] = field(default_factory=list)
     calendar_sources: list[CalendarSource] = field(default_factory=list)
+    nav_links: list[NavLink] = field(default_factory=list)
+
+    def add_nav_link(self, link: NavLink) -> None:
+        if any(known.label == link.label for known in self.nav_links):
+            raise ImproperlyConfigured(f"Two navigation links are labelled {link.label!r}.")
+        self.nav_links.append(link)
+        self.nav_links.sort(key=lambda known: (known.order, known.label))
 
     def add_calendar_source(self, source: CalendarSource) -> None:
         if any(known.name == source.name for known in self.calendar_sources):

@@ -13,6 +13,20 @@
     button.closest(".nav").classList.toggle("is-open", open);
   });
 
+  // The account menu (a <details>) closes on Escape, giving focus back to its summary, and
+  // on a click anywhere else.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = document.querySelector("[data-account-menu][open]");
+    if (!open) return;
+    open.removeAttribute("open");
+    open.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (event) {
+    var open = document.querySelector("[data-account-menu][open]");
+    if (open && !open.contains(event.target)) open.removeAttribute("open");
+  });
+
   // Copy a command to the clipboard: <button data-copy="id-of-code-element">.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
