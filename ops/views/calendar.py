@@ -44,6 +44,36 @@ def _event_day(event: CalendarEvent) -> date:
     return event.start
 
 
+def _event_last_day(event: CalendarEvent) -> date:
+    """The last day an event covers: an all-day event's end is exclusive, and an event ending
+    at midnight ends the day before."""
+    first = _event_day(event)
+    if isinstance(event.end, datetime):
+        end = timezone.localtime(event.end)
+        last = end.date() - timedelta(days=1) if end.time() == time.min else end.date()
+    else:
+        last = event.end - timedelta(days=1)
+    return max(first, last)
+
+
+def _by_day(events: list[CalendarEvent], first: date, last: date) -> dict[date, list[dict]]:
+    """Each event on every day of [first, last] it covers (a week's on-call shift, a weekend's
+    maintenance), not only on the day it starts: later days say it continues and, on its last
+    day, until when."""
+    days: dict[date, list[dict]] = defaultdict(list)
+    for event in events:
+        starts, ends = _event_day(event), _event_last_day(event)
+        day = max(starts, first)
+        while day <= min(ends, last):
+            # said on the last day, unless the event ends at midnight (the end of the day)
+            ends_today = day == ends and day != starts and not event.all_day
+            midnight = ends_today and timezone.localtime(event.end).time() == time.min
+            until = event.end if ends_today and not midnight else None
+            days[day].append({"event": event, "continued": day != starts, "until": until})
+            day += timedelta(days=1)
+    return days
+
+
 def _filtered(events: list[CalendarEvent], team: str, service: str) -> list[CalendarEvent]:
     return [
         event
@@ -74,9 +104,7 @@ def calendar_view(request: HttpRequest) -> HttpResponse:
     events = registry.calendar_events(user=request.user, start=start, end=end)
     teams = sorted({event.team for event in events if event.team})
     events = _filtered(events, team, service)
-    by_day: dict[date, list[CalendarEvent]] = defaultdict(list)
-    for event in events:
-        by_day[_event_day(event)].append(event)
+    by_day = _by_day(events, weeks[0][0], weeks[-1][-1])
     context = {
         "mode": mode,
         "title": title,

@@ -206,3 +206,43 @@ def test_calendar_and_feed_queries_stay_flat(manager, operator, django_assert_ma
     with django_assert_max_num_queries(11):
         response = client.get(url)
     assert response.content.count(b"BEGIN:VEVENT") == 700
+
+
+def test_an_event_over_several_days_is_on_each_of_them(manager, operator):
+    """Found trying the calendar as an operator: a week's on-call shift showed on its first
+    day only, so nobody could read who was on call on a Thursday. A weekend window and an
+    event already under way when the grid begins are on every day they cover."""
+    _schedule(
+        manager,
+        "Weekend migration",
+        starts_at=datetime(2026, 11, 6, 22, 0, tzinfo=UTC),  # Friday 22:00 → Sunday 06:00
+        hours=32,
+    )
+    _schedule(  # Saturday 31 October 12:00 → Monday 2 November 14:00
+        manager, "Long running work", starts_at=datetime(2026, 10, 31, 12, 0, tzinfo=UTC), hours=50
+    )
+    html = (
+        client_for(operator)
+        .get(reverse("ops:calendar"), {"date": "2026-11-02", "view": "week"})
+        .content.decode()
+    )
+    days = re.findall(
+        r'<span class="day-number">(\d+)</span>\s*<ul class="day-events">(.*?)</ul>', html, re.S
+    )
+    covered = {
+        day: ("Weekend migration" in events, "continued: " in events) for day, events in days
+    }
+    assert covered["6"] == (True, False)  # starts Friday, at 22:00
+    assert covered["7"] == (True, True)
+    assert covered["8"] == (True, True)
+    assert not any(covered[day][0] for day in ("2", "3", "4", "5"))  # the migration
+    sunday = dict(days)["8"]
+    assert re.search(
+        r"Weekend migration <span class=\"until\">until <time[^>]*>06:00</time>", sunday
+    )
+    # Under way when the week's grid begins on Monday 2 November.
+    monday = dict(days)["2"]
+    assert re.search(
+        r'continued: </span>Long running work <span class="until">until <time[^>]*>14:00', monday
+    )
+    assert "Long running work" not in dict(days)["3"]
