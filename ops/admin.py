@@ -551,9 +551,10 @@ class MaintenanceWindowAdmin(AuditedModelAdmin):
         "starts_at",
         "time_zone",
         "is_emergency",
+        "forbids_deploys",
         "is_cancelled",
     ]
-    list_filter = ["is_emergency", "is_cancelled", "impact", "team"]
+    list_filter = ["is_emergency", "forbids_deploys", "is_cancelled", "impact", "team"]
     search_fields = ["title", "description"]
     filter_horizontal = ["services"]
     readonly_fields = [

@@ -45,6 +45,7 @@ from ops.models import (
 from ops.models.checklists import RunStatus
 from ops.models.incidents import OPEN_STATUSES
 from ops.models.releases import LIVE_DEPLOY, RUNNING_DEPLOY
+from ops.selectors.maintenance import deploy_freezes
 from ops.services.incidents import incident_open
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -220,6 +221,20 @@ def _gate_incidents() -> Gate:
     return Gate(name, True, "None open.")
 
 
+def _gate_freeze(now: datetime) -> Gate:
+    name = "Not inside a change freeze or a maintenance window that forbids deploys"
+    frozen = deploy_freezes(now=now)
+    if not frozen:
+        return Gate(name, True, "No window that forbids deploys is in progress.")
+    listed = "; ".join(
+        f"“{occurrence.window.title}” until "
+        f"{occurrence.ends_at.astimezone(occurrence.window.tz):%Y-%m-%d %H:%M} "
+        f"{occurrence.window.time_zone}"
+        for occurrence in frozen
+    )
+    return Gate(name, False, f"In progress: {listed}.", _url(frozen[0].window))
+
+
 def _gate_backup(environment: Environment, now: datetime) -> Gate:
     hours = settings.DEPLOY_BACKUP_MAX_AGE_HOURS
     name = f"A backup of {environment} finished in the last {hours} hours"
@@ -249,6 +264,7 @@ def deploy_gates(
         _gate_checklist(environment, version),
         _gate_lower_environment(environment, version),
         _gate_incidents(),
+        _gate_freeze(now),
         _gate_backup(environment, now),
     ]
 
@@ -336,6 +352,13 @@ def deploy_start(
     awaiting = _needs_approval(user, environment)
     version = _clean_version(version)
     override_reason = (override_reason or "").strip()
+    if awaiting and override_reason:
+        raise ActionRefused(
+            "Only a Manager overrides gates: your deploy waits for a Manager's approval, who "
+            "sees the gates then. Leave the reason empty.",
+            status=403,
+            field="override_reason",
+        )
     gates = deploy_gates(environment=environment, version=version, now=now)
     # An operator's request waits: the approving Manager sees the gates again (and may
     # override them then).

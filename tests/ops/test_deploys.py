@@ -19,11 +19,22 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
-from ops.models import Backup, BackupTarget, Deploy, DeployStatus, Environment, Incident
+from ops.models import (
+    Backup,
+    BackupTarget,
+    Deploy,
+    DeployStatus,
+    Environment,
+    Incident,
+    MaintenanceWindow,
+    WindowOccurrence,
+)
 from ops.selectors.health import kpi_values
+from ops.services.maintenance import maintenance_occurrence_cancel
 from ops.services.releases import (
     deploy_approve,
     deploy_cancel,
+    deploy_gates,
     deploy_rollback_start,
     deploy_run,
     deploy_start,
@@ -151,6 +162,99 @@ def test_gates_block_production_until_a_manager_overrides_with_a_reason(
     failed = {gate["name"] for gate in deploy.gates if not gate["passed"]}
     assert "Same version ACTIVE and healthy on the environment below" in failed
     assert AuditEntry.objects.filter(action="deploy.gates_override").exists()
+
+
+FREEZE_GATE = "Not inside a change freeze or a maintenance window that forbids deploys"
+
+
+def _freeze(*, forbids=True, **fields) -> MaintenanceWindow:
+    now = timezone.now().replace(microsecond=0)
+    values = {
+        "title": "Year-end change freeze",
+        "starts_at": now - timezone.timedelta(hours=1),
+        "duration": timezone.timedelta(hours=3),
+        "time_zone": "Europe/Berlin",
+        "notice_period": timezone.timedelta(0),
+        "forbids_deploys": forbids,
+        **fields,
+    }
+    return MaintenanceWindow.objects.create(**values)
+
+
+def _gate(environment, name=FREEZE_GATE):
+    return next(g for g in deploy_gates(environment=environment, version="v1") if g.name == name)
+
+
+def test_a_change_freeze_in_progress_fails_the_gate_until_a_manager_overrides(
+    production, staging, manager, operator
+):
+    assert _gate(production).passed
+    window = _freeze()
+    gate = _gate(production)
+    ends = (window.starts_at + window.duration).astimezone(window.tz)
+    assert not gate.passed and gate.url == window.get_absolute_url()
+    assert gate.evidence == (
+        f"In progress: “Year-end change freeze” until {ends:%Y-%m-%d %H:%M} Europe/Berlin."
+    )
+    assert deploy_gates(environment=staging, version="v1") == []  # staging has no gates
+    with pytest.raises(ActionRefused) as refused:
+        deploy_start(environment=production, user=manager, version="v1")
+    assert "Year-end change freeze" in refused.value.message
+    with pytest.raises(ActionRefused, match="at least 10 characters"):
+        deploy_start(environment=production, user=manager, version="v1", override_reason="now")
+    # An operator may not override (their deploy waits for a Manager): refused, nothing made.
+    with pytest.raises(ActionRefused, match="Only a Manager overrides gates") as refused:
+        deploy_start(
+            environment=production, user=operator, version="v1", override_reason="urgent fix x"
+        )
+    assert refused.value.status == 403
+    assert not Deploy.objects.exists()
+    deploy = deploy_start(
+        environment=production,
+        user=manager,
+        version="v1",
+        override_reason="security fix, CVE in the login",
+    )
+    recorded = next(g for g in deploy.gates if g["name"] == FREEZE_GATE)
+    assert not recorded["passed"] and "until" in recorded["evidence"]
+    override = AuditEntry.objects.get(action="deploy.gates_override")
+    assert FREEZE_GATE in override.after["failed_gates"]
+    assert override.summary == "security fix, CVE in the login"
+    page = client_for(manager).get(deploy.get_absolute_url()).content.decode()
+    assert "Year-end change freeze" in page
+
+
+def test_only_windows_that_forbid_deploys_and_are_in_progress_count(production, manager):
+    _freeze(forbids=False)
+    assert _gate(production).passed
+    later = _freeze()
+    MaintenanceWindow.objects.filter(pk=later.pk).update(
+        starts_at=timezone.now() + timezone.timedelta(hours=2)
+    )
+    assert _gate(production).passed  # not yet
+    now_on = _freeze(title="Freeze now")
+    assert not _gate(production).passed
+    maintenance_occurrence_cancel(
+        window=now_on, user=manager, starts_at=now_on.starts_at, reason="freeze lifted early"
+    )
+    assert WindowOccurrence.objects.get(window=now_on).status == "cancelled"
+    assert _gate(production).passed
+
+
+def test_managers_mark_a_window_as_a_freeze_in_the_form_and_the_admin(manager, operator):
+    window = _freeze(forbids=False)
+    client = client_for(manager)
+    change = client.get(f"/admin/ops/maintenancewindow/{window.pk}/change/").content.decode()
+    assert 'name="forbids_deploys"' in change
+    assert client_for(operator).get(
+        f"/admin/ops/maintenancewindow/{window.pk}/change/"
+    ).status_code in (302, 403)
+    MaintenanceWindow.objects.filter(pk=window.pk).update(forbids_deploys=True)
+    page = client.get(window.get_absolute_url()).content.decode()
+    assert "Change freeze: no deploys to production" in page
+    assert client.get("/maintenance/windows/999999/").status_code == 404
+    form = client.get("/maintenance/windows/new/").content.decode()
+    assert "Change freeze: forbids deploys" in form
 
 
 def test_bad_versions_are_refused(staging, operator):
