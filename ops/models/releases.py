@@ -283,6 +283,15 @@ class BackupVerification(models.Model):
     scratch_database = models.CharField(max_length=100, blank=True)
     restore_seconds = models.FloatField(null=True, blank=True)
     differences = models.JSONField(default=list, blank=True)
+    erasures_replayed = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="GDPR erasures replayed on the restored copy (None: no data source of the "
+        "GDPR register is this database).",
+    )
+    erasure_rows = models.JSONField(
+        default=dict, blank=True, help_text="Rows erased again per source/table."
+    )
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -296,3 +305,7 @@ class BackupVerification(models.Model):
 
     def __str__(self) -> str:
         return f"verification of {self.backup}"
+
+    @property
+    def erasure_rows_total(self) -> int:
+        return sum(self.erasure_rows.values())

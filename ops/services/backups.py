@@ -22,7 +22,16 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg import sql
 
-from ops.models import Backup, BackupTarget, BackupVerification, Environment, JobStatus
+from ops.models import (
+    Backup,
+    BackupTarget,
+    BackupVerification,
+    DataSource,
+    Environment,
+    JobStatus,
+)
+from ops.services.gdpr_jobs import gdpr_ledger_replay_restored
+from ops.services.gdpr_sources import SourceError
 from ops.services.releases import DeployFailed, describe_api_error, environment_client
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -308,6 +317,43 @@ def _differences(backup: Backup, counts: dict, checksums: dict) -> list[str]:
     return found
 
 
+def _ledger_sources(target: BackupTarget, url: str) -> list[DataSource]:
+    """The GDPR register's data sources that are this target's database: the same variable,
+    or a variable holding the same URL."""
+    return [
+        source
+        for source in DataSource.objects.filter(is_active=True).prefetch_related("tables")
+        if source.connection_env == target.url_variable
+        or os.environ.get(source.connection_env, "") == url
+    ]
+
+
+def _replay_ledger(target: BackupTarget, url: str, scratch_url: str) -> tuple[int | None, dict]:
+    """Erase again, in the restored copy, everyone the GDPR erasure ledger says was erased
+    (so a restore never brings them back). (None, {}) when no data source is this database;
+    a BackupFailed when the replay fails or leaves an identifier behind."""
+    sources = _ledger_sources(target, url)
+    if not sources:
+        return None, {}
+    replayed, rows = 0, {}
+    with psycopg.connect(scratch_url) as restored:
+        for source in sources:
+            try:
+                count, removed, left = gdpr_ledger_replay_restored(
+                    source=source, connection=restored
+                )
+            except SourceError as problem:
+                raise BackupFailed(f"GDPR ledger replay: {problem.message}") from None
+            replayed += count
+            rows.update({f"{source.name}/{table}": n for table, n in removed.items()})
+            if left:
+                raise BackupFailed(
+                    f"GDPR ledger replay: {left} value(s) of erased people are still in "
+                    f"{source.name} after replaying {count} erasure(s)."
+                )
+    return replayed, rows
+
+
 def backup_verify(*, verification_id: int, now: datetime | None = None):
     now = now or timezone.now()
     if not _claim(BackupVerification, verification_id, now):
@@ -319,6 +365,7 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
     scratch = f"{settings.BACKUP_SCRATCH_PREFIX}{backup.pk}_{secrets.token_hex(4)}"
     BackupVerification.objects.filter(pk=verification.pk).update(scratch_database=scratch)
     status, error, differences, seconds = JobStatus.FAILED, "", [], None
+    replayed, erasure_rows = None, {}
     try:
         url = _database_url(backup.target)
         admin_url = _server_url(url, "postgres")
@@ -335,6 +382,8 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
             if differences:
                 error = f"{len(differences)} table(s) differ from dump time."
             else:
+                # After the comparison: the replay changes what was restored, on purpose.
+                replayed, erasure_rows = _replay_ledger(backup.target, url, scratch_url)
                 status = JobStatus.SUCCEEDED
         finally:
             with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -351,6 +400,8 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
         finished_at=finished,
         restore_seconds=seconds,
         differences=differences,
+        erasures_replayed=replayed,
+        erasure_rows=erasure_rows,
         error=error,
     )
     if status == JobStatus.SUCCEEDED:
@@ -359,7 +410,9 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
         actor=None,
         action=f"backup.verify_{status}",
         target=backup,
-        summary=error or f"restored in {seconds:.1f} s, all tables match",
+        summary=error
+        or f"restored in {seconds:.1f} s, all tables match"
+        + (f", {replayed} GDPR erasure(s) replayed" if replayed is not None else ""),
     )
     verification.refresh_from_db()
     return verification

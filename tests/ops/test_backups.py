@@ -18,7 +18,18 @@ from django.utils import timezone
 from moto.server import ThreadedMotoServer
 from psycopg import sql
 
-from ops.models import Backup, BackupTarget, Environment, JobStatus
+from ops.models import (
+    Backup,
+    BackupTarget,
+    DataSource,
+    DataSourceTable,
+    DataSubjectRequest,
+    Environment,
+    ErasureLedgerEntry,
+    JobStatus,
+)
+from ops.services import backups as backups_module
+from ops.services import gdpr
 from ops.services.backups import (
     backup_run,
     backup_start,
@@ -27,10 +38,13 @@ from ops.services.backups import (
     backup_verify_start,
     backups_prune,
 )
+from ops.services.gdpr_jobs import gdpr_job_run, gdpr_job_start
 from ops.services.releases import deploy_gates
+from portal import roles
 from portal.errors import ActionRefused
 from tests.conftest import client_for
 from tests.fakes import _unused_port
+from tests.ops.gdpr_source import SUBJECT, rows, seeded_source
 
 pytestmark = pytest.mark.postgres
 
@@ -295,3 +309,102 @@ def test_backup_and_verify_through_s3_storage(db, seeded, settings, s3_server):
     assert hashlib.sha256(stored).hexdigest() == backup.sha256
     verification = backup_verify(verification_id=backup_verify_start(backup=backup).pk)
     assert verification.status == JobStatus.SUCCEEDED, verification.error
+
+
+@pytest.fixture
+def crm(db, storage_dir, monkeypatch):
+    """The GDPR register's CRM source, which is also a backup target (the same variable)."""
+    with seeded_source(f"h14_crm_{secrets.token_hex(4)}") as url:
+        monkeypatch.setenv("H14_CRM_URL", url)
+        source = DataSource.objects.create(name="crm", connection_env="H14_CRM_URL")
+        DataSourceTable.objects.create(
+            source=source,
+            table="customers",
+            subject_column="email",
+            personal_columns=["name", "phone", "customer_no"],
+            erasure_action="anonymize",
+            anonymize_columns=["email", "name", "phone", "customer_no"],
+        )
+        DataSourceTable.objects.create(
+            source=source, table="orders", subject_column="customer_email"
+        )
+        DataSourceTable.objects.create(source=source, table="newsletter", subject_column="email")
+        target = BackupTarget.objects.create(name="CRM", slug="crm", url_variable="H14_CRM_URL")
+        yield source, target, url
+
+
+def _erase_subject(make_user) -> DataSubjectRequest:
+    dpo = make_user("dora", roles.DPO, email="dora@example.com")
+    dsr = gdpr.gdpr_request_receive(user=dpo, kind="erasure", subject_email=SUBJECT, assignee=dpo)
+    gdpr.gdpr_identity_verify(dsr=dsr, user=dpo, method="account e-mail", evidence="ok")
+    job = gdpr_job_start(dsr=dsr, user=dpo, kind="erasure")
+    assert gdpr_job_run(job_id=job.pk) == "done"
+    return dsr
+
+
+def test_verify_replays_the_erasure_ledger_so_erased_people_stay_erased(
+    crm, make_user, operator, monkeypatch
+):
+    _source, target, url = crm
+    before = _take(target)  # taken while Anna is still in the CRM
+    assert before.table_counts["public.orders"] == 3
+    dsr = _erase_subject(make_user)
+    assert rows(url, "SELECT count(*) FROM orders") == [(1,)]
+    ledger = ErasureLedgerEntry.objects.count()
+
+    # The restored copy, kept for the test: the backup brings Anna back, the replay removes her.
+    kept = []
+    original = backups_module._replay_ledger
+
+    def replay_and_look(target, url, scratch_url):
+        answer = original(target, url, scratch_url)
+        kept.append(rows(scratch_url, "SELECT count(*) FROM orders")[0][0])
+        kept.append(rows(scratch_url, "SELECT lower(email) FROM customers ORDER BY id"))
+        return answer
+
+    monkeypatch.setattr(backups_module, "_replay_ledger", replay_and_look)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=before, user=operator).pk
+    )
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    assert verification.differences == []  # compared with dump time before the replay
+    assert verification.erasures_replayed == 1
+    assert verification.erasure_rows == {"crm/customers": 1, "crm/orders": 2, "crm/newsletter": 1}
+    orders_left, emails = kept
+    assert orders_left == 1
+    assert emails[0][0].startswith("erased-") and emails[1] == ("bob@example.org",)
+    assert ErasureLedgerEntry.objects.count() == ledger  # a scratch replay adds nothing
+    assert rows(url, "SELECT count(*) FROM orders") == [(1,)]  # the source is untouched
+    assert verification.scratch_database not in _scratch_databases()
+    assert dsr.ledger_entries.count() == 3
+    page = client_for(operator).get(before.get_absolute_url()).content.decode()
+    assert "GDPR erasure ledger replayed on the restored copy: 1 erasure, 4 rows erased" in page
+
+
+def test_a_backup_without_a_register_source_replays_nothing(target, operator):
+    backup = _take(target, operator)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=backup, user=operator).pk
+    )
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    assert verification.erasures_replayed is None and verification.erasure_rows == {}
+    page = client_for(operator).get(backup.get_absolute_url()).content.decode()
+    assert "GDPR erasure ledger replayed" not in page
+
+
+def test_a_ledger_table_missing_from_the_restore_fails_the_verification(crm, make_user, operator):
+    _source, target, url = crm
+    _erase_subject(make_user)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE newsletter RENAME TO mailing")
+    backup = _take(target)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=backup, user=operator).pk
+    )
+    assert verification.status == JobStatus.FAILED
+    assert verification.error == (
+        "GDPR ledger replay: Source “crm”: table “newsletter” does not exist."
+    )
+    backup.refresh_from_db()
+    assert backup.verified_at is None
+    assert verification.scratch_database not in _scratch_databases()
