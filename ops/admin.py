@@ -808,6 +808,7 @@ class EnvironmentAdmin(AuditedModelAdmin):
 
     list_display = ["name", "app_id", "promotion_order", "requires_manager", "token_variable"]
     prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["services"]
 
 
 @admin.register(Deploy)

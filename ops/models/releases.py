@@ -41,6 +41,13 @@ class Environment(models.Model):
     validate_seconds = models.PositiveIntegerField(
         default=300, help_text="How long health is watched after a deploy before it counts."
     )
+    services = models.ManyToManyField(
+        "ops.MonitoredService",
+        blank=True,
+        related_name="environments",
+        help_text="Checked at the deploy's faster cadence while a deploy is validated; a "
+        "critical check, or a KPI of theirs turning critical, rolls it back.",
+    )
 
     class Meta:
         ordering = ["promotion_order", "name"]

@@ -43,9 +43,13 @@ from ops.models import (
     JobStatus,
 )
 from ops.models.checklists import RunStatus
+from ops.models.health import CheckState
 from ops.models.incidents import OPEN_STATUSES
 from ops.models.releases import LIVE_DEPLOY, RUNNING_DEPLOY
+from ops.selectors.health import kpi_values
 from ops.selectors.maintenance import deploy_freezes
+from ops.services.health import health_result_store, run_checks
+from ops.services.health_checks import describe_target
 from ops.services.incidents import incident_open
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -655,16 +659,68 @@ def _health_failures(client: Client, environment: Environment) -> list[str]:
     return failures
 
 
+def _critical_kpis(services: list) -> dict[int, str]:
+    """The KPIs measured on these services that are critical now: label by KPI id."""
+    kpis = [kpi for service in services for kpi in service.kpis.all()]
+    if not kpis:
+        return {}
+    return {
+        value.kpi.pk: (
+            f"KPI {value.kpi.name} on {value.kpi.service.name} is critical: {value.label} "
+            f"({value.kpi.get_metric_display()}, critical beyond {value.kpi.critical:g}"
+            + (f"; {value.source}" if value.source else "")
+            + ")"
+        )
+        for value in kpi_values(kpis=kpis)
+        if value.state == CheckState.CRITICAL
+    }
+
+
+def _service_failures(services: list, baseline: dict[int, str]) -> list[str]:
+    """Check the environment's monitored services now (each result stored, as the scheduled
+    checks' are); a critical check fails, and so does a KPI of theirs that has turned critical
+    since the validation began (``baseline``: those critical before it)."""
+    failures = []
+    for service, outcome in run_checks(services):
+        health_result_store(service=service, outcome=outcome)
+        if outcome.state == CheckState.CRITICAL:
+            latency = f", {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
+            failures.append(
+                f"check {service.name} ({service.get_kind_display()} "
+                f"{describe_target(service.target)}) is critical: {outcome.detail}{latency}"
+            )
+    for pk, label in _critical_kpis(services).items():
+        if pk not in baseline:
+            failures.append(label)
+    return failures
+
+
 def _validate_health(client: Client, deploy: Deploy) -> list[str]:
-    """Watch health for the environment's validation period; the failures of the first bad
-    look, or [] when it stayed healthy."""
+    """Watch health for the environment's validation period, at the deploy's cadence
+    (DEPLOY_HEALTH_INTERVAL_SECONDS, faster than the services' own schedule): the health URLs,
+    DigitalOcean's components and the environment's monitored services with their KPIs. The
+    failures of the first bad look, or [] when it stayed healthy."""
     environment = deploy.environment
+    services = list(environment.services.filter(is_active=True).prefetch_related("kpis__service"))
+    baseline = _critical_kpis(services)
+    if baseline:
+        _append_log(
+            deploy,
+            "Critical before the deploy (not held against it): " + "; ".join(baseline.values()),
+        )
     deadline = time.monotonic() + environment.validate_seconds
+    looks = 0
     while True:
-        failures = _health_failures(client, environment)
+        looks += 1
+        failures = _health_failures(client, environment) + _service_failures(services, baseline)
         if failures:
             return failures
         if time.monotonic() >= deadline:
+            if services:
+                _append_log(
+                    deploy,
+                    f"{len(services)} monitored service(s) checked {looks} time(s): all healthy.",
+                )
             return []
         _save(deploy, phase="ACTIVE")
         time.sleep(min(settings.DEPLOY_HEALTH_INTERVAL_SECONDS, environment.validate_seconds))

@@ -22,14 +22,19 @@ from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
 from ops.models import (
     Backup,
     BackupTarget,
+    CheckResult,
     Deploy,
     DeployStatus,
     Environment,
     Incident,
+    Kpi,
     MaintenanceWindow,
+    MonitoredService,
     WindowOccurrence,
 )
 from ops.selectors.health import kpi_values
+from ops.services.health import health_result_store
+from ops.services.health_checks import Outcome
 from ops.services.maintenance import maintenance_occurrence_cancel
 from ops.services.releases import (
     deploy_approve,
@@ -593,3 +598,92 @@ def test_environment_bad_input_is_explained(db, fields, message):
     environment = Environment(name="X", slug="x", app_id="a", **fields)
     with pytest.raises(ValidationError, match=message):
         environment.full_clean()
+
+
+def _api_service(simulator, app_id="staging-app", **fields) -> MonitoredService:
+    return MonitoredService.objects.create(
+        name="Staging API",
+        slug="staging-api",
+        kind="http",
+        target=f"{simulator.url}/_sim/apps/{app_id}/health",
+        interval_seconds=300,
+        **fields,
+    )
+
+
+def test_validation_checks_the_monitored_services_at_the_deploy_cadence(
+    staging, operator, simulator, settings
+):
+    """No health URL on the environment: only its monitored service is watched, far more
+    often than the service's own 5-minute schedule, each result stored."""
+    staging.health_urls = ""
+    staging.validate_seconds = 1
+    staging.save()
+    staging.services.add(_api_service(simulator))
+    settings.DEPLOY_HEALTH_INTERVAL_SECONDS = 0.1
+    deploy = deploy_start(environment=staging, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    results = CheckResult.objects.filter(service__slug="staging-api")
+    assert results.count() >= 5 and {r.state for r in results} == {"ok"}
+    assert "1 monitored service(s) checked" in deploy.log
+
+
+def test_a_critical_service_check_rolls_back_with_the_check_in_the_incident(
+    staging, operator, simulator, severities
+):
+    staging.health_urls = ""
+    staging.validate_seconds = 1
+    staging.save()
+    staging.services.add(_api_service(simulator))
+    simulator.unhealthy_next = True
+    deploy = deploy_start(environment=staging, user=operator, version="v2-bad")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    incident = Incident.objects.get(deploys=deploy)
+    assert "check Staging API (HTTP(S) endpoint " in incident.summary
+    assert "/_sim/apps/staging-app/health) is critical: " in incident.summary
+    assert "503" in incident.summary and deploy.do_deployment_id in incident.summary
+    assert MonitoredService.objects.get(slug="staging-api").state == "critical"
+
+
+def test_a_kpi_turning_critical_during_validation_rolls_back(
+    staging, operator, simulator, severities
+):
+    staging.health_urls = ""
+    staging.save()
+    service = _api_service(simulator)
+    staging.services.add(service)
+    # No data before the deploy (unknown); the validation's own checks make it critical.
+    Kpi.objects.create(
+        name="API p95", metric="latency_p95", service=service, target=0, warning=0, critical=0
+    )
+    deploy = deploy_start(environment=staging, user=operator, version="v3")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    incident = Incident.objects.get(deploys=deploy)
+    assert "KPI API p95 on Staging API is critical: ≤ " in incident.summary
+    assert "P95 response time (ms), critical beyond 0; 1 HTTP checks" in incident.summary
+
+
+def test_a_kpi_already_critical_before_the_deploy_is_not_held_against_it(
+    staging, operator, simulator
+):
+    staging.health_urls = ""
+    staging.save()
+    service = _api_service(simulator)
+    staging.services.add(service)
+    Kpi.objects.create(
+        name="API p95", metric="latency_p95", service=service, target=0, warning=0, critical=0
+    )
+    health_result_store(service=service, outcome=Outcome("ok", "200", latency_ms=30))
+    deploy = deploy_start(environment=staging, user=operator, version="v4")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert "Critical before the deploy (not held against it): KPI API p95" in deploy.log
+    page = client_for(operator).get(staging.get_absolute_url()).content.decode()
+    assert "Monitored services checked while validating" in page and "Staging API" in page
