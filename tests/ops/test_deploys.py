@@ -4,6 +4,7 @@ with an incident, and the faults the issue lists."""
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from ops.models import (
     WindowOccurrence,
 )
 from ops.selectors.health import kpi_values
+from ops.services import releases
 from ops.services.health import health_result_store
 from ops.services.health_checks import Outcome
 from ops.services.maintenance import maintenance_occurrence_cancel
@@ -427,48 +429,115 @@ def test_today_shows_a_deploy_in_progress(staging, operator):
     assert "Deploy v3 to Staging" in page
 
 
+def _celery_worker(queue: str, name: str, env: dict) -> subprocess.Popen:
+    """A real Celery worker process (as the Procfile starts one, solo pool) on its own queue,
+    so no other test's worker takes its messages."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "portal",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            queue,
+            "--hostname",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _wait(condition, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("not reached before the deadline")
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_killed_worker_process_resumes_the_same_deployment(simulator, operator):
-    """The follower runs in its own process and is killed by SIGKILL once the deployment id
-    is stored; the deploy's heartbeat goes stale, the resume hands it to a new run, which
-    follows the stored deployment to ACTIVE: one DigitalOcean deployment in all."""
-    simulator.step_seconds = 1.0
+def test_a_celery_worker_killed_mid_deploy_hands_the_same_deployment_to_the_next(
+    simulator, operator, settings, monkeypatch
+):
+    """A real worker process follows the deploy and is killed by SIGKILL while the deployment
+    builds; its heartbeat goes stale, the resume sends the deploy again, a second worker
+    process follows the stored deployment to ACTIVE: one DigitalOcean deployment in all."""
+    simulator.step_seconds = 1.5
+    settings.DEPLOY_STALE_SECONDS = 2
+    queue = f"h14-deploys-{secrets.token_hex(4)}"
+
+    def send(pk: int) -> None:
+        app.send_task("ops.deploy_run", args=[pk], queue=queue)
+
+    monkeypatch.setattr(
+        releases, "_enqueue", lambda deploy: transaction.on_commit(lambda: send(deploy.pk))
+    )
     environment = Environment.objects.create(
         name="Staging", slug="staging", app_id="staging-app", validate_seconds=0
     )
-    deploy = deploy_start(environment=environment, user=operator, version="v1")
-    test_database = connection.settings_dict["NAME"]
     env = {
         **os.environ,
-        "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{test_database}",
+        "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+        + f"/{connection.settings_dict['NAME']}",
         "DIGITALOCEAN_API_URL": simulator.url,
         "DIGITALOCEAN_TOKEN": SIM_TOKEN,
         "DEPLOY_POLL_SECONDS": "0",
+        "DEPLOY_STALE_SECONDS": "2",
     }
-    code = f"from ops.services.releases import deploy_run; deploy_run(deploy_id={deploy.pk})"
-    worker = subprocess.Popen([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    first = _celery_worker(queue, "first", env)
+    second = None
+    try:
+        deploy = deploy_start(environment=environment, user=operator, version="v1")
+
+        def following() -> bool:
+            deploy.refresh_from_db()
+            return bool(deploy.do_deployment_id) and deploy.phase not in ("", "ACTIVE")
+
+        _wait(following)
+        deployment_id = deploy.do_deployment_id
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
         deploy.refresh_from_db()
-        if deploy.do_deployment_id:
-            break
-        time.sleep(0.05)
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-    deploy.refresh_from_db()
-    assert deploy.do_deployment_id and deploy.status == DeployStatus.RUNNING
-    Deploy.objects.filter(pk=deploy.pk).update(
-        heartbeat_at=timezone.now() - timezone.timedelta(minutes=5)
-    )
-    resent = []
-    deploys_resume(send=resent.append)
-    assert resent == [deploy.pk]
-    deploy_run(deploy_id=deploy.pk)
-    deploy.refresh_from_db()
+        assert deploy.status == DeployStatus.RUNNING and deploy.attempts == 1
+        assert simulator.created == 1
+
+        second = _celery_worker(queue, "second", env)
+        resent = []
+        _wait(lambda: deploys_resume(send=lambda pk: (resent.append(pk), send(pk))))
+        assert resent == [deploy.pk]
+
+        def ended() -> bool:
+            deploy.refresh_from_db()
+            return not deploy.is_live
+
+        _wait(ended, seconds=90)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
     assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
-    assert deploy.attempts == 2 and simulator.created == 1
-    assert "Taken over by another worker" in deploy.log
+    assert deploy.do_deployment_id == deployment_id
+    assert deploy.attempts == 2 and "Taken over by another worker" in deploy.log
+    assert simulator.created == 1  # no second DigitalOcean deployment
+    assert len(simulator.apps["staging-app"].deployments) == 2  # the initial one and ours
 
 
 @pytest.mark.django_db(transaction=True)
