@@ -806,9 +806,18 @@ class VendorContactAdmin(AuditedModelAdmin):
 class EnvironmentAdmin(AuditedModelAdmin):
     """Where versions are deployed; the token stays in the named environment variable."""
 
-    list_display = ["name", "app_id", "promotion_order", "requires_manager", "token_variable"]
+    list_display = [
+        "name",
+        "app_id",
+        "green_app_id",
+        "live_colour",
+        "promotion_order",
+        "requires_manager",
+        "token_variable",
+    ]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["services"]
+    readonly_fields = ["live_colour"]
 
 
 @admin.register(Deploy)

@@ -16,6 +16,11 @@ ENV_NAME = RegexValidator(
 )
 
 
+class Colour(models.TextChoices):
+    BLUE = "blue", "Blue"
+    GREEN = "green", "Green"
+
+
 class Environment(models.Model):
     """Somewhere a version runs: a DigitalOcean App Platform app, its health URLs and the
     variable that holds its API token (never the token)."""
@@ -40,6 +45,23 @@ class Environment(models.Model):
     )
     validate_seconds = models.PositiveIntegerField(
         default=300, help_text="How long health is watched after a deploy before it counts."
+    )
+    green_app_id = models.CharField(
+        "Blue-green: green app id",
+        max_length=100,
+        blank=True,
+        help_text="Blue-green: the second App Platform app (the app id above is blue). A deploy "
+        "goes to the idle colour and traffic switches once it is healthy.",
+    )
+    router_app_id = models.CharField(
+        "Blue-green: router app id",
+        max_length=100,
+        blank=True,
+        help_text="The app holding the domain; its spec's ingress rule names the live colour "
+        "(switched with apps.update).",
+    )
+    live_colour = models.CharField(
+        max_length=5, choices=Colour.choices, default=Colour.BLUE, editable=False
     )
     services = models.ManyToManyField(
         "ops.MonitoredService",
@@ -68,6 +90,30 @@ class Environment(models.Model):
             raise ValidationError(
                 {"validate_seconds": "Watch health for at most an hour (3600 seconds)."}
             )
+        if bool(self.green_app_id) != bool(self.router_app_id):
+            raise ValidationError(
+                {"router_app_id": "Blue-green needs both the green app and the router app."}
+            )
+        if self.green_app_id and self.green_app_id in (self.app_id, self.router_app_id):
+            raise ValidationError(
+                {"green_app_id": "Green is a third app: not the blue app, not the router."}
+            )
+
+    @property
+    def is_blue_green(self) -> bool:
+        return bool(self.green_app_id and self.router_app_id)
+
+    def colour_app_id(self, colour: str) -> str:
+        return self.green_app_id if colour == Colour.GREEN else self.app_id
+
+    @property
+    def idle_colour(self) -> str:
+        return Colour.BLUE if self.live_colour == Colour.GREEN else Colour.GREEN
+
+    @property
+    def live_app_id(self) -> str:
+        """The app serving traffic: blue-green's live colour, or the one app."""
+        return self.colour_app_id(self.live_colour) if self.is_blue_green else self.app_id
 
     def health_url_list(self) -> list[str]:
         return [line.strip() for line in self.health_urls.splitlines() if line.strip()]
@@ -118,6 +164,11 @@ class Deploy(models.Model):
     rollback_to = models.CharField(
         max_length=100, blank=True, help_text="The DigitalOcean deployment rolled back to."
     )
+    app_id = models.CharField(
+        max_length=100, blank=True, help_text="The app deployed (blue-green: the idle colour's)."
+    )
+    colour = models.CharField(max_length=5, choices=Colour.choices, blank=True)
+    traffic_switched_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=DeployStatus.choices, default=DeployStatus.QUEUED, db_index=True
     )
@@ -182,6 +233,10 @@ class Deploy(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_DEPLOY
+
+    @property
+    def target_app_id(self) -> str:
+        return self.app_id or self.environment.app_id
 
     @property
     def elapsed_seconds(self) -> float | None:

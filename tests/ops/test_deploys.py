@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -670,14 +671,15 @@ def test_environment_bad_input_is_explained(db, fields, message):
 
 
 def _api_service(simulator, app_id="staging-app", **fields) -> MonitoredService:
-    return MonitoredService.objects.create(
-        name="Staging API",
-        slug="staging-api",
-        kind="http",
-        target=f"{simulator.url}/_sim/apps/{app_id}/health",
-        interval_seconds=300,
+    values = {
+        "name": "Staging API",
+        "slug": "staging-api",
+        "kind": "http",
+        "target": f"{simulator.url}/_sim/apps/{app_id}/health",
+        "interval_seconds": 300,
         **fields,
-    )
+    }
+    return MonitoredService.objects.create(**values)
 
 
 def test_validation_checks_the_monitored_services_at_the_deploy_cadence(
@@ -756,3 +758,124 @@ def test_a_kpi_already_critical_before_the_deploy_is_not_held_against_it(
     assert "Critical before the deploy (not held against it): KPI API p95" in deploy.log
     page = client_for(operator).get(staging.get_absolute_url()).content.decode()
     assert "Monitored services checked while validating" in page and "Staging API" in page
+
+
+@pytest.fixture
+def blue_green(db, simulator):
+    simulator.add_app("shop-blue", "shop-blue")
+    simulator.add_app("shop-green", "shop-green")
+    simulator.add_router("shop-router", "shop", blue="shop-blue", green="shop-green")
+    return Environment.objects.create(
+        name="Shop",
+        slug="shop",
+        app_id="shop-blue",
+        green_app_id="shop-green",
+        router_app_id="shop-router",
+        health_urls=f"{simulator.url}/_sim/apps/shop-router/health",
+        validate_seconds=0,
+    )
+
+
+def _routed(simulator) -> str:
+    return simulator.apps["shop-router"].routed_colour()
+
+
+def test_blue_green_deploys_to_the_idle_colour_then_switches_traffic(
+    blue_green, operator, simulator
+):
+    deploy = deploy_start(environment=blue_green, user=operator, version="v1")
+    assert deploy.colour == "green" and deploy.app_id == "shop-green"
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.SUCCEEDED, deploy.error
+    assert deploy.traffic_switched_at is not None
+    assert "Traffic switched from blue to green." in deploy.log
+    blue_green.refresh_from_db()
+    assert blue_green.live_colour == "green" and blue_green.live_app_id == "shop-green"
+    assert _routed(simulator) == "green" and simulator.traffic_switches == 1
+    assert len(simulator.apps["shop-blue"].deployments) == 1  # blue untouched
+    assert simulator.find(simulator.apps["shop-green"], deploy.do_deployment_id)
+    switch = AuditEntry.objects.get(action="deploy.traffic_switch")
+    assert switch.before == {"live_colour": "blue"} and switch.after == {"live_colour": "green"}
+    # The next one goes to blue, and switches back.
+    again = deploy_start(environment=blue_green, user=operator, version="v2")
+    assert again.colour == "blue" and again.app_id == "shop-blue"
+    deploy_run(deploy_id=again.pk)
+    again.refresh_from_db()
+    assert again.status == DeployStatus.SUCCEEDED, again.error
+    assert _routed(simulator) == "blue" and simulator.traffic_switches == 2
+    page = client_for(operator).get(blue_green.get_absolute_url()).content.decode()
+    assert "live: <strong>Blue</strong>" in page and "the next deploy goes to green" in page
+    detail = client_for(operator).get(again.get_absolute_url()).content.decode()
+    assert "to the idle colour, blue" in detail and "traffic switched to it" in detail
+
+
+@pytest.mark.parametrize("switch", [{"unhealthy_next": True}, {"fail_next": True}])
+def test_blue_green_never_switches_on_a_failure(blue_green, operator, simulator, switch):
+    simulator.set_switches(switch)
+    deploy = deploy_start(environment=blue_green, user=operator, version="v1-bad")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert deploy.traffic_switched_at is None
+    assert _routed(simulator) == "blue" and simulator.traffic_switches == 0
+    blue_green.refresh_from_db()
+    assert blue_green.live_colour == "blue"
+    if "unhealthy_next" in switch:
+        assert "Health failed on green (component shop-green is UNHEALTHY" in deploy.error
+        assert deploy.error.endswith("traffic stays on blue.")
+    else:
+        assert "ended ERROR" in deploy.error
+    assert not AuditEntry.objects.filter(action="deploy.traffic_switch").exists()
+    # The live site still answers from blue.
+    with urllib.request.urlopen(blue_green.health_url_list()[0]) as response:
+        assert response.status == 200
+
+
+def test_blue_green_unhealthy_behind_the_traffic_switches_back(
+    blue_green, operator, simulator, severities
+):
+    """The idle colour's components say healthy but the live URL, now answering from it,
+    fails: the traffic goes back at once and an incident says so."""
+    service = _api_service(simulator, app_id="shop-router", slug="shop-live")
+    blue_green.services.add(service)
+    deploy = deploy_start(environment=blue_green, user=operator, version="v1")
+    simulator.broken_endpoints.add("shop-green")  # components HEALTHY, its endpoint 503
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.ROLLED_BACK, deploy.error
+    assert _routed(simulator) == "blue" and simulator.traffic_switches == 2
+    blue_green.refresh_from_db()
+    assert blue_green.live_colour == "blue"
+    incident = Incident.objects.get(deploys=deploy)
+    assert "Traffic switched back from green (app shop-green) to blue." in incident.summary
+    assert "shop-router/health answered 503" in incident.summary
+    assert "check Staging API (HTTP(S) endpoint" in incident.summary
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"green_app_id": "g"}, "needs both the green app and the router app"),
+        ({"router_app_id": "r"}, "needs both the green app and the router app"),
+        ({"green_app_id": "a", "router_app_id": "r"}, "Green is a third app"),
+    ],
+)
+def test_blue_green_configuration_errors(db, fields, message):
+    environment = Environment(name="X", slug="x", app_id="a", **fields)
+    with pytest.raises(ValidationError, match=message):
+        environment.full_clean()
+
+
+def test_a_router_that_refuses_the_switch_fails_the_deploy_and_keeps_blue(
+    blue_green, operator, simulator
+):
+    simulator.apps["shop-router"].spec["services"] = [{"name": "blue"}]  # green is gone
+    deploy = deploy_start(environment=blue_green, user=operator, version="v1")
+    deploy_run(deploy_id=deploy.pk)
+    deploy.refresh_from_db()
+    assert deploy.status == DeployStatus.FAILED
+    assert "DigitalOcean answered 400" in deploy.error
+    assert "'green' is not a service of the app" in deploy.error
+    blue_green.refresh_from_db()
+    assert blue_green.live_colour == "blue" and _routed(simulator) == "blue"
