@@ -44,6 +44,7 @@ from ops.models import (
     Postmortem,
     ProcessingActivity,
     PublicUpdate,
+    RestoreTest,
     RotationMember,
     RunbookSource,
     RunItem,
@@ -832,8 +833,24 @@ class DeployAdmin(HistoryAdmin):
 
 @admin.register(BackupTarget)
 class BackupTargetAdmin(AuditedModelAdmin):
-    list_display = ["name", "url_variable", "environment", "keep_daily", "keep_weekly"]
+    list_display = [
+        "name",
+        "url_variable",
+        "environment",
+        "keep_daily",
+        "keep_weekly",
+        "restore_test_target",
+    ]
     prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(RestoreTest)
+class RestoreTestAdmin(HistoryAdmin):
+    """Restore tests change only through their jobs and the backup pages."""
+
+    list_display = ["__str__", "status", "restore_seconds", "created_at"]
+    list_filter = ["status", "source"]
+    list_select_related = ["source", "destination"]
 
 
 @admin.register(Backup)

@@ -274,6 +274,18 @@ class BackupTarget(models.Model):
     max_age_hours = models.PositiveSmallIntegerField(
         default=26, help_text="A newer backup than this is expected (Today warns otherwise)."
     )
+    restore_test_target = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Restore test: the staging database this target's latest verified backup is "
+        "restored into (it is overwritten).",
+    )
+    restore_test_days = models.PositiveSmallIntegerField(
+        default=91, help_text="A restore test is due this many days after the last (quarterly)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -283,6 +295,22 @@ class BackupTarget(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("ops:backup_target_detail", args=[self.slug])
+
+    def clean(self):
+        destination = self.restore_test_target
+        if destination is None:
+            return
+        if destination.pk == self.pk or destination.url_variable == self.url_variable:
+            raise ValidationError(
+                {"restore_test_target": "A restore test never overwrites the database it tests."}
+            )
+        if destination.environment_id and destination.environment.requires_manager:
+            raise ValidationError(
+                {
+                    "restore_test_target": f"{destination} belongs to {destination.environment}, "
+                    "which needs a Manager to deploy: restore tests go to staging."
+                }
+            )
 
 
 class JobStatus(models.TextChoices):
@@ -371,3 +399,50 @@ class BackupVerification(models.Model):
     @property
     def erasure_rows_total(self) -> int:
         return sum(self.erasure_rows.values())
+
+
+RECOVERY_TARGET_MINUTES = (15, 30)  # the runbook's "Database rollback (15–30 minutes)"
+
+
+class RestoreTest(models.Model):
+    """A backup of one target restored into another (staging) database, which it overwrites:
+    the runbook's quarterly "Test restore procedure (on staging)", with the recovery time."""
+
+    source = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="restore_tests")
+    destination = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="+")
+    backup = models.ForeignKey(Backup, on_delete=models.PROTECT, related_name="restore_tests")
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    restore_seconds = models.FloatField(
+        null=True, blank=True, help_text="Recovery time: drop, create, restore, check."
+    )
+    table_counts = models.JSONField(default=dict, blank=True)
+    differences = models.JSONField(default=list, blank=True)
+    erasures_replayed = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_live_restore_per_destination",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"restore test of {self.source} into {self.destination}"
+
+    @property
+    def within_target(self) -> bool | None:
+        if self.restore_seconds is None:
+            return None
+        return self.restore_seconds <= RECOVERY_TARGET_MINUTES[1] * 60

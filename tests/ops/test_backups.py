@@ -27,7 +27,9 @@ from ops.models import (
     Environment,
     ErasureLedgerEntry,
     JobStatus,
+    RestoreTest,
 )
+from ops.selectors.health import kpi_values
 from ops.services import backups as backups_module
 from ops.services import gdpr
 from ops.services.backups import (
@@ -37,11 +39,15 @@ from ops.services.backups import (
     backup_verify,
     backup_verify_start,
     backups_prune,
+    restore_test_run,
+    restore_test_start,
+    restore_tests_due,
 )
 from ops.services.gdpr_jobs import gdpr_job_run, gdpr_job_start
 from ops.services.releases import deploy_gates
 from portal import roles
 from portal.errors import ActionRefused
+from portal.registry import registry
 from tests.conftest import client_for
 from tests.fakes import _unused_port
 from tests.ops.gdpr_source import SUBJECT, rows, seeded_source
@@ -408,3 +414,143 @@ def test_a_ledger_table_missing_from_the_restore_fails_the_verification(crm, mak
     backup.refresh_from_db()
     assert backup.verified_at is None
     assert verification.scratch_database not in _scratch_databases()
+
+
+@pytest.fixture
+def staging_db(db, monkeypatch):
+    """The staging database a restore test overwrites: it holds a table of its own first."""
+    name = f"h14_staging_{secrets.token_hex(4)}"
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_server_url(name), autocommit=True) as staging:
+        staging.execute("CREATE TABLE leftover (id int)")
+    monkeypatch.setenv("H14_STAGING_URL", _server_url(name))
+    staging_env = Environment.objects.create(name="Staging", slug="staging", app_id="s")
+    yield BackupTarget.objects.create(
+        name="Staging DB",
+        slug="staging-db",
+        url_variable="H14_STAGING_URL",
+        environment=staging_env,
+    )
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _verified(target, user=None) -> Backup:
+    backup = _take(target, user)
+    verification = backup_verify(verification_id=backup_verify_start(backup=backup).pk)
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    backup.refresh_from_db()
+    return backup
+
+
+def test_restore_test_overwrites_staging_with_the_latest_verified_backup(
+    target, staging_db, operator, make_template
+):
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    _take(target)  # newer but never verified: not the one restored
+    backup = _verified(target)
+    newer = _take(target)
+    assert newer.verified_at is None
+    client = client_for(operator)
+    page = client.get(target.get_absolute_url()).content.decode()
+    assert "Type <code>staging-db</code> to confirm" in page
+    # A wrong confirmation changes nothing.
+    response = client.post(f"/backups/targets/{target.slug}/restore-test/", {"confirm": "yes"})
+    assert response.status_code == 303
+    assert not RestoreTest.objects.exists()
+    assert "Type staging-db to confirm" in client.get(target.get_absolute_url()).content.decode()
+    response = client.post(
+        f"/backups/targets/{target.slug}/restore-test/", {"confirm": "staging-db"}
+    )
+    assert response.status_code == 303
+    restore = RestoreTest.objects.get()
+    assert restore.backup == backup and restore.destination == staging_db
+    restore = restore_test_run(restore_id=restore.pk)
+    assert restore.status == JobStatus.SUCCEEDED, restore.error
+    assert restore.table_counts == backup.table_counts and restore.differences == []
+    assert 0 < restore.restore_seconds < 1800 and restore.within_target
+    assert restore_test_run(restore_id=restore.pk) is None  # a second delivery does nothing
+    with psycopg.connect(os.environ["H14_STAGING_URL"]) as staging:
+        tables = {row[0] for row in staging.execute("SELECT tablename FROM pg_tables").fetchall()}
+        assert "leftover" not in tables and "customers" in tables
+        assert staging.execute("SELECT count(*) FROM orders").fetchone() == (2000,)
+    page = client.get(target.get_absolute_url()).content.decode()
+    assert "(target 15–30 minutes: within)" in page
+    # Evidence: the checklist item about the restore test gets the KPI, which reads it.
+    template = make_template(items=["Test restore procedure (on staging)"])
+    step = next(step for step in registry.setup_steps if step.name == "backup-evidence")
+    step.run(demo=False)
+    item = template.items.get()
+    assert item.evidence_kpi.metric == "restore_test_age"
+    value = next(v for v in kpi_values() if v.kpi.metric == "restore_test_age")
+    assert value.value == 0.0 and value.state == "ok"
+    assert value.source.startswith("Seed into Staging DB: recovered in ")
+    assert value.source.endswith("(runbook target 15–30 minutes)")
+
+
+def test_restore_tests_are_scheduled_quarterly(target, staging_db):
+    assert restore_tests_due() == []  # no restore target configured: nothing
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    assert restore_tests_due() == []  # no verified backup yet: waits (logged)
+    _verified(target)
+    first = restore_tests_due()
+    assert len(first) == 1 and restore_tests_due() == []  # one live at a time
+    restore = restore_test_run(restore_id=first[0])
+    assert restore.status == JobStatus.SUCCEEDED, restore.error
+    assert restore.created_by is None
+    assert restore_tests_due() == []  # done this quarter
+    later = timezone.now() + timedelta(days=92)
+    assert len(restore_tests_due(now=later)) == 1
+
+
+def test_restore_test_bad_inputs_are_refused_and_change_nothing(
+    target, staging_db, operator, outsider
+):
+    with pytest.raises(ActionRefused, match="No restore-test database is configured for Seed"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="Seed has no verified backup to restore"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    _verified(target)
+    with pytest.raises(ActionRefused, match="Type staging-db to confirm"):
+        restore_test_start(target=target, user=operator, confirm="")
+    response = client_for(outsider).post(
+        f"/backups/targets/{target.slug}/restore-test/", {"confirm": "staging-db"}
+    )
+    assert response.status_code == 403
+    # Never into itself, never into production.
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=target)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="never overwrites the database it tests"):
+        restore_test_start(target=target, user=operator, confirm="seed")
+    production = Environment.objects.create(
+        name="Production", slug="production", app_id="p", requires_manager=True
+    )
+    BackupTarget.objects.filter(pk=staging_db.pk).update(environment=production)
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="restore tests go to staging"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    assert not RestoreTest.objects.exists()
+    with psycopg.connect(os.environ["H14_STAGING_URL"]) as staging:
+        assert staging.execute("SELECT count(*) FROM leftover").fetchone() == (0,)
+
+
+def test_a_restore_target_pointing_at_the_same_database_fails_the_job(
+    target, staging_db, operator, monkeypatch
+):
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    _verified(target)
+    restore = restore_test_start(target=target, user=operator, confirm="staging-db")
+    monkeypatch.setenv("H14_STAGING_URL", os.environ["H14_SEED_URL"])
+    restore = restore_test_run(restore_id=restore.pk)
+    assert restore.status == JobStatus.FAILED
+    assert restore.error == "Staging DB and Seed are the same database: refused."
+    with psycopg.connect(os.environ["H14_SEED_URL"]) as seed:
+        assert seed.execute("SELECT count(*) FROM orders").fetchone() == (2000,)
