@@ -764,13 +764,13 @@ def _roll_back(client: Client, deploy: Deploy, failures: list[str]) -> None:
     client.apps.commit_rollback(app_id)
     _save(deploy, pinned=False)
     _append_log(deploy, f"Rollback to {target} committed; health is back.")
-    incident = _open_incident(deploy, failures)
+    _open_incident(deploy, failures)
     _finish(deploy, DeployStatus.ROLLED_BACK, error="Health failed: " + "; ".join(failures))
-    if incident:
-        Deploy.objects.filter(pk=deploy.pk).update(incident=incident)
 
 
 def _open_incident(deploy: Deploy, failures: list[str], done: str = "") -> Incident | None:
+    """Open the incident with the evidence and link it to the deploy before the deploy ends
+    (a page or a test that sees the end sees the link)."""
     done = done or (
         f"Rolled back to {deploy.previous_deployment_id} (rollback deployment "
         f"{deploy.rollback_deployment_id})."
@@ -781,7 +781,7 @@ def _open_incident(deploy: Deploy, failures: list[str], done: str = "") -> Incid
         f" Deploy: {deploy.get_absolute_url()}"
     )
     try:
-        return incident_open(
+        incident = incident_open(
             user=deploy.created_by,
             title=f"Deploy {deploy.version} to {deploy.environment} rolled back"[:200],
             severity="P1" if deploy.environment.requires_manager else "P2",
@@ -791,6 +791,9 @@ def _open_incident(deploy: Deploy, failures: list[str], done: str = "") -> Incid
     except Exception as error:
         _append_log(deploy, f"No incident opened: {error}")
         return None
+    Deploy.objects.filter(pk=deploy.pk).update(incident=incident)
+    deploy.incident = incident
+    return incident
 
 
 def _finish(deploy: Deploy, status: str, *, error: str = "") -> None:
@@ -910,7 +913,7 @@ def _blue_green_finish(client: Client, deploy: Deploy) -> None:
         before={"live_colour": deploy.colour},
         after={"live_colour": old},
     )
-    incident = _open_incident(
+    _open_incident(
         deploy,
         failures,
         f"Traffic switched back from {deploy.colour} (app {deploy.target_app_id}) to {old}.",
@@ -920,8 +923,6 @@ def _blue_green_finish(client: Client, deploy: Deploy) -> None:
         DeployStatus.ROLLED_BACK,
         error="Health failed after the switch: " + "; ".join(failures),
     )
-    if incident:
-        Deploy.objects.filter(pk=deploy.pk).update(incident=incident)
 
 
 def deploy_run(*, deploy_id: int, now: datetime | None = None) -> Deploy | None:
