@@ -44,6 +44,7 @@ from ops.models import (
     Postmortem,
     ProcessingActivity,
     PublicUpdate,
+    RestoreTest,
     RotationMember,
     RunbookSource,
     RunItem,
@@ -551,9 +552,10 @@ class MaintenanceWindowAdmin(AuditedModelAdmin):
         "starts_at",
         "time_zone",
         "is_emergency",
+        "forbids_deploys",
         "is_cancelled",
     ]
-    list_filter = ["is_emergency", "is_cancelled", "impact", "team"]
+    list_filter = ["is_emergency", "forbids_deploys", "is_cancelled", "impact", "team"]
     search_fields = ["title", "description"]
     filter_horizontal = ["services"]
     readonly_fields = [
@@ -805,8 +807,18 @@ class VendorContactAdmin(AuditedModelAdmin):
 class EnvironmentAdmin(AuditedModelAdmin):
     """Where versions are deployed; the token stays in the named environment variable."""
 
-    list_display = ["name", "app_id", "promotion_order", "requires_manager", "token_variable"]
+    list_display = [
+        "name",
+        "app_id",
+        "green_app_id",
+        "live_colour",
+        "promotion_order",
+        "requires_manager",
+        "token_variable",
+    ]
     prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["services"]
+    readonly_fields = ["live_colour"]
 
 
 @admin.register(Deploy)
@@ -821,8 +833,24 @@ class DeployAdmin(HistoryAdmin):
 
 @admin.register(BackupTarget)
 class BackupTargetAdmin(AuditedModelAdmin):
-    list_display = ["name", "url_variable", "environment", "keep_daily", "keep_weekly"]
+    list_display = [
+        "name",
+        "url_variable",
+        "environment",
+        "keep_daily",
+        "keep_weekly",
+        "restore_test_target",
+    ]
     prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(RestoreTest)
+class RestoreTestAdmin(HistoryAdmin):
+    """Restore tests change only through their jobs and the backup pages."""
+
+    list_display = ["__str__", "status", "restore_seconds", "created_at"]
+    list_filter = ["status", "source"]
+    list_select_related = ["source", "destination"]
 
 
 @admin.register(Backup)

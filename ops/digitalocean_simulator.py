@@ -6,7 +6,12 @@ Plain standard library, no Django: `manage.py do_simulator` serves it, the tests
 thread. Switches (attributes of the server, or POST /_sim/switches with JSON) make the next
 deploy fail, hang in BUILDING, come up unhealthy, the token be refused, or the API answer
 429/500 for the next N requests. GET /_sim/apps/<app id>/health is the app's own health
-endpoint (200 while its active deployment is healthy, 503 otherwise)."""
+endpoint (200 while its active deployment is healthy, 503 otherwise).
+
+Blue-green: a router app (``add_router``) holds the domain and two services, "blue" and
+"green", each backed by one colour's app; its spec's ingress rule names the live one.
+`PUT /v2/apps/<router>` (pydo ``apps.update``) with a spec whose rule names the other colour
+switches the traffic; the router's health endpoint answers for the colour it routes to."""
 
 import json
 import threading
@@ -132,6 +137,20 @@ class SimApp:
     deployments: list[SimDeployment] = field(default_factory=list)
     pinned: str | None = None  # the rollback deployment until it is committed or reverted
     pinned_previous: str | None = None
+    spec: dict = field(default_factory=dict)
+    colours: dict[str, str] = field(default_factory=dict)  # router: colour → app id
+
+    def routed_colour(self) -> str:
+        """A router's live colour: the component its "/" ingress rule names."""
+        for rule in (self.spec.get("ingress") or {}).get("rules") or []:
+            if ((rule.get("match") or {}).get("path") or {}).get("prefix") == "/":
+                return (rule.get("component") or {}).get("name", "")
+        return ""
+
+
+def ingress_to(colour: str) -> dict:
+    """The ingress rule that sends all traffic ("/") to one colour's service."""
+    return {"rules": [{"match": {"path": {"prefix": "/"}}, "component": {"name": colour}}]}
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -153,6 +172,9 @@ class SimulatorServer(ThreadingHTTPServer):
         self.server_errors = 0  # answer 500 to the next N API requests
         self.requests = 0
         self.created = 0  # deployments created, over all apps
+        self.traffic_switches = 0  # router spec updates that moved the traffic
+        # Apps whose own health endpoint fails although DigitalOcean calls them HEALTHY.
+        self.broken_endpoints: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -161,13 +183,34 @@ class SimulatorServer(ThreadingHTTPServer):
     def add_app(self, app_id: str, name: str) -> SimApp:
         """An app with one ACTIVE, healthy deployment already there."""
         with self.lock:
-            app = SimApp(app_id, name)
+            app = SimApp(app_id, name, spec={"name": name})
             first = SimDeployment(
                 str(uuid.uuid4()), app_id, time.time() - 10 * self.step_seconds, "initial"
             )
             app.deployments.append(first)
             self.apps[app_id] = app
             return app
+
+    def add_router(self, app_id: str, name: str, *, blue: str, green: str) -> SimApp:
+        """A blue-green router: the domain, a service per colour, traffic on blue."""
+        with self.lock:
+            app = self.add_app(app_id, name)
+            app.colours = {"blue": blue, "green": green}
+            app.spec = {
+                "name": name,
+                "domains": [{"domain": f"{name}.example.com", "type": "PRIMARY"}],
+                "services": [
+                    {"name": colour, "app_id": target} for colour, target in app.colours.items()
+                ],
+                "ingress": ingress_to("blue"),
+            }
+            return app
+
+    def routed_app(self, app: SimApp) -> SimApp:
+        """The app whose deployment answers on this app's domain (a router: its live colour)."""
+        if app.colours:
+            return self.apps.get(app.colours.get(app.routed_colour(), ""), app)
+        return app
 
     def switches(self) -> dict:
         names = ("fail_next", "stuck_next", "unhealthy_next", "refuse_token")
@@ -252,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._route("POST")
 
+    def do_PUT(self):
+        self._route("PUT")
+
     def _route(self, method: str):
         server = self.server
         url = urlparse(self.path)
@@ -284,12 +330,14 @@ class _Handler(BaseHTTPRequestHandler):
             step = server.step_seconds
             if not rest and method == "GET":
                 active = server.active(app, now)
-                body = {"id": app.id, "spec": {"name": app.name}}
+                body = {"id": app.id, "spec": app.spec}
                 if active:
                     body["active_deployment"] = active.as_dict(now, step)
                 if app.pinned:
                     body["pinned_deployment"] = {"id": app.pinned}
                 return self._send(200, {"app": body})
+            if not rest and method == "PUT":
+                return self._update(app, self._body())
             if rest == ["deployments"] and method == "GET":
                 listed = [d.as_dict(now, step) for d in reversed(app.deployments)]
                 meta = {"total": len(listed)}
@@ -336,6 +384,25 @@ class _Handler(BaseHTTPRequestHandler):
             if rest[:1] == ["rollback"] and method == "POST":
                 return self._rollback(app, rest[1:], self._body(), now)
             return self._not_found()
+
+    def _update(self, app: SimApp, body: dict):
+        """apps.update: a new spec; on a router, an ingress rule must name one of its services
+        (400 otherwise), and a changed colour moves the traffic."""
+        spec = body.get("spec")
+        if not isinstance(spec, dict) or not spec.get("name"):
+            return self._send(400, {"id": "bad_request", "message": "spec.name is required"})
+        if app.colours:
+            names = {service.get("name") for service in spec.get("services") or []}
+            for rule in (spec.get("ingress") or {}).get("rules") or []:
+                component = (rule.get("component") or {}).get("name")
+                if component not in names:
+                    message = f"ingress rule component {component!r} is not a service of the app"
+                    return self._send(400, {"id": "bad_request", "message": message})
+        before = app.routed_colour()
+        app.spec = spec
+        if app.colours and app.routed_colour() != before:
+            self.server.traffic_switches += 1
+        return self._send(200, {"app": {"id": app.id, "spec": app.spec}})
 
     def _database_backups(self, database_id: str):
         """A managed database's daily backups: any id the simulator's databases list knows."""
@@ -413,8 +480,9 @@ class _Handler(BaseHTTPRequestHandler):
                 app = server.apps.get(parts[1])
                 if app is None:
                     return self._send(404, {"status": "unknown app"})
+                app = server.routed_app(app)
                 active = server.active(app, time.time())
-                if active and active.healthy:
+                if active and active.healthy and app.id not in server.broken_endpoints:
                     return self._send(200, {"status": "ok", "deployment": active.id})
                 return self._send(503, {"status": "unhealthy"})
             if len(parts) == 4 and parts[0] == "logs":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -55,7 +55,12 @@ from ops.selectors.maintenance import (
     tasks_needing_attention,
     upcoming_occurrences,
 )
-from ops.selectors.releases import backup_age_hours, backup_targets_overview, deploys_live
+from ops.selectors.releases import (
+    backup_age_hours,
+    backup_targets_overview,
+    deploys_live,
+    restore_test_age_days,
+)
 from ops.selectors.runbooks import runbook_plan_build
 from ops.selectors.status import incidents_on_status_page
 from ops.services.alerts import SilenceWindow, alert_defaults_load, silence_source_add
@@ -529,6 +534,8 @@ BACKUP_KPIS = (
     # for: the ones about verification or restores, or else any about backups.
     ("Backup age", KpiMetric.BACKUP_AGE, 24, 26, 48),
     ("Verified backup age", KpiMetric.BACKUP_VERIFIED_AGE, 168, 192, 336),
+    # Days: quarterly, a week's grace, then critical a month late.
+    ("Restore test age (days)", KpiMetric.RESTORE_TEST_AGE, 91, 98, 120),
 )
 
 
@@ -547,14 +554,19 @@ def _backup_evidence(*, demo: bool) -> str | None:
                 "window_hours": 24,
             },
         )
-    items = ChecklistItem.objects.filter(text__icontains="backup", evidence_kpi__isnull=True)
+    items = ChecklistItem.objects.filter(
+        Q(text__icontains="backup") | Q(text__icontains="restor"), evidence_kpi__isnull=True
+    )
     linked = 0
     for item in items.filter(evidence_service__isnull=True):
         text = item.text.lower()
-        verified = "verif" in text or "restore" in text
-        item.evidence_kpi = kpis[
-            KpiMetric.BACKUP_VERIFIED_AGE if verified else KpiMetric.BACKUP_AGE
-        ]
+        if "restor" in text:
+            metric = KpiMetric.RESTORE_TEST_AGE
+        elif "verif" in text:
+            metric = KpiMetric.BACKUP_VERIFIED_AGE
+        else:
+            metric = KpiMetric.BACKUP_AGE
+        item.evidence_kpi = kpis[metric]
         item.save(update_fields=["evidence_kpi"])
         linked += 1
     return f"Backup evidence linked to {linked} checklist items." if linked else None
@@ -656,6 +668,12 @@ def register(registry: Registry) -> None:
                 ),
             )
         )
+    registry.add_kpi_source(
+        KpiSource(
+            metric=KpiMetric.RESTORE_TEST_AGE,
+            value=lambda since: restore_test_age_days(now=timezone.now()),
+        )
+    )
     registry.add_run_owner(
         RunOwner(
             field="incident",

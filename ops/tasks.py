@@ -3,7 +3,14 @@
 from celery import shared_task
 
 from ops.services.alerts import alert_sends_deliver, alert_sends_reclaim, alerts_evaluate
-from ops.services.backups import backup_run, backup_verify, backups_run_due, backups_verify_latest
+from ops.services.backups import (
+    backup_run,
+    backup_verify,
+    backups_run_due,
+    backups_verify_latest,
+    restore_test_run,
+    restore_tests_due,
+)
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import gdpr_deadline_notifications_send
 from ops.services.gdpr_jobs import gdpr_exports_expire, gdpr_job_run, gdpr_jobs_resend
@@ -131,3 +138,20 @@ def backups_run_due_task() -> list[int]:
 @shared_task(name="ops.backups_verify_latest", soft_time_limit=50, time_limit=58)
 def backups_verify_latest_task() -> list[int]:
     return backups_verify_latest()
+
+
+@shared_task(
+    name="ops.restore_test_run",
+    acks_late=True,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 60,
+)
+def restore_test_run_task(restore_id: int) -> str | None:
+    restore = restore_test_run(restore_id=restore_id)
+    return restore.status if restore else None
+
+
+@shared_task(name="ops.restore_tests_due", soft_time_limit=50, time_limit=58)
+def restore_tests_due_task() -> list[int]:
+    """Beat calls this daily: restore tests on staging that are due (quarterly)."""
+    return restore_tests_due()

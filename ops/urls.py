@@ -141,6 +141,11 @@ urlpatterns = [
         "backups/targets/<slug:slug>/", releases.backup_target_detail, name="backup_target_detail"
     ),
     path("backups/targets/<slug:slug>/new/", releases.backup_new, name="backup_new"),
+    path(
+        "backups/targets/<slug:slug>/restore-test/",
+        releases.restore_test_new,
+        name="restore_test_new",
+    ),
     path("backups/<int:pk>/", releases.backup_detail, name="backup_detail"),
     path("backups/<int:pk>/verify/", releases.backup_verify, name="backup_verify"),
 ]

@@ -319,6 +319,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ops.backups_verify_latest",
         "schedule": crontab(hour=4, minute=0, day_of_week=0),
     },
+    # Restore tests on staging when due (each target's restore_test_days, quarterly).
+    "restore-tests-due": {"task": "ops.restore_tests_due", "schedule": crontab(hour=5, minute=0)},
 }
 # How long an export of a data-subject request stays downloadable before it is deleted.
 GDPR_EXPORT_DAYS = env_int("GDPR_EXPORT_DAYS", 7, minimum=1)

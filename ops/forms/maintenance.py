@@ -241,6 +241,11 @@ class MaintenanceWindowForm(SchedulePicker):
     is_emergency = forms.BooleanField(
         label="Emergency (24 h notice, postmortem afterwards)", required=False
     )
+    forbids_deploys = forms.BooleanField(
+        label="Change freeze: forbids deploys",
+        required=False,
+        help_text="No deploy to production while it is in progress (a Manager may override).",
+    )
     pre_template = forms.ModelChoiceField(
         label="Pre-maintenance checklist",
         queryset=ChecklistTemplate.objects.none(),
@@ -279,6 +284,7 @@ class MaintenanceWindowForm(SchedulePicker):
         "services",
         "impact",
         "is_emergency",
+        "forbids_deploys",
         "rollback_plan",
         "team",
         "pre_template",
@@ -391,5 +397,6 @@ class MaintenanceWindowForm(SchedulePicker):
             "pre_lead": timedelta(minutes=data["pre_lead_minutes"]),
             "notice_hours": data["notice_hours"],
             "is_public": data["is_public"],
+            "forbids_deploys": data["forbids_deploys"],
             "announcement": data["announcement"].strip(),
         }

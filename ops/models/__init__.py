@@ -73,6 +73,7 @@ from ops.models.releases import (
     DeployStatus,
     Environment,
     JobStatus,
+    RestoreTest,
 )
 from ops.models.runbooks import RunbookSource
 from ops.models.status import (
@@ -140,6 +141,7 @@ __all__ = [
     "ProcessingActivity",
     "PublicStatus",
     "PublicUpdate",
+    "RestoreTest",
     "RotationMember",
     "RunItem",
     "RunbookSource",

@@ -265,6 +265,7 @@ class KpiMetric(models.TextChoices):
     DISK = "disk", "Disk use (%)"
     BACKUP_AGE = "backup_age", "Hours since the newest good backup (worst database)"
     BACKUP_VERIFIED_AGE = "backup_verified_age", "Hours since the newest verified backup"
+    RESTORE_TEST_AGE = "restore_test_age", "Days since the last restore test on staging"
 
 
 HIGHER_IS_BETTER = {KpiMetric.AVAILABILITY, KpiMetric.IMAGE_SUCCESS, KpiMetric.CACHE_HIT_RATE}

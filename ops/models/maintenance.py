@@ -181,6 +181,12 @@ class MaintenanceWindow(models.Model):
         related_name="+",
         help_text="Emergency windows: the incident whose postmortem covers it.",
     )
+    forbids_deploys = models.BooleanField(
+        "Change freeze: forbids deploys",
+        default=False,
+        help_text="While an occurrence is in progress, deploys to environments with gates "
+        "(production) are refused; a Manager may override with a reason.",
+    )
     is_cancelled = models.BooleanField(default=False)
     cancel_reason = models.CharField(max_length=500, blank=True)
     is_public = models.BooleanField(

@@ -16,6 +16,11 @@ ENV_NAME = RegexValidator(
 )
 
 
+class Colour(models.TextChoices):
+    BLUE = "blue", "Blue"
+    GREEN = "green", "Green"
+
+
 class Environment(models.Model):
     """Somewhere a version runs: a DigitalOcean App Platform app, its health URLs and the
     variable that holds its API token (never the token)."""
@@ -41,6 +46,30 @@ class Environment(models.Model):
     validate_seconds = models.PositiveIntegerField(
         default=300, help_text="How long health is watched after a deploy before it counts."
     )
+    green_app_id = models.CharField(
+        "Blue-green: green app id",
+        max_length=100,
+        blank=True,
+        help_text="Blue-green: the second App Platform app (the app id above is blue). A deploy "
+        "goes to the idle colour and traffic switches once it is healthy.",
+    )
+    router_app_id = models.CharField(
+        "Blue-green: router app id",
+        max_length=100,
+        blank=True,
+        help_text="The app holding the domain; its spec's ingress rule names the live colour "
+        "(switched with apps.update).",
+    )
+    live_colour = models.CharField(
+        max_length=5, choices=Colour.choices, default=Colour.BLUE, editable=False
+    )
+    services = models.ManyToManyField(
+        "ops.MonitoredService",
+        blank=True,
+        related_name="environments",
+        help_text="Checked at the deploy's faster cadence while a deploy is validated; a "
+        "critical check, or a KPI of theirs turning critical, rolls it back.",
+    )
 
     class Meta:
         ordering = ["promotion_order", "name"]
@@ -61,6 +90,30 @@ class Environment(models.Model):
             raise ValidationError(
                 {"validate_seconds": "Watch health for at most an hour (3600 seconds)."}
             )
+        if bool(self.green_app_id) != bool(self.router_app_id):
+            raise ValidationError(
+                {"router_app_id": "Blue-green needs both the green app and the router app."}
+            )
+        if self.green_app_id and self.green_app_id in (self.app_id, self.router_app_id):
+            raise ValidationError(
+                {"green_app_id": "Green is a third app: not the blue app, not the router."}
+            )
+
+    @property
+    def is_blue_green(self) -> bool:
+        return bool(self.green_app_id and self.router_app_id)
+
+    def colour_app_id(self, colour: str) -> str:
+        return self.green_app_id if colour == Colour.GREEN else self.app_id
+
+    @property
+    def idle_colour(self) -> str:
+        return Colour.BLUE if self.live_colour == Colour.GREEN else Colour.GREEN
+
+    @property
+    def live_app_id(self) -> str:
+        """The app serving traffic: blue-green's live colour, or the one app."""
+        return self.colour_app_id(self.live_colour) if self.is_blue_green else self.app_id
 
     def health_url_list(self) -> list[str]:
         return [line.strip() for line in self.health_urls.splitlines() if line.strip()]
@@ -111,6 +164,11 @@ class Deploy(models.Model):
     rollback_to = models.CharField(
         max_length=100, blank=True, help_text="The DigitalOcean deployment rolled back to."
     )
+    app_id = models.CharField(
+        max_length=100, blank=True, help_text="The app deployed (blue-green: the idle colour's)."
+    )
+    colour = models.CharField(max_length=5, choices=Colour.choices, blank=True)
+    traffic_switched_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=DeployStatus.choices, default=DeployStatus.QUEUED, db_index=True
     )
@@ -177,6 +235,10 @@ class Deploy(models.Model):
         return self.status in LIVE_DEPLOY
 
     @property
+    def target_app_id(self) -> str:
+        return self.app_id or self.environment.app_id
+
+    @property
     def elapsed_seconds(self) -> float | None:
         if not self.started_at:
             return None
@@ -212,6 +274,18 @@ class BackupTarget(models.Model):
     max_age_hours = models.PositiveSmallIntegerField(
         default=26, help_text="A newer backup than this is expected (Today warns otherwise)."
     )
+    restore_test_target = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Restore test: the staging database this target's latest verified backup is "
+        "restored into (it is overwritten).",
+    )
+    restore_test_days = models.PositiveSmallIntegerField(
+        default=91, help_text="A restore test is due this many days after the last (quarterly)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -221,6 +295,22 @@ class BackupTarget(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("ops:backup_target_detail", args=[self.slug])
+
+    def clean(self):
+        destination = self.restore_test_target
+        if destination is None:
+            return
+        if destination.pk == self.pk or destination.url_variable == self.url_variable:
+            raise ValidationError(
+                {"restore_test_target": "A restore test never overwrites the database it tests."}
+            )
+        if destination.environment_id and destination.environment.requires_manager:
+            raise ValidationError(
+                {
+                    "restore_test_target": f"{destination} belongs to {destination.environment}, "
+                    "which needs a Manager to deploy: restore tests go to staging."
+                }
+            )
 
 
 class JobStatus(models.TextChoices):
@@ -283,6 +373,15 @@ class BackupVerification(models.Model):
     scratch_database = models.CharField(max_length=100, blank=True)
     restore_seconds = models.FloatField(null=True, blank=True)
     differences = models.JSONField(default=list, blank=True)
+    erasures_replayed = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="GDPR erasures replayed on the restored copy (None: no data source of the "
+        "GDPR register is this database).",
+    )
+    erasure_rows = models.JSONField(
+        default=dict, blank=True, help_text="Rows erased again per source/table."
+    )
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -296,3 +395,54 @@ class BackupVerification(models.Model):
 
     def __str__(self) -> str:
         return f"verification of {self.backup}"
+
+    @property
+    def erasure_rows_total(self) -> int:
+        return sum(self.erasure_rows.values())
+
+
+RECOVERY_TARGET_MINUTES = (15, 30)  # the runbook's "Database rollback (15–30 minutes)"
+
+
+class RestoreTest(models.Model):
+    """A backup of one target restored into another (staging) database, which it overwrites:
+    the runbook's quarterly "Test restore procedure (on staging)", with the recovery time."""
+
+    source = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="restore_tests")
+    destination = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="+")
+    backup = models.ForeignKey(Backup, on_delete=models.PROTECT, related_name="restore_tests")
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    restore_seconds = models.FloatField(
+        null=True, blank=True, help_text="Recovery time: drop, create, restore, check."
+    )
+    table_counts = models.JSONField(default=dict, blank=True)
+    differences = models.JSONField(default=list, blank=True)
+    erasures_replayed = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_live_restore_per_destination",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"restore test of {self.source} into {self.destination}"
+
+    @property
+    def within_target(self) -> bool | None:
+        if self.restore_seconds is None:
+            return None
+        return self.restore_seconds <= RECOVERY_TARGET_MINUTES[1] * 60

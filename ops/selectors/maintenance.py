@@ -135,6 +135,21 @@ def services_in_maintenance(*, now: datetime | None = None) -> dict[int, Occurre
     return found
 
 
+def deploy_freezes(*, now: datetime | None = None) -> list[Occurrence]:
+    """The occurrences in progress now of windows that forbid deploys (change freezes)."""
+    now = now or timezone.now()
+    windows = list(
+        _live_windows()
+        .filter(forbids_deploys=True, starts_at__lte=now)
+        .exclude(rrule="", starts_at__lt=now - MAX_DURATION)
+        .order_by("starts_at", "id")
+    )
+    if not windows:
+        return []
+    occurrences = window_occurrences(start=now, end=now + timedelta(seconds=1), windows=windows)
+    return [occurrence for occurrence in occurrences if occurrence.is_active(now)]
+
+
 def maintenance_intervals(
     *, since: datetime, until: datetime
 ) -> list[tuple[int, datetime, datetime]]:

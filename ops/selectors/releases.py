@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Prefetch
 
-from ops.models import Backup, BackupTarget, Deploy, Environment, JobStatus
+from ops.models import Backup, BackupTarget, Deploy, Environment, JobStatus, RestoreTest
 from ops.models.releases import LIVE_DEPLOY
+from portal import formatting
 
 
 def deploys_recent(*, environment: Environment | None = None, limit: int = 20) -> list[Deploy]:
@@ -91,3 +92,33 @@ def backup_age_hours(*, verified: bool, now: datetime) -> tuple[float | None, st
     if worst is None:
         return None, "no backup targets"
     return worst, f"{worst_name} (portal backups)"
+
+
+def restore_tests_recent(*, target: BackupTarget, limit: int = 10) -> list[RestoreTest]:
+    return list(target.restore_tests.select_related("destination", "backup", "created_by")[:limit])
+
+
+def restore_test_age_days(*, now: datetime) -> tuple[float | None, str]:
+    """Days since the last good restore test on staging of the worst target that has a
+    restore-test database, with its measured recovery time; None when one has none yet."""
+    worst, source = None, ""
+    for target in BackupTarget.objects.filter(restore_test_target__isnull=False):
+        latest = (
+            RestoreTest.objects.filter(source=target, status=JobStatus.SUCCEEDED)
+            .select_related("destination")
+            .order_by("-finished_at")
+            .first()
+        )
+        if latest is None:
+            return None, f"{target.name} has no restore test on staging yet"
+        days = round((now - latest.finished_at).total_seconds() / 86400, 1)
+        if worst is None or days > worst:
+            worst = days
+            source = (
+                f"{target.name} into {latest.destination.name}: "
+                f"recovered in {formatting.seconds(latest.restore_seconds)} "
+                "(runbook target 15–30 minutes)"
+            )
+    if worst is None:
+        return None, "no restore-test database configured"
+    return worst, source

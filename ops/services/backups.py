@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
@@ -22,7 +23,17 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg import sql
 
-from ops.models import Backup, BackupTarget, BackupVerification, Environment, JobStatus
+from ops.models import (
+    Backup,
+    BackupTarget,
+    BackupVerification,
+    DataSource,
+    Environment,
+    JobStatus,
+    RestoreTest,
+)
+from ops.services.gdpr_jobs import gdpr_ledger_replay_restored
+from ops.services.gdpr_sources import SourceError
 from ops.services.releases import DeployFailed, describe_api_error, environment_client
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -308,6 +319,43 @@ def _differences(backup: Backup, counts: dict, checksums: dict) -> list[str]:
     return found
 
 
+def _ledger_sources(target: BackupTarget, url: str) -> list[DataSource]:
+    """The GDPR register's data sources that are this target's database: the same variable,
+    or a variable holding the same URL."""
+    return [
+        source
+        for source in DataSource.objects.filter(is_active=True).prefetch_related("tables")
+        if source.connection_env == target.url_variable
+        or os.environ.get(source.connection_env, "") == url
+    ]
+
+
+def _replay_ledger(target: BackupTarget, url: str, scratch_url: str) -> tuple[int | None, dict]:
+    """Erase again, in the restored copy, everyone the GDPR erasure ledger says was erased
+    (so a restore never brings them back). (None, {}) when no data source is this database;
+    a BackupFailed when the replay fails or leaves an identifier behind."""
+    sources = _ledger_sources(target, url)
+    if not sources:
+        return None, {}
+    replayed, rows = 0, {}
+    with psycopg.connect(scratch_url) as restored:
+        for source in sources:
+            try:
+                count, removed, left = gdpr_ledger_replay_restored(
+                    source=source, connection=restored
+                )
+            except SourceError as problem:
+                raise BackupFailed(f"GDPR ledger replay: {problem.message}") from None
+            replayed += count
+            rows.update({f"{source.name}/{table}": n for table, n in removed.items()})
+            if left:
+                raise BackupFailed(
+                    f"GDPR ledger replay: {left} value(s) of erased people are still in "
+                    f"{source.name} after replaying {count} erasure(s)."
+                )
+    return replayed, rows
+
+
 def backup_verify(*, verification_id: int, now: datetime | None = None):
     now = now or timezone.now()
     if not _claim(BackupVerification, verification_id, now):
@@ -319,6 +367,7 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
     scratch = f"{settings.BACKUP_SCRATCH_PREFIX}{backup.pk}_{secrets.token_hex(4)}"
     BackupVerification.objects.filter(pk=verification.pk).update(scratch_database=scratch)
     status, error, differences, seconds = JobStatus.FAILED, "", [], None
+    replayed, erasure_rows = None, {}
     try:
         url = _database_url(backup.target)
         admin_url = _server_url(url, "postgres")
@@ -335,6 +384,8 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
             if differences:
                 error = f"{len(differences)} table(s) differ from dump time."
             else:
+                # After the comparison: the replay changes what was restored, on purpose.
+                replayed, erasure_rows = _replay_ledger(backup.target, url, scratch_url)
                 status = JobStatus.SUCCEEDED
         finally:
             with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -351,6 +402,8 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
         finished_at=finished,
         restore_seconds=seconds,
         differences=differences,
+        erasures_replayed=replayed,
+        erasure_rows=erasure_rows,
         error=error,
     )
     if status == JobStatus.SUCCEEDED:
@@ -359,10 +412,163 @@ def backup_verify(*, verification_id: int, now: datetime | None = None):
         actor=None,
         action=f"backup.verify_{status}",
         target=backup,
-        summary=error or f"restored in {seconds:.1f} s, all tables match",
+        summary=error
+        or f"restored in {seconds:.1f} s, all tables match"
+        + (f", {replayed} GDPR erasure(s) replayed" if replayed is not None else ""),
     )
     verification.refresh_from_db()
     return verification
+
+
+# Restore tests on staging
+
+
+def _latest_verified(target: BackupTarget) -> Backup | None:
+    return (
+        target.backups.filter(status=JobStatus.SUCCEEDED, pruned_at__isnull=True)
+        .exclude(verified_at__isnull=True)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def restore_test_start(
+    *, target: BackupTarget, user=None, confirm: str = "", now: datetime | None = None
+) -> RestoreTest:
+    """Queue a restore of ``target``'s latest verified backup into its configured restore-test
+    database (staging), which is overwritten: by hand the person types that target's slug to
+    confirm; user None is the schedule."""
+    if user is not None:
+        require_perm(user, "ops.start_backup", "You may not run restore tests.")
+    destination = target.restore_test_target
+    if destination is None:
+        raise ActionRefused(
+            f"No restore-test database is configured for {target}: choose its staging target "
+            "in the admin (Restore test target).",
+            status=409,
+        )
+    try:
+        target.clean()
+    except ValidationError as invalid:
+        raise ActionRefused(" ".join(invalid.messages), status=409) from None
+    backup = _latest_verified(target)
+    if backup is None:
+        raise ActionRefused(
+            f"{target} has no verified backup to restore: verify one first.", status=409
+        )
+    if user is not None and (confirm or "").strip() != destination.slug:
+        raise ActionRefused(
+            f"Type {destination.slug} to confirm: the restore overwrites the whole "
+            f"{destination} database.",
+            field="confirm",
+        )
+    try:
+        with transaction.atomic():
+            restore = RestoreTest.objects.create(
+                source=target,
+                destination=destination,
+                backup=backup,
+                created_by=user,
+                created_at=now or timezone.now(),
+            )
+    except IntegrityError:
+        raise ActionRefused(
+            f"A restore into {destination} is already under way.", status=409
+        ) from None
+    audit_record(
+        actor=user,
+        action="backup.restore_test",
+        target=restore,
+        summary=f"{backup} into {destination} (overwritten)",
+    )
+    transaction.on_commit(lambda: app.send_task("ops.restore_test_run", args=[restore.pk]))
+    return restore
+
+
+def _same_database(first: str, second: str) -> bool:
+    keys = ("host", "port", "dbname")
+    one = psycopg.conninfo.conninfo_to_dict(first)
+    other = psycopg.conninfo.conninfo_to_dict(second)
+    return all(str(one.get(key) or "") == str(other.get(key) or "") for key in keys)
+
+
+def restore_test_run(*, restore_id: int, now: datetime | None = None) -> RestoreTest | None:
+    """The job: drop and create the staging database, stream the backup into it (sha256
+    checked), compare every table with the dump's record, replay the GDPR erasure ledger;
+    the recovery time is all of it."""
+    now = now or timezone.now()
+    if not _claim(RestoreTest, restore_id, now):
+        return None
+    restore = RestoreTest.objects.select_related("source", "destination", "backup").get(
+        pk=restore_id
+    )
+    backup = restore.backup
+    status, error, differences, counts, seconds, replayed = JobStatus.FAILED, "", [], {}, None, None
+    try:
+        source_url = _database_url(restore.source)
+        url = _database_url(restore.destination)
+        if _same_database(source_url, url):
+            raise BackupFailed(
+                f"{restore.destination} and {restore.source} are the same database: refused."
+            )
+        database = psycopg.conninfo.conninfo_to_dict(url).get("dbname")
+        if not database:
+            raise BackupFailed(f"The URL in {restore.destination.url_variable} names no database.")
+        started = time.monotonic()
+        with psycopg.connect(_server_url(url, "postgres"), autocommit=True) as admin:
+            name = sql.Identifier(database)
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        _restore(backup, url)
+        with psycopg.connect(url) as restored:
+            counts, checksums = _table_facts(restored)
+        differences = _differences(backup, counts, checksums)
+        if differences:
+            error = f"{len(differences)} table(s) differ from dump time."
+        else:
+            replayed, _rows = _replay_ledger(restore.source, source_url, url)
+            status = JobStatus.SUCCEEDED
+        seconds = time.monotonic() - started
+    except (BackupFailed, psycopg.Error, OSError) as failure:
+        error = str(failure)[:2000]
+    RestoreTest.objects.filter(pk=restore.pk).update(
+        status=status,
+        finished_at=timezone.now(),
+        restore_seconds=seconds,
+        table_counts=counts,
+        differences=differences,
+        erasures_replayed=replayed,
+        error=error,
+    )
+    restore.refresh_from_db()
+    audit_record(
+        actor=None,
+        action=f"backup.restore_test_{status}",
+        target=restore,
+        summary=error or f"recovered in {seconds:.1f} s (runbook target 15–30 minutes)",
+    )
+    return restore
+
+
+def restore_tests_due(*, now: datetime | None = None) -> list[int]:
+    """Beat (daily): a restore test of every target with a restore-test database and none in
+    its period (quarterly by default); refusals (no verified backup yet) wait for the next day."""
+    now = now or timezone.now()
+    started = []
+    for target in BackupTarget.objects.filter(restore_test_target__isnull=False):
+        since = now - timedelta(days=target.restore_test_days)
+        recent = target.restore_tests.filter(
+            Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            | Q(status=JobStatus.SUCCEEDED, created_at__gte=since)
+        )
+        if recent.exists():
+            continue
+        try:
+            with transaction.atomic():
+                started.append(restore_test_start(target=target, now=now).pk)
+        except ActionRefused as refused:
+            logger.warning("Restore test of %s not started: %s", target, refused.message)
+    return started
 
 
 # Retention and schedules

@@ -43,8 +43,13 @@ from ops.models import (
     JobStatus,
 )
 from ops.models.checklists import RunStatus
+from ops.models.health import CheckState
 from ops.models.incidents import OPEN_STATUSES
 from ops.models.releases import LIVE_DEPLOY, RUNNING_DEPLOY
+from ops.selectors.health import kpi_values
+from ops.selectors.maintenance import deploy_freezes
+from ops.services.health import health_result_store, run_checks
+from ops.services.health_checks import describe_target
 from ops.services.incidents import incident_open
 from portal.celery import app
 from portal.errors import ActionRefused
@@ -122,9 +127,9 @@ def deployments_list(*, environment: Environment) -> tuple[list[dict], str]:
     that created it, if any; or an empty list and why."""
     try:
         answer = environment_client(environment=environment).apps.list_deployments(
-            environment.app_id, per_page=20
+            environment.live_app_id, per_page=20
         )
-        _not_found(answer, f"App {environment.app_id}")
+        _not_found(answer, f"App {environment.live_app_id}")
     except DeployFailed as failed:
         return [], str(failed)
     except Exception as error:
@@ -220,6 +225,20 @@ def _gate_incidents() -> Gate:
     return Gate(name, True, "None open.")
 
 
+def _gate_freeze(now: datetime) -> Gate:
+    name = "Not inside a change freeze or a maintenance window that forbids deploys"
+    frozen = deploy_freezes(now=now)
+    if not frozen:
+        return Gate(name, True, "No window that forbids deploys is in progress.")
+    listed = "; ".join(
+        f"“{occurrence.window.title}” until "
+        f"{occurrence.ends_at.astimezone(occurrence.window.tz):%Y-%m-%d %H:%M} "
+        f"{occurrence.window.time_zone}"
+        for occurrence in frozen
+    )
+    return Gate(name, False, f"In progress: {listed}.", _url(frozen[0].window))
+
+
 def _gate_backup(environment: Environment, now: datetime) -> Gate:
     hours = settings.DEPLOY_BACKUP_MAX_AGE_HOURS
     name = f"A backup of {environment} finished in the last {hours} hours"
@@ -249,6 +268,7 @@ def deploy_gates(
         _gate_checklist(environment, version),
         _gate_lower_environment(environment, version),
         _gate_incidents(),
+        _gate_freeze(now),
         _gate_backup(environment, now),
     ]
 
@@ -336,7 +356,15 @@ def deploy_start(
     awaiting = _needs_approval(user, environment)
     version = _clean_version(version)
     override_reason = (override_reason or "").strip()
+    if awaiting and override_reason:
+        raise ActionRefused(
+            "Only a Manager overrides gates: your deploy waits for a Manager's approval, who "
+            "sees the gates then. Leave the reason empty.",
+            status=403,
+            field="override_reason",
+        )
     gates = deploy_gates(environment=environment, version=version, now=now)
+    colour = environment.idle_colour if environment.is_blue_green else ""
     # An operator's request waits: the approving Manager sees the gates again (and may
     # override them then).
     failed = [] if awaiting else _check_gates(gates, override_reason)
@@ -346,6 +374,8 @@ def deploy_start(
             kind=DeployKind.DEPLOY,
             version=version,
             force_build=bool(force_build),
+            app_id=environment.colour_app_id(colour) if colour else environment.app_id,
+            colour=colour,
             status=DeployStatus.AWAITING_APPROVAL if awaiting else DeployStatus.QUEUED,
             gates=[gate.as_dict() for gate in gates],
             override_reason=override_reason if failed else "",
@@ -359,7 +389,9 @@ def deploy_start(
         actor=user,
         action="deploy.request" if awaiting else "deploy.start",
         target=deploy,
-        summary=f"{version} to {environment}" + (" (force build)" if force_build else ""),
+        summary=f"{version} to {environment}"
+        + (f" ({colour}, idle)" if colour else "")
+        + (" (force build)" if force_build else ""),
         after={"version": version, "force_build": bool(force_build)},
     )
     if failed:
@@ -418,9 +450,9 @@ def deploy_rollback_start(
         raise ActionRefused("Choose the deployment to roll back to.", field="deployment_id")
     try:
         answer = environment_client(environment=environment).apps.validate_rollback(
-            environment.app_id, {"deployment_id": deployment_id}
+            environment.live_app_id, {"deployment_id": deployment_id}
         )
-        _not_found(answer, f"App {environment.app_id}")
+        _not_found(answer, f"App {environment.live_app_id}")
     except DeployFailed as failed:
         raise ActionRefused(str(failed)) from None
     except Exception as error:
@@ -436,6 +468,7 @@ def deploy_rollback_start(
             kind=DeployKind.ROLLBACK,
             version=f"rollback to {deployment_id[:8]}",
             rollback_to=deployment_id,
+            app_id=environment.live_app_id,
             created_by=user,
             created_at=now,
             simulated=digitalocean_is_simulated(),
@@ -473,9 +506,9 @@ def deploy_pin_end(*, deploy: Deploy, user, commit: bool, now: datetime | None =
     client = environment_client(environment=deploy.environment)
     try:
         if commit:
-            client.apps.commit_rollback(deploy.environment.app_id)
+            client.apps.commit_rollback(deploy.target_app_id)
         else:
-            client.apps.revert_rollback(deploy.environment.app_id)
+            client.apps.revert_rollback(deploy.target_app_id)
     except Exception as error:
         raise ActionRefused(describe_api_error(error, environment=deploy.environment)) from None
     Deploy.objects.filter(pk=deploy.pk).update(pinned=False)
@@ -526,9 +559,7 @@ def _fetch_logs(client: Client, deploy: Deploy, deployment_id: str) -> list[str]
     lines = []
     for kind in ("BUILD", "DEPLOY"):
         try:
-            answer = client.apps.get_logs_aggregate(
-                deploy.environment.app_id, deployment_id, type=kind
-            )
+            answer = client.apps.get_logs_aggregate(deploy.target_app_id, deployment_id, type=kind)
         except Exception as error:  # logs are best effort: the phase is the truth
             logger.info("No %s log for %s: %s", kind, deployment_id, error)
             continue
@@ -563,17 +594,18 @@ def _follow(client: Client, deploy: Deploy, deployment_id: str, *, allow_cancel:
     """Follow a deployment until it ends; returns its last phase. Raises DeployFailed on a
     timeout or when DigitalOcean keeps failing."""
     environment = deploy.environment
+    app_id = deploy.target_app_id
     transient = 0
     phase_since = time.monotonic()
     last_phase = ""
     history = [line for line in deploy.log.splitlines() if not line.startswith("[")]
     while True:
         if allow_cancel and Deploy.objects.filter(pk=deploy.pk, cancel_requested=True).exists():
-            client.apps.cancel_deployment(environment.app_id, deployment_id)
+            client.apps.cancel_deployment(app_id, deployment_id)
             _append_log(deploy, "Cancel requested: DigitalOcean asked to cancel.")
             allow_cancel = False
         try:
-            answer = client.apps.get_deployment(environment.app_id, deployment_id)
+            answer = client.apps.get_deployment(app_id, deployment_id)
             _not_found(answer, f"Deployment {deployment_id}")
             transient = 0
         except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
@@ -600,17 +632,20 @@ def _follow(client: Client, deploy: Deploy, deployment_id: str, *, allow_cancel:
             return phase
         timeout = settings.DEPLOY_PHASE_TIMEOUT_SECONDS
         if time.monotonic() - phase_since > timeout:
-            client.apps.cancel_deployment(environment.app_id, deployment_id)
+            client.apps.cancel_deployment(app_id, deployment_id)
             raise DeployFailed(
                 f"Stuck in {phase} for more than {timeout} seconds; the deployment was cancelled."
             )
         time.sleep(settings.DEPLOY_POLL_SECONDS)
 
 
-def _health_failures(client: Client, environment: Environment) -> list[str]:
-    """What is unhealthy now: the environment's health URLs and DigitalOcean's components."""
+def _health_failures(
+    client: Client, environment: Environment, app_id: str, *, traffic: bool = True
+) -> list[str]:
+    """What is unhealthy now: the environment's health URLs (``traffic``: they answer for the
+    live app, so not while an idle colour is validated) and the app's components."""
     failures = []
-    for url in environment.health_url_list():
+    for url in environment.health_url_list() if traffic else []:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http(s) only
                 if response.status >= 400:
@@ -620,7 +655,7 @@ def _health_failures(client: Client, environment: Environment) -> list[str]:
         except (OSError, urllib.error.URLError) as error:
             failures.append(f"{url} did not answer: {error}")
     try:
-        answer = client.apps.get_health(environment.app_id)
+        answer = client.apps.get_health(app_id)
         for component in (answer.get("app_health") or {}).get("components") or []:
             if component.get("state") not in (None, "HEALTHY"):
                 failures.append(
@@ -632,16 +667,74 @@ def _health_failures(client: Client, environment: Environment) -> list[str]:
     return failures
 
 
-def _validate_health(client: Client, deploy: Deploy) -> list[str]:
-    """Watch health for the environment's validation period; the failures of the first bad
-    look, or [] when it stayed healthy."""
+def _environment_services(environment: Environment) -> list:
+    return list(environment.services.filter(is_active=True).prefetch_related("kpis__service"))
+
+
+def _critical_kpis(services: list) -> dict[int, str]:
+    """The KPIs measured on these services that are critical now: label by KPI id."""
+    kpis = [kpi for service in services for kpi in service.kpis.all()]
+    if not kpis:
+        return {}
+    return {
+        value.kpi.pk: (
+            f"KPI {value.kpi.name} on {value.kpi.service.name} is critical: {value.label} "
+            f"({value.kpi.get_metric_display()}, critical beyond {value.kpi.critical:g}"
+            + (f"; {value.source}" if value.source else "")
+            + ")"
+        )
+        for value in kpi_values(kpis=kpis)
+        if value.state == CheckState.CRITICAL
+    }
+
+
+def _service_failures(services: list, baseline: dict[int, str]) -> list[str]:
+    """Check the environment's monitored services now (each result stored, as the scheduled
+    checks' are); a critical check fails, and so does a KPI of theirs that has turned critical
+    since the validation began (``baseline``: those critical before it)."""
+    failures = []
+    for service, outcome in run_checks(services):
+        health_result_store(service=service, outcome=outcome)
+        if outcome.state == CheckState.CRITICAL:
+            latency = f", {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
+            failures.append(
+                f"check {service.name} ({service.get_kind_display()} "
+                f"{describe_target(service.target)}) is critical: {outcome.detail}{latency}"
+            )
+    for pk, label in _critical_kpis(services).items():
+        if pk not in baseline:
+            failures.append(label)
+    return failures
+
+
+def _validate_health(client: Client, deploy: Deploy, *, traffic: bool = True) -> list[str]:
+    """Watch health for the environment's validation period, at the deploy's cadence
+    (DEPLOY_HEALTH_INTERVAL_SECONDS, faster than the services' own schedule): the health URLs,
+    DigitalOcean's components and the environment's monitored services with their KPIs. The
+    failures of the first bad look, or [] when it stayed healthy."""
     environment = deploy.environment
+    services = _environment_services(environment) if traffic else []
+    baseline = _critical_kpis(services)
+    if baseline:
+        _append_log(
+            deploy,
+            "Critical before the deploy (not held against it): " + "; ".join(baseline.values()),
+        )
     deadline = time.monotonic() + environment.validate_seconds
+    looks = 0
     while True:
-        failures = _health_failures(client, environment)
+        looks += 1
+        failures = _health_failures(
+            client, environment, deploy.target_app_id, traffic=traffic
+        ) + _service_failures(services, baseline)
         if failures:
             return failures
         if time.monotonic() >= deadline:
+            if services:
+                _append_log(
+                    deploy,
+                    f"{len(services)} monitored service(s) checked {looks} time(s): all healthy.",
+                )
             return []
         _save(deploy, phase="ACTIVE")
         time.sleep(min(settings.DEPLOY_HEALTH_INTERVAL_SECONDS, environment.validate_seconds))
@@ -651,40 +744,44 @@ def _roll_back(client: Client, deploy: Deploy, failures: list[str]) -> None:
     """Health failed after a deploy: back to the deployment that was ACTIVE before, committed
     once healthy, and an incident with the evidence."""
     environment = deploy.environment
+    app_id = deploy.target_app_id
     target = deploy.previous_deployment_id
     _save(deploy, status=DeployStatus.ROLLING_BACK)
     _append_log(deploy, "Health failed: " + "; ".join(failures))
     if not target:
         raise DeployFailed("Health failed and there is no earlier deployment to roll back to.")
     if not deploy.rollback_deployment_id:
-        answer = client.apps.validate_rollback(environment.app_id, {"deployment_id": target})
+        answer = client.apps.validate_rollback(app_id, {"deployment_id": target})
         if not answer.get("valid"):
             raise DeployFailed(f"Health failed and DigitalOcean refuses the rollback: {answer}")
-        created = client.apps.create_rollback(environment.app_id, {"deployment_id": target})
+        created = client.apps.create_rollback(app_id, {"deployment_id": target})
         _not_found(created, "Rollback")
         _save(deploy, rollback_deployment_id=created["deployment"]["id"], pinned=True)
         _append_log(deploy, f"Rolling back to {target}.")
     phase = _follow(client, deploy, deploy.rollback_deployment_id, allow_cancel=False)
-    if phase != "ACTIVE" or _health_failures(client, environment):
+    if phase != "ACTIVE" or _health_failures(client, environment, app_id):
         raise DeployFailed(f"Health failed and the rollback to {target} did not come up ({phase}).")
-    client.apps.commit_rollback(environment.app_id)
+    client.apps.commit_rollback(app_id)
     _save(deploy, pinned=False)
     _append_log(deploy, f"Rollback to {target} committed; health is back.")
-    incident = _open_incident(deploy, failures)
+    _open_incident(deploy, failures)
     _finish(deploy, DeployStatus.ROLLED_BACK, error="Health failed: " + "; ".join(failures))
-    if incident:
-        Deploy.objects.filter(pk=deploy.pk).update(incident=incident)
 
 
-def _open_incident(deploy: Deploy, failures: list[str]) -> Incident | None:
+def _open_incident(deploy: Deploy, failures: list[str], done: str = "") -> Incident | None:
+    """Open the incident with the evidence and link it to the deploy before the deploy ends
+    (a page or a test that sees the end sees the link)."""
+    done = done or (
+        f"Rolled back to {deploy.previous_deployment_id} (rollback deployment "
+        f"{deploy.rollback_deployment_id})."
+    )
     summary = (
         f"Deploy of {deploy.version} to {deploy.environment} (DigitalOcean deployment "
-        f"{deploy.do_deployment_id}) failed health validation: {'; '.join(failures)}. Rolled back "
-        f"to {deploy.previous_deployment_id} (rollback deployment {deploy.rollback_deployment_id})."
+        f"{deploy.do_deployment_id}) failed health validation: {'; '.join(failures)}. {done}"
         f" Deploy: {deploy.get_absolute_url()}"
     )
     try:
-        return incident_open(
+        incident = incident_open(
             user=deploy.created_by,
             title=f"Deploy {deploy.version} to {deploy.environment} rolled back"[:200],
             severity="P1" if deploy.environment.requires_manager else "P2",
@@ -694,6 +791,9 @@ def _open_incident(deploy: Deploy, failures: list[str]) -> Incident | None:
     except Exception as error:
         _append_log(deploy, f"No incident opened: {error}")
         return None
+    Deploy.objects.filter(pk=deploy.pk).update(incident=incident)
+    deploy.incident = incident
+    return incident
 
 
 def _finish(deploy: Deploy, status: str, *, error: str = "") -> None:
@@ -711,18 +811,15 @@ def _finish(deploy: Deploy, status: str, *, error: str = "") -> None:
 def _begin(client: Client, deploy: Deploy) -> None:
     """Create the deployment (or the chosen rollback) and store its id before anything else."""
     environment = deploy.environment
-    current = client.apps.get(environment.app_id)
-    _not_found(current, f"App {environment.app_id} of {environment}")
+    app_id = deploy.target_app_id
+    current = client.apps.get(app_id)
+    _not_found(current, f"App {app_id} of {environment}")
     previous = ((current.get("app") or {}).get("active_deployment") or {}).get("id", "")
     if deploy.kind == DeployKind.ROLLBACK:
-        answer = client.apps.create_rollback(
-            environment.app_id, {"deployment_id": deploy.rollback_to}
-        )
+        answer = client.apps.create_rollback(app_id, {"deployment_id": deploy.rollback_to})
     else:
-        answer = client.apps.create_deployment(
-            environment.app_id, {"force_build": deploy.force_build}
-        )
-    _not_found(answer, f"App {environment.app_id} of {environment}")
+        answer = client.apps.create_deployment(app_id, {"force_build": deploy.force_build})
+    _not_found(answer, f"App {app_id} of {environment}")
     deployment_id = answer["deployment"]["id"]
     _save(
         deploy,
@@ -731,6 +828,101 @@ def _begin(client: Client, deploy: Deploy) -> None:
         pinned=deploy.kind == DeployKind.ROLLBACK,
     )
     _append_log(deploy, f"DigitalOcean deployment {deployment_id} created.")
+
+
+def _root_rule(rule: dict) -> bool:
+    return ((rule.get("match") or {}).get("path") or {}).get("prefix") == "/"
+
+
+def _routed(app: dict) -> list[str]:
+    rules = (((app.get("app") or {}).get("spec") or {}).get("ingress") or {}).get("rules")
+    return [
+        (rule.get("component") or {}).get("name", "") for rule in rules or [] if _root_rule(rule)
+    ]
+
+
+def _route_traffic(client: Client, environment: Environment, colour: str) -> None:
+    """Point the router's "/" ingress rule at ``colour`` (pydo apps.update with the router's
+    spec, only that rule changed), then read it back."""
+    router = environment.router_app_id
+    answer = client.apps.get(router)
+    _not_found(answer, f"Router app {router} of {environment}")
+    spec = dict((answer.get("app") or {}).get("spec") or {})
+    rules = [
+        {**rule, "component": {**(rule.get("component") or {}), "name": colour}}
+        if _root_rule(rule)
+        else rule
+        for rule in (spec.get("ingress") or {}).get("rules") or []
+    ]
+    if not any(_root_rule(rule) for rule in rules):
+        rules.append({"match": {"path": {"prefix": "/"}}, "component": {"name": colour}})
+    spec["ingress"] = {**(spec.get("ingress") or {}), "rules": rules}
+    _not_found(client.apps.update(router, {"spec": spec}), f"Router app {router}")
+    routed = _routed(client.apps.get(router))
+    if routed != [colour]:
+        raise DeployFailed(f"The router still routes to {routed or 'nothing'}, not {colour}.")
+
+
+def _set_live(deploy: Deploy, colour: str) -> None:
+    Environment.objects.filter(pk=deploy.environment_id).update(live_colour=colour)
+    deploy.environment.live_colour = colour
+
+
+def _blue_green_finish(client: Client, deploy: Deploy) -> None:
+    """The idle colour is ACTIVE: watch its health, then switch the traffic to it; a failure
+    never switches. After the switch one look through the live URLs and services: if that
+    fails, the traffic goes back to the old colour at once and an incident is opened."""
+    environment = deploy.environment
+    old = environment.live_colour
+    failures = _validate_health(client, deploy, traffic=False)
+    if failures:
+        reason = "; ".join(failures)
+        _append_log(deploy, f"Health failed on {deploy.colour}: {reason}")
+        _finish(
+            deploy,
+            DeployStatus.FAILED,
+            error=f"Health failed on {deploy.colour} ({reason}); traffic stays on {old}.",
+        )
+        return
+    _route_traffic(client, environment, deploy.colour)
+    _set_live(deploy, deploy.colour)
+    _save(deploy, traffic_switched_at=timezone.now())
+    _append_log(deploy, f"Traffic switched from {old} to {deploy.colour}.")
+    audit_record(
+        actor=None,
+        action="deploy.traffic_switch",
+        target=deploy,
+        summary=f"{environment}: {old} → {deploy.colour} ({deploy.version})",
+        before={"live_colour": old},
+        after={"live_colour": deploy.colour},
+    )
+    failures = _health_failures(client, environment, deploy.target_app_id) + _service_failures(
+        _environment_services(environment), {}
+    )
+    if not failures:
+        _finish(deploy, DeployStatus.SUCCEEDED)
+        return
+    _route_traffic(client, environment, old)
+    _set_live(deploy, old)
+    _append_log(deploy, f"Unhealthy behind the traffic: switched back to {old}.")
+    audit_record(
+        actor=None,
+        action="deploy.traffic_switch",
+        target=deploy,
+        summary=f"{environment}: {deploy.colour} → {old} (switched back)",
+        before={"live_colour": deploy.colour},
+        after={"live_colour": old},
+    )
+    _open_incident(
+        deploy,
+        failures,
+        f"Traffic switched back from {deploy.colour} (app {deploy.target_app_id}) to {old}.",
+    )
+    _finish(
+        deploy,
+        DeployStatus.ROLLED_BACK,
+        error="Health failed after the switch: " + "; ".join(failures),
+    )
 
 
 def deploy_run(*, deploy_id: int, now: datetime | None = None) -> Deploy | None:
@@ -769,6 +961,9 @@ def deploy_run(*, deploy_id: int, now: datetime | None = None) -> Deploy | None:
                 deploy, "The app is pinned to this rollback until it is committed or reverted."
             )
             _finish(deploy, DeployStatus.SUCCEEDED)
+            return deploy
+        if deploy.colour:
+            _blue_green_finish(client, deploy)
             return deploy
         failures = _validate_health(client, deploy)
         if failures:

@@ -13,8 +13,14 @@ from ops.selectors.releases import (
     backup_targets_overview,
     deploys_recent,
     environments_overview,
+    restore_tests_recent,
 )
-from ops.services.backups import backup_start, backup_verify_start, managed_backups_list
+from ops.services.backups import (
+    backup_start,
+    backup_verify_start,
+    managed_backups_list,
+    restore_test_start,
+)
 from ops.services.releases import (
     deploy_approve,
     deploy_cancel,
@@ -216,8 +222,24 @@ def backup_target_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "backups": backups,
         "managed_backups": managed,
         "managed_error": managed_error,
+        "restore_tests": restore_tests_recent(target=target),
     }
     return render(request, "ops/releases/backup_target_detail.html", context)
+
+
+@require_POST
+@permission_required("ops.start_backup", raise_exception=True)
+def restore_test_new(request: HttpRequest, slug: str) -> HttpResponse:
+    """By hand, with the staging target's slug typed as the confirmation (it is overwritten)."""
+    target = get_object_or_404(BackupTarget, slug=slug)
+    _restore, refusal = attempt(
+        lambda: restore_test_start(
+            target=target, user=request.user, confirm=request.POST.get("confirm", "")
+        )
+    )
+    return back_to(
+        request, target.get_absolute_url(), refusal, done="Restore test on staging started."
+    )
 
 
 @require_POST

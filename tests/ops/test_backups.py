@@ -18,7 +18,20 @@ from django.utils import timezone
 from moto.server import ThreadedMotoServer
 from psycopg import sql
 
-from ops.models import Backup, BackupTarget, Environment, JobStatus
+from ops.models import (
+    Backup,
+    BackupTarget,
+    DataSource,
+    DataSourceTable,
+    DataSubjectRequest,
+    Environment,
+    ErasureLedgerEntry,
+    JobStatus,
+    RestoreTest,
+)
+from ops.selectors.health import kpi_values
+from ops.services import backups as backups_module
+from ops.services import gdpr
 from ops.services.backups import (
     backup_run,
     backup_start,
@@ -26,11 +39,18 @@ from ops.services.backups import (
     backup_verify,
     backup_verify_start,
     backups_prune,
+    restore_test_run,
+    restore_test_start,
+    restore_tests_due,
 )
+from ops.services.gdpr_jobs import gdpr_job_run, gdpr_job_start
 from ops.services.releases import deploy_gates
+from portal import roles
 from portal.errors import ActionRefused
+from portal.registry import registry
 from tests.conftest import client_for
 from tests.fakes import _unused_port
+from tests.ops.gdpr_source import SUBJECT, rows, seeded_source
 
 pytestmark = pytest.mark.postgres
 
@@ -295,3 +315,242 @@ def test_backup_and_verify_through_s3_storage(db, seeded, settings, s3_server):
     assert hashlib.sha256(stored).hexdigest() == backup.sha256
     verification = backup_verify(verification_id=backup_verify_start(backup=backup).pk)
     assert verification.status == JobStatus.SUCCEEDED, verification.error
+
+
+@pytest.fixture
+def crm(db, storage_dir, monkeypatch):
+    """The GDPR register's CRM source, which is also a backup target (the same variable)."""
+    with seeded_source(f"h14_crm_{secrets.token_hex(4)}") as url:
+        monkeypatch.setenv("H14_CRM_URL", url)
+        source = DataSource.objects.create(name="crm", connection_env="H14_CRM_URL")
+        DataSourceTable.objects.create(
+            source=source,
+            table="customers",
+            subject_column="email",
+            personal_columns=["name", "phone", "customer_no"],
+            erasure_action="anonymize",
+            anonymize_columns=["email", "name", "phone", "customer_no"],
+        )
+        DataSourceTable.objects.create(
+            source=source, table="orders", subject_column="customer_email"
+        )
+        DataSourceTable.objects.create(source=source, table="newsletter", subject_column="email")
+        target = BackupTarget.objects.create(name="CRM", slug="crm", url_variable="H14_CRM_URL")
+        yield source, target, url
+
+
+def _erase_subject(make_user) -> DataSubjectRequest:
+    dpo = make_user("dora", roles.DPO, email="dora@example.com")
+    dsr = gdpr.gdpr_request_receive(user=dpo, kind="erasure", subject_email=SUBJECT, assignee=dpo)
+    gdpr.gdpr_identity_verify(dsr=dsr, user=dpo, method="account e-mail", evidence="ok")
+    job = gdpr_job_start(dsr=dsr, user=dpo, kind="erasure")
+    assert gdpr_job_run(job_id=job.pk) == "done"
+    return dsr
+
+
+def test_verify_replays_the_erasure_ledger_so_erased_people_stay_erased(
+    crm, make_user, operator, monkeypatch
+):
+    _source, target, url = crm
+    before = _take(target)  # taken while Anna is still in the CRM
+    assert before.table_counts["public.orders"] == 3
+    dsr = _erase_subject(make_user)
+    assert rows(url, "SELECT count(*) FROM orders") == [(1,)]
+    ledger = ErasureLedgerEntry.objects.count()
+
+    # The restored copy, kept for the test: the backup brings Anna back, the replay removes her.
+    kept = []
+    original = backups_module._replay_ledger
+
+    def replay_and_look(target, url, scratch_url):
+        answer = original(target, url, scratch_url)
+        kept.append(rows(scratch_url, "SELECT count(*) FROM orders")[0][0])
+        kept.append(rows(scratch_url, "SELECT lower(email) FROM customers ORDER BY id"))
+        return answer
+
+    monkeypatch.setattr(backups_module, "_replay_ledger", replay_and_look)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=before, user=operator).pk
+    )
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    assert verification.differences == []  # compared with dump time before the replay
+    assert verification.erasures_replayed == 1
+    assert verification.erasure_rows == {"crm/customers": 1, "crm/orders": 2, "crm/newsletter": 1}
+    orders_left, emails = kept
+    assert orders_left == 1
+    assert emails[0][0].startswith("erased-") and emails[1] == ("bob@example.org",)
+    assert ErasureLedgerEntry.objects.count() == ledger  # a scratch replay adds nothing
+    assert rows(url, "SELECT count(*) FROM orders") == [(1,)]  # the source is untouched
+    assert verification.scratch_database not in _scratch_databases()
+    assert dsr.ledger_entries.count() == 3
+    page = client_for(operator).get(before.get_absolute_url()).content.decode()
+    assert "GDPR erasure ledger replayed on the restored copy: 1 erasure, 4 rows erased" in page
+
+
+def test_a_backup_without_a_register_source_replays_nothing(target, operator):
+    backup = _take(target, operator)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=backup, user=operator).pk
+    )
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    assert verification.erasures_replayed is None and verification.erasure_rows == {}
+    page = client_for(operator).get(backup.get_absolute_url()).content.decode()
+    assert "GDPR erasure ledger replayed" not in page
+
+
+def test_a_ledger_table_missing_from_the_restore_fails_the_verification(crm, make_user, operator):
+    _source, target, url = crm
+    _erase_subject(make_user)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE newsletter RENAME TO mailing")
+    backup = _take(target)
+    verification = backup_verify(
+        verification_id=backup_verify_start(backup=backup, user=operator).pk
+    )
+    assert verification.status == JobStatus.FAILED
+    assert verification.error == (
+        "GDPR ledger replay: Source “crm”: table “newsletter” does not exist."
+    )
+    backup.refresh_from_db()
+    assert backup.verified_at is None
+    assert verification.scratch_database not in _scratch_databases()
+
+
+@pytest.fixture
+def staging_db(db, monkeypatch):
+    """The staging database a restore test overwrites: it holds a table of its own first."""
+    name = f"h14_staging_{secrets.token_hex(4)}"
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_server_url(name), autocommit=True) as staging:
+        staging.execute("CREATE TABLE leftover (id int)")
+    monkeypatch.setenv("H14_STAGING_URL", _server_url(name))
+    staging_env = Environment.objects.create(name="Staging", slug="staging", app_id="s")
+    yield BackupTarget.objects.create(
+        name="Staging DB",
+        slug="staging-db",
+        url_variable="H14_STAGING_URL",
+        environment=staging_env,
+    )
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _verified(target, user=None) -> Backup:
+    backup = _take(target, user)
+    verification = backup_verify(verification_id=backup_verify_start(backup=backup).pk)
+    assert verification.status == JobStatus.SUCCEEDED, verification.error
+    backup.refresh_from_db()
+    return backup
+
+
+def test_restore_test_overwrites_staging_with_the_latest_verified_backup(
+    target, staging_db, operator, make_template
+):
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    _take(target)  # newer but never verified: not the one restored
+    backup = _verified(target)
+    newer = _take(target)
+    assert newer.verified_at is None
+    client = client_for(operator)
+    page = client.get(target.get_absolute_url()).content.decode()
+    assert "Type <code>staging-db</code> to confirm" in page
+    # A wrong confirmation changes nothing.
+    response = client.post(f"/backups/targets/{target.slug}/restore-test/", {"confirm": "yes"})
+    assert response.status_code == 303
+    assert not RestoreTest.objects.exists()
+    assert "Type staging-db to confirm" in client.get(target.get_absolute_url()).content.decode()
+    response = client.post(
+        f"/backups/targets/{target.slug}/restore-test/", {"confirm": "staging-db"}
+    )
+    assert response.status_code == 303
+    restore = RestoreTest.objects.get()
+    assert restore.backup == backup and restore.destination == staging_db
+    restore = restore_test_run(restore_id=restore.pk)
+    assert restore.status == JobStatus.SUCCEEDED, restore.error
+    assert restore.table_counts == backup.table_counts and restore.differences == []
+    assert 0 < restore.restore_seconds < 1800 and restore.within_target
+    assert restore_test_run(restore_id=restore.pk) is None  # a second delivery does nothing
+    with psycopg.connect(os.environ["H14_STAGING_URL"]) as staging:
+        tables = {row[0] for row in staging.execute("SELECT tablename FROM pg_tables").fetchall()}
+        assert "leftover" not in tables and "customers" in tables
+        assert staging.execute("SELECT count(*) FROM orders").fetchone() == (2000,)
+    page = client.get(target.get_absolute_url()).content.decode()
+    assert "(target 15–30 minutes: within)" in page
+    # Evidence: the checklist item about the restore test gets the KPI, which reads it.
+    template = make_template(items=["Test restore procedure (on staging)"])
+    step = next(step for step in registry.setup_steps if step.name == "backup-evidence")
+    step.run(demo=False)
+    item = template.items.get()
+    assert item.evidence_kpi.metric == "restore_test_age"
+    value = next(v for v in kpi_values() if v.kpi.metric == "restore_test_age")
+    assert value.value == 0.0 and value.state == "ok"
+    assert value.source.startswith("Seed into Staging DB: recovered in ")
+    assert value.source.endswith("(runbook target 15–30 minutes)")
+
+
+def test_restore_tests_are_scheduled_quarterly(target, staging_db):
+    assert restore_tests_due() == []  # no restore target configured: nothing
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    assert restore_tests_due() == []  # no verified backup yet: waits (logged)
+    _verified(target)
+    first = restore_tests_due()
+    assert len(first) == 1 and restore_tests_due() == []  # one live at a time
+    restore = restore_test_run(restore_id=first[0])
+    assert restore.status == JobStatus.SUCCEEDED, restore.error
+    assert restore.created_by is None
+    assert restore_tests_due() == []  # done this quarter
+    later = timezone.now() + timedelta(days=92)
+    assert len(restore_tests_due(now=later)) == 1
+
+
+def test_restore_test_bad_inputs_are_refused_and_change_nothing(
+    target, staging_db, operator, outsider
+):
+    with pytest.raises(ActionRefused, match="No restore-test database is configured for Seed"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="Seed has no verified backup to restore"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    _verified(target)
+    with pytest.raises(ActionRefused, match="Type staging-db to confirm"):
+        restore_test_start(target=target, user=operator, confirm="")
+    response = client_for(outsider).post(
+        f"/backups/targets/{target.slug}/restore-test/", {"confirm": "staging-db"}
+    )
+    assert response.status_code == 403
+    # Never into itself, never into production.
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=target)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="never overwrites the database it tests"):
+        restore_test_start(target=target, user=operator, confirm="seed")
+    production = Environment.objects.create(
+        name="Production", slug="production", app_id="p", requires_manager=True
+    )
+    BackupTarget.objects.filter(pk=staging_db.pk).update(environment=production)
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    with pytest.raises(ActionRefused, match="restore tests go to staging"):
+        restore_test_start(target=target, user=operator, confirm="staging-db")
+    assert not RestoreTest.objects.exists()
+    with psycopg.connect(os.environ["H14_STAGING_URL"]) as staging:
+        assert staging.execute("SELECT count(*) FROM leftover").fetchone() == (0,)
+
+
+def test_a_restore_target_pointing_at_the_same_database_fails_the_job(
+    target, staging_db, operator, monkeypatch
+):
+    BackupTarget.objects.filter(pk=target.pk).update(restore_test_target=staging_db)
+    target.refresh_from_db()
+    _verified(target)
+    restore = restore_test_start(target=target, user=operator, confirm="staging-db")
+    monkeypatch.setenv("H14_STAGING_URL", os.environ["H14_SEED_URL"])
+    restore = restore_test_run(restore_id=restore.pk)
+    assert restore.status == JobStatus.FAILED
+    assert restore.error == "Staging DB and Seed are the same database: refused."
+    with psycopg.connect(os.environ["H14_SEED_URL"]) as seed:
+        assert seed.execute("SELECT count(*) FROM orders").fetchone() == (2000,)
