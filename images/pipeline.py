@@ -489,6 +489,21 @@ def _resize(
     return image.resize(size, LANCZOS, reducing_gap=gap)
 
 
+def _resize_releasing(images: list[Image.Image], size: tuple[int, int]) -> Image.Image:
+    """``_resize`` of the one image in ``images``, which it takes: the source is freed between
+    the horizontal and the vertical pass, so the source, the horizontal pass's buffer and the
+    result are never all in memory at once (for a 12 MP photo decoded whole, 48 + 25 + 13 MB:
+    the result's 13 MB off the peak). Pixel-identical to one ``Image.resize``, which makes the
+    same two passes in the same order (horizontal first)."""
+    source = images.pop()
+    factor = int(source.width / size[0] / REDUCING_GAP), int(source.height / size[1] / REDUCING_GAP)
+    if max(factor) >= 2 or source.width == size[0] or source.height == size[1]:
+        return _resize(source, size)  # reduce() first, or one pass only: nothing to gain
+    wide = source.resize((size[0], source.height), LANCZOS)
+    del source
+    return wide.resize(size, LANCZOS)
+
+
 def _cascade(decoded: _Decoded, preset: Preset) -> Iterator[tuple[int, Image.Image]]:
     """(box, image) from the largest box down, each image resized from the one before.
 
@@ -505,7 +520,8 @@ def _cascade(decoded: _Decoded, preset: Preset) -> Iterator[tuple[int, Image.Ima
             # convert the colours and turn the image upright: both on the smaller image.
             stored = (target[1], target[0]) if info.orientation >= 5 else target
             if current.size != stored:
-                current = _resize(current, stored)
+                holder, current = [current], None
+                current = _resize_releasing(holder, stored)
             current = _to_srgb(current, decoded.profile, decoded.warnings)
             if info.orientation in _ORIENTATION_FIX:
                 current = current.transpose(_ORIENTATION_FIX[info.orientation])
