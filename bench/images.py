@@ -86,7 +86,7 @@ class Item:
     name: str
     photo: str
     megapixels: float
-    kind: str  # baseline | progressive | png
+    kind: str  # baseline | progressive | png | grey (a baseline JPEG of one channel)
     orientation: int
     p3: bool
     aspect: float = 1.5
@@ -113,6 +113,9 @@ def corpus_spec(quick: bool) -> list[Item]:
                 aspect=(1.5, 4 / 3, 16 / 9)[i % 3],
             )
         )
+    # Two grey photos (a scanned print, a black-and-white shot): the grey path is timed too.
+    items.append(Item("30", "coffee.png", 6, "grey", 1, False, 1.5))
+    items.append(Item("31", "rocket.jpg", 16, "grey", 6, False, 4 / 3))
     if quick:
         items = [item for item in items if item.megapixels <= 12][:10]
     return items
@@ -237,6 +240,8 @@ def build_corpus(items: list[Item], photos: str | None) -> list[Path]:
             started = time.perf_counter()
             with Image.open(_photo_dir(photos) / item.photo) as photo:
                 image = _textured(photo, item, seed)
+            if item.kind == "grey":
+                image = image.convert("L")
             params: dict = {}
             if item.kind != "png":
                 exif = Image.Exif()
@@ -561,6 +566,92 @@ def choices(paths: list[Path]) -> None:
     )
 
 
+def stages(paths: list[Path]) -> None:
+    """Where the CPU goes, per stage, for the pipeline and for pyvips: one process, each stage
+    on the clock alone (libvips is lazy, so its decode, shrink-on-load, resize and colour
+    transform are one figure: ``thumbnail_buffer`` made to finish with ``copy_memory``)."""
+    os.environ["VIPS_CONCURRENCY"] = "1"
+    import pyvips  # here: optional, only this figure and the pyvips mode need it
+
+    pyvips.cache_set_max(0)
+    sizes = sorted(set(PRESET.sizes), reverse=True)
+    cpu: dict[str, float] = {}
+
+    def clock(label: str, fn):
+        started = time.process_time()
+        value = fn()
+        cpu[label] = cpu.get(label, 0.0) + time.process_time() - started
+        return value
+
+    for path in paths:
+        data = path.read_bytes()
+        decoded = clock("pipeline: decode", functools.partial(pipeline._decode, data, PRESET))
+        info, image = decoded.info, decoded.image
+        assert image is not None
+        for index, box in enumerate(sizes):
+            target = pipeline._fit(info.width, info.height, box)
+            if index == 0 and info.orientation >= 5:
+                target = target[1], target[0]
+            if image.size != target:
+                resize = functools.partial(pipeline._resize, image, target)
+                image = clock(f"pipeline: resize to {box}", resize)
+            if index == 0:
+                colour = functools.partial(_colour_rotate, image, decoded)
+                image = clock("pipeline: colour + rotate", colour)
+            for fmt in PRESET.formats:
+                encode = functools.partial(
+                    pipeline._encode, image, fmt, PRESET, decoded.exif, largest=index == 0
+                )
+                clock(f"pipeline: {fmt} {box}", encode)
+        del decoded, image
+        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        profile = {"export_profile": "srgb"} if header.get_typeof("icc-profile-data") else {}
+        thumbnail = functools.partial(
+            pyvips.Image.thumbnail_buffer, data, sizes[0], height=sizes[0], size="down", **profile
+        )
+        thumb = clock(
+            "pyvips: decode + resize + colour + rotate", functools.partial(_finished, thumbnail)
+        )
+        for index, box in enumerate(sizes):
+            if index:
+                smaller = functools.partial(thumb.thumbnail_image, box, height=box, size="down")
+                thumb = clock(f"pyvips: resize to {box}", functools.partial(_finished, smaller))
+            jpeg = functools.partial(
+                thumb.jpegsave_buffer,
+                Q=PRESET.jpeg_quality,
+                subsample_mode="on",
+                optimize_coding=True,
+                interlace=PRESET.jpeg_progressive,
+                keep="none",
+            )
+            clock(f"pyvips: jpeg {box}", jpeg)
+            method = PRESET.webp_method if index == 0 else PRESET.webp_method_smaller
+            webp = functools.partial(
+                thumb.webpsave_buffer, Q=PRESET.webp_quality, effort=method, keep="none"
+            )
+            clock(f"pyvips: webp {box}", webp)
+    totals = {
+        who: sum(v for k, v in cpu.items() if k.startswith(who)) for who in ("pipeline", "pyvips")
+    }
+    print(f"\nStages, on {len(paths)} photos, CPU seconds of one process (one pass):")
+    for label, seconds in cpu.items():
+        share = seconds / totals[label.split(":")[0]]
+        print(f"  {label:44}{seconds:>8.2f}{share:>7.0%}")
+    print("  " + ", ".join(f"{who} {total:.2f} s" for who, total in totals.items())
+          + f"; pyvips / pipeline CPU {totals['pyvips'] / totals['pipeline']:.2f}")  # fmt: skip
+
+
+def _finished(make):
+    """A libvips image computed into memory: its pipeline runs now, on the clock."""
+    return make().copy_memory()
+
+
+def _colour_rotate(image: Image.Image, decoded) -> Image.Image:
+    image = pipeline._to_srgb(image, decoded.profile, [])
+    fix = pipeline._ORIENTATION_FIX.get(decoded.info.orientation)
+    return image.transpose(fix) if fix is not None else image
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -572,6 +663,9 @@ def main() -> int:
         "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
     )
     parser.add_argument("--skip-choices", action="store_true", help="not the choices' figures")
+    parser.add_argument(
+        "--stages", action="store_true", help="only the CPU per stage, pipeline and pyvips"
+    )
     args = parser.parse_args()
     modes = [mode for mode in MODES if mode in args.modes.split(",")]
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 100 MP is on purpose
@@ -581,6 +675,9 @@ def main() -> int:
     paths = build_corpus(items, args.photos)
     huge = build_corpus([HUGE], args.photos)[0]
     corpus = paths if args.quick else [*paths, huge]
+    if args.stages:
+        stages(paths)
+        return 0
     total_mp = 0.0
     for path in corpus:
         with Image.open(path) as image:
