@@ -19,10 +19,13 @@ What happens to an upload, in order:
    only to measure SSIM), palettes and bit-maps become RGB(A), and an
    alpha channel that is fully opaque is dropped.
 4. The cascade: the largest variant is resized from the decode, each next one from the previous
-   one (one LANCZOS ``Image.resize``, with ``reducing_gap`` for big steps). Colour management
-   (embedded ICC profile to sRGB, CMYK included) and the EXIF rotation are applied to the
-   largest variant rather than to the full decode: the same picture, fewer pixels to touch.
-   Nothing is ever enlarged.
+   one (one LANCZOS ``Image.resize``, with ``reducing_gap`` for big steps; the first one frees
+   the decode between its horizontal and vertical pass, which keeps the result off the peak).
+   Colour management (embedded ICC profile to sRGB, CMYK included) and the EXIF rotation are
+   applied to the largest variant rather than to the full decode: the same picture, fewer
+   pixels to touch. Nothing is ever enlarged. Memory: a progressive JPEG costs most, as libjpeg
+   keeps all its DCT coefficients until the last scan (3 bytes a pixel at 4:2:0, at whatever
+   scale it decodes): a 24 MP one peaks at about 130 MB per worker, a baseline one under 100.
 5. Encoding: JPEG (baseline with optimised tables, alpha flattened onto white) and WebP (alpha
    kept; ``webp_method`` for the largest size, ``webp_method_smaller`` below); AVIF is a
    separate call, ``optimize_avif``, because it is several times slower and the caller queues it
