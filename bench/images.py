@@ -1,14 +1,17 @@
 """Benchmark of the image pipeline (images/pipeline.py) against two references.
 
-    python bench/images.py            # 30 photos of 2-24 MP plus one of 100 MP
+    python bench/images.py            # 32 photos of 2-24 MP; the 100 MP one alone, for memory
     python bench/images.py --quick    # 10 photos of at most 12 MP, the 100 MP one for memory only
+    python bench/images.py --stages   # CPU per stage (decode, resize, encode...), ours and pyvips
+    python bench/images.py --filters  # the cascade's resampling filter: CPU, bytes, SSIM
 
 The corpus is built once and cached under var/bench/images/ (gitignored). Its photos are the
 colour sample photos that scikit-image ships in its wheel (only the files are read; skimage is
 never imported), cropped to a camera's aspect, enlarged to 2-24 MP and given texture (grain and
 blotchy mid-scale detail, as foliage or fabric has) so that they do not compress trivially. JPEG
-baseline and progressive, PNG, four EXIF orientations and a few with a Display P3 profile (so the
-colour-managed path is timed too, as for a phone's photos). ``--photos DIR`` uses other photos.
+baseline and progressive, PNG, two grey JPEGs, four EXIF orientations and a few with a Display P3
+profile (so the colour-managed path is timed too, as for a phone's photos). ``--photos DIR`` uses
+other photos.
 
 Measured, for 1 and 2 worker processes (multiprocessing, spawned, one image per task):
 
@@ -27,18 +30,21 @@ Measured, for 1 and 2 worker processes (multiprocessing, spawned, one image per 
 Then the choices behind the pipeline's settings, on the first JPEGs of the corpus: JPEG baseline
 against progressive (both with optimised tables), WebP methods 2, 3 and 4 per size (CPU time,
 bytes, SSIM against the unencoded variant), one ``Image.resize`` against the banded resize the
-pipeline had before (time and share of pixels that differ).
+pipeline had before (time and share of pixels that differ), and the resampling filter of the
+cascade (LANCZOS, BICUBIC, a 2x2 box for the exact halvings: CPU, bytes, SSIM of the encodes).
 
 Throughput is images per second per core: images over the CPU seconds the workers spent on them,
 each image's best of two passes (one with --quick), since the machine may be shared; the
-wall-clock rate of the whole pool is printed too. Memory is the peak resident set of the
-worker processes (VmHWM, the kernel's high-water mark of the process); the 100 MP JPEG is also
-run alone in a new process for each pipeline.
+wall-clock rate of the whole pool is printed too. Memory is the peak resident set of a worker
+process while it handles one image (VmHWM, the kernel's high-water mark, restarted before each
+image from what the worker already holds), the worst image named; the 100 MP JPEG is run alone
+in a new process for each pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import io
@@ -86,7 +92,7 @@ class Item:
     name: str
     photo: str
     megapixels: float
-    kind: str  # baseline | progressive | png
+    kind: str  # baseline | progressive | png | grey (a baseline JPEG of one channel)
     orientation: int
     p3: bool
     aspect: float = 1.5
@@ -113,6 +119,9 @@ def corpus_spec(quick: bool) -> list[Item]:
                 aspect=(1.5, 4 / 3, 16 / 9)[i % 3],
             )
         )
+    # Two grey photos (a scanned print, a black-and-white shot): the grey path is timed too.
+    items.append(Item("30", "coffee.png", 6, "grey", 1, False, 1.5))
+    items.append(Item("31", "rocket.jpg", 16, "grey", 6, False, 4 / 3))
     if quick:
         items = [item for item in items if item.megapixels <= 12][:10]
     return items
@@ -237,6 +246,8 @@ def build_corpus(items: list[Item], photos: str | None) -> list[Path]:
             started = time.perf_counter()
             with Image.open(_photo_dir(photos) / item.photo) as photo:
                 image = _textured(photo, item, seed)
+            if item.kind == "grey":
+                image = image.convert("L")
             params: dict = {}
             if item.kind != "png":
                 exif = Image.Exif()
@@ -374,6 +385,7 @@ def _ready(_: int) -> int:
 
 def _task(job: tuple[str, str]) -> dict:
     mode, path = job
+    _reset_peak()  # the peak of this image, on top of what the worker holds from earlier ones
     data = Path(path).read_bytes()
     ssim: dict[str, list[float]] = {}
     prepared = _floor_prepare(data) if mode == "floor" else None
@@ -438,6 +450,7 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
         "per_core": len(results) / sum(best.values()),
         "per_second": max(len(results) / wall for _, wall in passes),
         "peak_mb": max(r["rss_mb"] for rs, _ in passes for r in rs),
+        "peak_of": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["path"],
         "ratio": {f: sum(r["out"][f] for r in results) / inputs for f in formats},
         "ssim": {f: (sum(v) / len(v), min(v)) for f, v in ssim.items() if v},
     }
@@ -455,6 +468,12 @@ def idle_rss() -> float:
     with context.Pool(1, initializer=_init_worker) as pool:
         pool.apply(_ready, (0,))
         return pool.apply(_rss)
+
+
+def _reset_peak() -> None:
+    """Start VmHWM again from the current resident set (Linux: clear_refs, value 5)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def _rss() -> float:
@@ -560,6 +579,152 @@ def choices(paths: list[Path]) -> None:
         f"{max(differing, default=0):.0%}"
     )
 
+    filters(paths)
+
+
+RESAMPLING = {
+    # label: (filter for the largest size, filter below it; "reduce" is a 2x2 box when exact)
+    "LANCZOS at every size (the pipeline)": ("LANCZOS", "LANCZOS"),
+    "LANCZOS, then BICUBIC below": ("LANCZOS", "BICUBIC"),
+    "LANCZOS, then reduce(2) when exact": ("LANCZOS", "reduce"),
+    "BICUBIC at every size": ("BICUBIC", "BICUBIC"),
+}
+
+
+def filters(paths: list[Path]) -> None:
+    """The resampling filter of the cascade against CPU, bytes and SSIM of the encoded
+    variants, each scored against the pipeline's own reference (the full decode resized
+    straight to the size with LANCZOS), as the bench's SSIM figures are."""
+    from images.quality import LumaStats, ssim  # here: numpy, SSIM only
+
+    sizes = sorted(set(PRESET.sizes), reverse=True)
+    rows = {label: {"cpu": 0.0, "n": 0} for label in RESAMPLING}
+    for path in paths:
+        data = path.read_bytes()
+        decoded = pipeline._decode(data, PRESET)
+        assert decoded.image is not None
+        source = pipeline._to_srgb(decoded.image, decoded.profile, [])
+        full = pipeline.Preset(sizes=(10**6,), measure_ssim=True)
+        reference = pipeline._reference_source(data, pipeline._decode(data, full), full)
+        refs: dict[tuple[int, int], LumaStats] = {}
+        for label, (first, rest) in RESAMPLING.items():
+            image, row = source, rows[label]
+            for index, box in enumerate(sizes):
+                target = pipeline._fit(*source.size, box)
+                name = first if index == 0 else rest
+                started = time.process_time()
+                if name == "reduce" and image.width == 2 * target[0]:
+                    image = image.reduce(2)
+                elif image.size != target:
+                    kind = pipeline.LANCZOS if name == "reduce" else Image.Resampling[name]
+                    image = image.resize(target, kind, reducing_gap=pipeline.REDUCING_GAP)
+                row["cpu"] += time.process_time() - started
+                if target not in refs:
+                    refs[target] = pipeline._reference(reference, 1, target)
+                for fmt in PRESET.formats:
+                    payload = pipeline._encode(image, fmt, PRESET, b"", largest=index == 0)
+                    with Image.open(io.BytesIO(payload)) as encoded:
+                        score = ssim(refs[target], pipeline._luma(encoded))
+                    row[f"{fmt} bytes"] = row.get(f"{fmt} bytes", 0) + len(payload)
+                    row[f"{fmt} ssim"] = row.get(f"{fmt} ssim", 0.0) + score
+                row["n"] += 1
+        del decoded, source, reference, refs
+    base = rows[next(iter(RESAMPLING))]
+    print(f"\nResampling of the cascade, on {len(paths)} photos, stored orientation, no colour:")
+    print(f"{'':40}{'CPU s':>7}{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}")
+    for label, row in rows.items():
+        cells = ""
+        for fmt in PRESET.formats:
+            ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
+            cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / row['n']:>8.4f}"
+        print(f"{label:40}{row['cpu']:>7.2f}{cells}")
+
+
+def stages(paths: list[Path]) -> None:
+    """Where the CPU goes, per stage, for the pipeline and for pyvips: one process, each stage
+    on the clock alone (libvips is lazy, so its decode, shrink-on-load, resize and colour
+    transform are one figure: ``thumbnail_buffer`` made to finish with ``copy_memory``)."""
+    os.environ["VIPS_CONCURRENCY"] = "1"
+    import pyvips  # here: optional, only this figure and the pyvips mode need it
+
+    pyvips.cache_set_max(0)
+    sizes = sorted(set(PRESET.sizes), reverse=True)
+    cpu: dict[str, float] = {}
+
+    def clock(label: str, fn):
+        started = time.process_time()
+        value = fn()
+        cpu[label] = cpu.get(label, 0.0) + time.process_time() - started
+        return value
+
+    for path in paths:
+        data = path.read_bytes()
+        decoded = clock("pipeline: decode", functools.partial(pipeline._decode, data, PRESET))
+        info, image = decoded.info, decoded.image
+        assert image is not None
+        for index, box in enumerate(sizes):
+            target = pipeline._fit(info.width, info.height, box)
+            if index == 0 and info.orientation >= 5:
+                target = target[1], target[0]
+            if image.size != target:
+                resize = functools.partial(pipeline._resize, image, target)
+                image = clock(f"pipeline: resize to {box}", resize)
+            if index == 0:
+                colour = functools.partial(_colour_rotate, image, decoded)
+                image = clock("pipeline: colour + rotate", colour)
+            for fmt in PRESET.formats:
+                encode = functools.partial(
+                    pipeline._encode, image, fmt, PRESET, decoded.exif, largest=index == 0
+                )
+                clock(f"pipeline: {fmt} {box}", encode)
+        del decoded, image
+        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        profile = {"export_profile": "srgb"} if header.get_typeof("icc-profile-data") else {}
+        thumbnail = functools.partial(
+            pyvips.Image.thumbnail_buffer, data, sizes[0], height=sizes[0], size="down", **profile
+        )
+        thumb = clock(
+            "pyvips: decode + resize + colour + rotate", functools.partial(_finished, thumbnail)
+        )
+        for index, box in enumerate(sizes):
+            if index:
+                smaller = functools.partial(thumb.thumbnail_image, box, height=box, size="down")
+                thumb = clock(f"pyvips: resize to {box}", functools.partial(_finished, smaller))
+            jpeg = functools.partial(
+                thumb.jpegsave_buffer,
+                Q=PRESET.jpeg_quality,
+                subsample_mode="on",
+                optimize_coding=True,
+                interlace=PRESET.jpeg_progressive,
+                keep="none",
+            )
+            clock(f"pyvips: jpeg {box}", jpeg)
+            method = PRESET.webp_method if index == 0 else PRESET.webp_method_smaller
+            webp = functools.partial(
+                thumb.webpsave_buffer, Q=PRESET.webp_quality, effort=method, keep="none"
+            )
+            clock(f"pyvips: webp {box}", webp)
+    totals = {
+        who: sum(v for k, v in cpu.items() if k.startswith(who)) for who in ("pipeline", "pyvips")
+    }
+    print(f"\nStages, on {len(paths)} photos, CPU seconds of one process (one pass):")
+    for label, seconds in cpu.items():
+        share = seconds / totals[label.split(":")[0]]
+        print(f"  {label:44}{seconds:>8.2f}{share:>7.0%}")
+    print("  " + ", ".join(f"{who} {total:.2f} s" for who, total in totals.items())
+          + f"; pyvips / pipeline CPU {totals['pyvips'] / totals['pipeline']:.2f}")  # fmt: skip
+
+
+def _finished(make):
+    """A libvips image computed into memory: its pipeline runs now, on the clock."""
+    return make().copy_memory()
+
+
+def _colour_rotate(image: Image.Image, decoded) -> Image.Image:
+    image = pipeline._to_srgb(image, decoded.profile, [])
+    fix = pipeline._ORIENTATION_FIX.get(decoded.info.orientation)
+    return image.transpose(fix) if fix is not None else image
+
 
 # --- report ----------------------------------------------------------------------------------
 
@@ -572,15 +737,31 @@ def main() -> int:
         "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
     )
     parser.add_argument("--skip-choices", action="store_true", help="not the choices' figures")
+    parser.add_argument(
+        "--workers", default="1,2", help="comma-separated worker counts (default 1,2)"
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="only the CPU per stage, pipeline and pyvips"
+    )
+    parser.add_argument(
+        "--filters", action="store_true", help="only the resampling figures of the choices"
+    )
     args = parser.parse_args()
     modes = [mode for mode in MODES if mode in args.modes.split(",")]
+    worker_counts = [int(count) for count in args.workers.split(",")]
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 100 MP is on purpose
 
     items = corpus_spec(args.quick)
     print(f"Corpus: {len(items)} photos{'' if args.quick else ' + 1 of 100 MP'} in {CACHE}")
     paths = build_corpus(items, args.photos)
     huge = build_corpus([HUGE], args.photos)[0]
-    corpus = paths if args.quick else [*paths, huge]
+    corpus = paths  # the 100 MP JPEG runs alone in a new process, after the passes
+    if args.stages:
+        stages(paths)
+        return 0
+    if args.filters:
+        filters([p for p in paths if p.suffix == ".jpg"][:8])
+        return 0
     total_mp = 0.0
     for path in corpus:
         with Image.open(path) as image:
@@ -591,7 +772,7 @@ def main() -> int:
     passes: dict[tuple[str, int], list] = {}
     rounds = 1 if args.quick else 2
     for round_ in range(rounds):
-        for workers in (1, 2):
+        for workers in worker_counts:
             for mode in modes:
                 if mode.endswith("+ssim") and round_:
                     continue  # its figures are the quality; one pass gives them
@@ -619,6 +800,9 @@ def main() -> int:
             f"{stats['ratio']['jpeg']:>13.3f}{stats['ratio']['webp']:>13.3f}"
             f"{cells[0]:>11}{cells[1]:>11}"
         )
+    for (mode, workers), stats in table.items():
+        if workers == worker_counts[0]:
+            print(f"Peak of {mode}: {stats['peak_mb']:.0f} MB, {Path(stats['peak_of']).name}")
     print(f"\nA spawned worker with nothing done yet: {idle:.0f} MB.")
     print("100 MP JPEG alone in a new process: " + ", ".join(
         f"{mode} {mb:.0f} MB" for mode, mb in huge_rss.items()))  # fmt: skip
@@ -627,7 +811,7 @@ def main() -> int:
         choices([p for p in paths if p.suffix == ".jpg"][:4])
 
     checks = []
-    for workers in (1, 2):
+    for workers in worker_counts:
         ours = table.get(("pipeline", workers))
         if ours is None:
             continue

@@ -300,7 +300,13 @@ def test_cascade_decodes_once_and_resizes_each_variant_from_the_previous(monkeyp
     assert len(opened) == 1
     # DCT scaling gave 800 x 600 (1/2), the smallest that still covers 600 px.
     assert (result.decoded_width, result.decoded_height) == (800, 600)
-    assert resized == [((800, 600), (600, 450)), ((600, 450), (300, 225)), ((300, 225), (120, 90))]
+    # The first resize in its two passes (horizontal, then vertical: see _resize_releasing).
+    assert resized == [
+        ((800, 600), (600, 600)),
+        ((600, 600), (600, 450)),
+        ((600, 450), (300, 225)),
+        ((300, 225), (120, 90)),
+    ]
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
@@ -312,6 +318,63 @@ def test_large_images_are_resized_in_one_pass_as_pillow_does(mode):
         expected = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         resized = pipeline._resize(source, size)
         assert resized.mode == mode and resized.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_first_resize_frees_the_source_between_passes_with_the_same_pixels(mode):
+    source = _natural(600, 450).resize((2400, 1800), Image.Resampling.BICUBIC).convert(mode)
+    # Two passes (1.9x: no reduce), a reduce() first (6x), one axis unchanged (one pass).
+    for size in [(1260, 945), (400, 300), (2400, 900)]:
+        expected = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        holder = [source.copy()]
+        resized = pipeline._resize_releasing(holder, size)
+        assert holder == []  # it took the only reference, so the source can be freed early
+        assert resized.mode == mode and resized.size == size
+        assert resized.tobytes() == expected.tobytes()
+
+
+def _without_draft(monkeypatch) -> None:
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_dct_scaled_decode_scores_as_a_full_decode_does(monkeypatch, orientation):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    source = _save(_natural(2000, 1500), "JPEG", quality=92, exif=exif)
+    preset = Preset(sizes=(900, 450, 200), measure_ssim=True)
+    scaled = optimize(source, preset)
+    assert (scaled.decoded_width, scaled.decoded_height) == (1000, 750)  # 1/2: covers 900
+    _without_draft(monkeypatch)
+    full = optimize(source, preset)
+    assert (full.decoded_width, full.decoded_height) == (2000, 1500)
+    # Both scored against the same reference (the full decode resized straight to the size).
+    for a, b in zip(scaled.variants, full.variants, strict=True):
+        assert (a.size, a.format, a.width, a.height) == (b.size, b.format, b.width, b.height)
+        assert a.ssim is not None and b.ssim is not None
+        assert a.ssim >= b.ssim - 0.005, (a.size, a.format, a.ssim, b.ssim)
+        # Not a blur that the encoders profit from: the bytes are within 5 %.
+        assert abs(a.bytes - b.bytes) <= 0.05 * b.bytes, (a.size, a.format, a.bytes, b.bytes)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "orientation"),
+    [(4001, 3001, 1), (4001, 3001, 8), (2047, 1023, 1), (1999, 1333, 6), (3000, 17, 1)],
+)
+def test_variant_sizes_are_exactly_the_preset_boxes_whatever_the_decode_scale(
+    width, height, orientation
+):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    source = _save(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG", exif=exif)
+    shown = (height, width) if orientation >= 5 else (width, height)
+    result = optimize(source, Preset(sizes=(1000, 500, 64), formats=("jpeg",)))
+    for variant in result.variants:
+        scale = min(1.0, variant.size / max(shown))
+        expected = (max(1, round(shown[0] * scale)), max(1, round(shown[1] * scale)))
+        assert (variant.width, variant.height) == expected, (variant.size, result.decoded_width)
+        with Image.open(io.BytesIO(variant.data)) as written:
+            assert written.size == expected
 
 
 def test_jpeg_uses_draft_with_the_box_swapped_for_a_sideways_photo(monkeypatch):
