@@ -12,6 +12,7 @@ from ops.services.incident_notifications import incident_notifications_send
 from ops.services.maintenance import maintenance_scan
 from ops.services.maintenance_notices import maintenance_notices_send
 from ops.services.releases import deploy_run, deploys_resume
+from ops.services.status_subscribers import status_subscribers_tick
 from portal.health import checks_heartbeat
 
 
@@ -131,3 +132,11 @@ def backups_run_due_task() -> list[int]:
 @shared_task(name="ops.backups_verify_latest", soft_time_limit=50, time_limit=58)
 def backups_verify_latest_task() -> list[int]:
     return backups_verify_latest()
+
+
+@shared_task(name="ops.status_subscribers_tick", soft_time_limit=50, time_limit=58)
+def status_subscribers_tick_task() -> dict:
+    """Beat calls this every 15 seconds, and a new notice or subscription nudges it: public
+    maintenance announcements become notices, notices become deliveries, due deliveries are
+    sent (claimed one by one, retried with backoff, never raised)."""
+    return status_subscribers_tick()

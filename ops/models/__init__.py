@@ -79,9 +79,13 @@ from ops.models.status import (
     ComponentGroup,
     ComponentOverride,
     ComponentState,
+    DeliveryKind,
     PublicStatus,
     PublicUpdate,
     StatusComponent,
+    StatusDelivery,
+    StatusNotice,
+    StatusSubscriber,
 )
 
 __all__ = [
@@ -112,6 +116,7 @@ __all__ = [
     "DataSource",
     "DataSourceTable",
     "DataSubjectRequest",
+    "DeliveryKind",
     "Deploy",
     "DeployKind",
     "DeployStatus",
@@ -148,6 +153,9 @@ __all__ = [
     "Severity",
     "Silence",
     "StatusComponent",
+    "StatusDelivery",
+    "StatusNotice",
+    "StatusSubscriber",
     "TaskCompletion",
     "TimelineEntry",
     "TimelineKind",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -484,3 +484,49 @@ def incidents_on_status_page(*, limit: int = 10) -> tuple[list[Incident], list[I
         elif incident.public_status != PublicStatus.RESOLVED:
             published.append(incident)
     return published[:limit], unpublished[:limit]
+
+
+def public_components_for_form() -> list[StatusComponent]:
+    """The components a subscriber or an override may name, in the page's order."""
+    return list(
+        StatusComponent.objects.filter(is_public=True)
+        .select_related("group")
+        .order_by("group__position", "group__name", "group_id", "position", "name", "id")
+    )
+
+
+@dataclass
+class IncidentStatusCard:
+    """The incident page's "Status page" card: the public components its services make up,
+    every public component (an override may name one the services do not), and the
+    overrides that count now with the incident they belong to."""
+
+    touched: list[StatusComponent]
+    components: list[StatusComponent]
+    overrides: list[ComponentOverride]
+    others: list[ComponentOverride]
+
+
+def incident_status_card(*, incident: Incident) -> IncidentStatusCard:
+    """Two queries."""
+    touching = StatusComponent.services.through.objects.filter(
+        statuscomponent_id=OuterRef("pk"), monitoredservice__incidents=incident
+    )
+    components = list(
+        StatusComponent.objects.filter(is_public=True)
+        .select_related("group")
+        .annotate(touched=Exists(touching))
+        .order_by("group__position", "group__name", "group_id", "position", "name", "id")
+    )
+    overrides = list(
+        ComponentOverride.objects.filter(ended_at__isnull=True, incident__resolved_at__isnull=True)
+        .exclude(incident__status="closed")
+        .select_related("component", "incident", "created_by")
+        .order_by("-created_at")
+    )
+    return IncidentStatusCard(
+        touched=[c for c in components if c.touched],
+        components=components,
+        overrides=[o for o in overrides if o.incident_id == incident.pk],
+        others=[o for o in overrides if o.incident_id != incident.pk],
+    )
