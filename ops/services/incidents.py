@@ -442,21 +442,26 @@ def incident_overrides_end(*, incident: Incident, user, now: datetime, why: str)
         return 0
     incident.component_overrides.filter(pk__in=[o.pk for o in ended]).update(ended_at=now)
     for override in ended:
-        incident.add_entry(
-            kind=TimelineKind.NOTIFICATION,
-            text=f"Status page: override of {override.component.name} "
-            f"({override.get_state_display()}) ended: {why}.",
-            user=user,
-            now=now,
-        )
-        audit_record(
-            actor=user,
-            action="status.override_end",
-            target=override.component,
-            summary=f"{override.component.name}: override ended ({why})",
-        )
+        override_end_recorded(incident=incident, override=override, user=user, now=now, why=why)
     status_cache_bump()
     return len(ended)
+
+
+def override_end_recorded(*, incident: Incident, override, user, now: datetime, why: str) -> None:
+    """The timeline entry and the audit entry of an override that ended."""
+    incident.add_entry(
+        kind=TimelineKind.NOTIFICATION,
+        text=f"Status page: override of {override.component.name} "
+        f"({override.get_state_display()}) ended: {why}.",
+        user=user,
+        now=now,
+    )
+    audit_record(
+        actor=user,
+        action="status.override_end",
+        target=override.component,
+        summary=f"{override.component.name}: override ended ({why})",
+    )
 
 
 def incident_resolve(*, incident: Incident, user, now: datetime | None = None) -> Incident:

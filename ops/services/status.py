@@ -17,7 +17,7 @@ from ops.models import (
     StatusComponent,
     TimelineKind,
 )
-from ops.services.incidents import incident_lock, incident_overrides_end
+from ops.services.incidents import incident_lock, incident_overrides_end, override_end_recorded
 from ops.services.status_cache import status_cache_bump
 from ops.services.status_subscribers import status_link, status_notice_queue
 from portal.errors import ActionRefused
@@ -216,18 +216,12 @@ def component_override_end(
     ):
         raise ActionRefused("This override has already ended.", status=409)
     override.ended_at = now
-    override.incident.add_entry(
-        kind=TimelineKind.NOTIFICATION,
-        text=f"Status page: override of {override.component.name} ended; its state is "
-        "derived again.",
+    override_end_recorded(
+        incident=override.incident,
+        override=override,
         user=user,
         now=now,
-    )
-    audit_record(
-        actor=user,
-        action="status.override_end",
-        target=override.component,
-        summary=f"{override.component.name}: override ended",
+        why="ended by hand, the state is derived again",
     )
     status_cache_bump()
     return override
