@@ -2,6 +2,7 @@
 ``public_patterns``), and the whole of what the status host serves when STATUS_HOST is set
 (settings.HOST_URLCONFS names this module): everything else on that host is a 404."""
 
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -22,7 +23,7 @@ public_patterns = [
 urlpatterns = [
     path("", include((public_patterns, "ops"))),
     # /status/ bookmarked from the portal's host lands on the page.
-    path("status/", RedirectView.as_view(url="/", permanent=False)),
+    path("status/", login_not_required(RedirectView.as_view(url="/", permanent=False))),
 ]
 
 handler404 = status.status_not_found
