@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import CharField, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from ops.models import (
@@ -228,16 +228,20 @@ def _daily_rollups(
     service_ids: list[int], since: datetime
 ) -> dict[int, dict[date, tuple[int, int]]]:
     """(checks, up) per service and UTC day, summed in the database: one query."""
+    # The UTC day as the first ten characters of the stored time (both databases keep it in
+    # UTC): grouped by the database itself. TruncDate costs SQLite a Python call per row,
+    # seconds for 30 components' 90 days (bench/status.py).
     rows = (
         CheckRollup.objects.filter(service_id__in=service_ids, hour__gte=since)
-        .annotate(day=TruncDate("hour", tzinfo=UTC))
+        .annotate(day=Substr(Cast("hour", output_field=CharField()), 1, 10))
         .values("service_id", "day")
         .annotate(checks=Sum("checks"), up=Sum("up"))
         .order_by()
     )
     found: dict[int, dict[date, tuple[int, int]]] = defaultdict(dict)
     for row in rows:
-        found[row["service_id"]][row["day"]] = (row["checks"] or 0, row["up"] or 0)
+        day = date.fromisoformat(row["day"])
+        found[row["service_id"]][day] = (row["checks"] or 0, row["up"] or 0)
     return found
 
 
