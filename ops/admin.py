@@ -988,3 +988,12 @@ class StatusNoticeAdmin(HistoryAdmin):
     @admin.display(description="Failed", ordering="failed_count")
     def failed(self, obj) -> int:
         return obj.failed_count
+
+
+@admin.register(StatusDelivery)
+class StatusDeliveryAdmin(HistoryAdmin):
+    """Each e-mail to a subscriber: its state, attempts and last error (read-only)."""
+
+    list_display = ["created_at", "kind", "notice", "subscriber", "status", "attempts", "error"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["notice", "subscriber"]
