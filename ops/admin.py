@@ -51,6 +51,9 @@ from ops.models import (
     Severity,
     Silence,
     StatusComponent,
+    StatusDelivery,
+    StatusNotice,
+    StatusSubscriber,
     TaskCompletion,
     TimelineEntry,
     VendorContact,
@@ -64,6 +67,7 @@ from ops.services.health import monitored_service_set_active
 from ops.services.health_checks import describe_target
 from ops.services.maintenance import TASK_FIELDS, maintenance_task_save, task_schedule_problems
 from portal.admin_audit import AuditedModelAdmin, HistoryAdmin
+from portal.services.audit import audit_record
 
 
 def _rendered(text: str):
@@ -942,3 +946,82 @@ class PublicUpdateAdmin(HistoryAdmin):
     list_filter = ["status"]
     search_fields = ["title", "message"]
     list_select_related = ["incident", "posted_by"]
+
+
+@admin.register(StatusSubscriber)
+class StatusSubscriberAdmin(HistoryAdmin):
+    """Who gets the status page's e-mail (Managers): read-only (people subscribe and
+    unsubscribe themselves); a Manager may delete one on request. The address never reaches
+    the audit log, which names the subscriber's id."""
+
+    list_display = ["email", "confirmed_at", "what", "created_at"]
+    list_filter = [("confirmed_at", admin.EmptyFieldListFilter), "all_components"]
+    search_fields = ["email"]
+    exclude = ["components"]
+    readonly_fields = ["email", "all_components", "what", "confirmed_at", "created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("components")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    @admin.display(description="Components")
+    def what(self, obj) -> str:
+        if obj.all_components:
+            return "All"
+        return ", ".join(component.name for component in obj.components.all()) or "—"
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("ops.delete_statussubscriber")
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            audit_record(actor=request.user, action="admin.statussubscriber.delete", target=obj)
+        return admin.ModelAdmin.log_deletions(self, request, queryset)
+
+
+class StatusDeliveryInline(admin.TabularInline):
+    model = StatusDelivery
+    fields = ["subscriber", "status", "attempts", "sent_at", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+    show_change_link = False
+
+
+@admin.register(StatusNotice)
+class StatusNoticeAdmin(HistoryAdmin):
+    """What subscribers were told, with each delivery's state (sent, retried, failed)."""
+
+    list_display = ["created_at", "subject", "recipients", "sent", "failed", "fanned_out_at"]
+    search_fields = ["subject", "key"]
+    inlines = [StatusDeliveryInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                sent_count=Count("deliveries", filter=Q(deliveries__status="sent")),
+                failed_count=Count("deliveries", filter=Q(deliveries__status="failed")),
+            )
+        )
+
+    @admin.display(description="Sent", ordering="sent_count")
+    def sent(self, obj) -> int:
+        return obj.sent_count
+
+    @admin.display(description="Failed", ordering="failed_count")
+    def failed(self, obj) -> int:
+        return obj.failed_count
+
+
+@admin.register(StatusDelivery)
+class StatusDeliveryAdmin(HistoryAdmin):
+    """Each e-mail to a subscriber: its state, attempts and last error (read-only)."""
+
+    list_display = ["created_at", "kind", "notice", "subscriber", "status", "attempts", "error"]
+    list_filter = ["status", "kind"]
+    list_select_related = ["notice", "subscriber"]

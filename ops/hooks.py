@@ -67,6 +67,7 @@ from ops.services.alerts import SilenceWindow, alert_defaults_load, silence_sour
 from ops.services.checklists import checklist_runs_schedule
 from ops.services.gdpr import may_see_subject
 from ops.services.gdpr_breach import breach_offsets_default
+from ops.services.gdpr_jobs import PortalData, gdpr_portal_data_add
 from ops.services.incident_notifications import notification_channels
 from ops.services.incidents import incident_run_frozen, incident_run_item_changed
 from ops.services.maintenance import (
@@ -75,6 +76,13 @@ from ops.services.maintenance import (
 )
 from ops.services.releases import digitalocean_is_simulated
 from ops.services.runbooks import runbook_plan_apply
+from ops.services.status import status_demo_components
+from ops.services.status_subscribers import (
+    SUBJECT_COLUMNS,
+    subscribers_count,
+    subscribers_erase,
+    subscribers_of,
+)
 from portal.registry import (
     CalendarEvent,
     CalendarSource,
@@ -459,6 +467,14 @@ def _monitor_the_portal(*, demo: bool) -> str | None:
     return f"Monitored services of the portal itself: {len(services)}."
 
 
+def _status_demo(*, demo: bool) -> str | None:
+    """The demo's status page shows components made of the portal's own services."""
+    if not demo:
+        return None
+    made = status_demo_components()
+    return f"Status page components from the demo's services: {made}." if made else None
+
+
 def _breach_timeline(*, demo: bool) -> str | None:
     count = breach_offsets_default()
     return f"Data breach response steps given their due times: {count}." if count else None
@@ -625,13 +641,26 @@ NAV_LINKS = (
 )
 
 
+# The status page's subscribers are personal data of the portal's own: exported, erased and
+# scanned by a data-subject request with the portal's users.
+STATUS_SUBSCRIBERS = PortalData(
+    name="status_subscribers",
+    columns=SUBJECT_COLUMNS,
+    rows=lambda dsr: subscribers_of(email=dsr.subject_email),
+    erase=lambda dsr: subscribers_erase(email=dsr.subject_email),
+    count=lambda dsr: subscribers_count(email=dsr.subject_email),
+)
+
+
 def register(registry: Registry) -> None:
     silence_source_add(_maintenance_silences)
     for link in NAV_LINKS:
         registry.add_nav_link(link)
+    gdpr_portal_data_add(STATUS_SUBSCRIBERS)
     for step in (
         SetupStep("default-runbooks", _load_default_runbooks, 10),
         SetupStep("demo-monitoring", _monitor_the_portal, 20),
+        SetupStep("status-demo", _status_demo, 22),
         SetupStep("maintenance-defaults", _load_maintenance_defaults, 25),
         SetupStep("breach-timeline", _breach_timeline, 15),
         SetupStep("alert-defaults", _load_alert_defaults, 27),

@@ -19,6 +19,7 @@ from ops.services.incident_notifications import incident_notifications_send
 from ops.services.maintenance import maintenance_scan
 from ops.services.maintenance_notices import maintenance_notices_send
 from ops.services.releases import deploy_run, deploys_resume
+from ops.services.status_subscribers import status_subscribers_tick
 from portal.health import checks_heartbeat
 
 
@@ -155,3 +156,11 @@ def restore_test_run_task(restore_id: int) -> str | None:
 def restore_tests_due_task() -> list[int]:
     """Beat calls this daily: restore tests on staging that are due (quarterly)."""
     return restore_tests_due()
+
+
+@shared_task(name="ops.status_subscribers_tick", soft_time_limit=50, time_limit=58)
+def status_subscribers_tick_task() -> dict:
+    """Beat calls this every 15 seconds, and a new notice or subscription nudges it: public
+    maintenance announcements become notices, notices become deliveries, due deliveries are
+    sent (claimed one by one, retried with backoff, never raised)."""
+    return status_subscribers_tick()

@@ -1,5 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
+from ops.status_urls import public_patterns
 from ops.views import (
     alerts,
     calendar,
@@ -55,6 +56,16 @@ urlpatterns = [
     path("incidents/<int:pk>/postmortem/", incidents.postmortem_edit, name="postmortem_edit"),
     path("incidents/<int:pk>/actions/", incidents.action_add, name="action_add"),
     path("incidents/<int:pk>/status-page/", status.public_update, name="public_update"),
+    path(
+        "incidents/<int:pk>/status-page/override/",
+        status.incident_override_set,
+        name="incident_override_set",
+    ),
+    path(
+        "incidents/<int:pk>/status-page/override/<int:override_pk>/end/",
+        status.incident_override_end,
+        name="incident_override_end",
+    ),
     path("incidents/actions/<int:pk>/done/", incidents.action_done, name="action_done"),
     path("maintenance/", maintenance.task_list, name="maintenance_task_list"),
     path("maintenance/tasks/new/", maintenance.task_edit, name="maintenance_task_new"),
@@ -99,10 +110,7 @@ urlpatterns = [
         name="maintenance_occurrence_complete",
     ),
     path("calendar/", calendar.calendar_view, name="calendar"),
-    path("status/", status.status_view, name="status"),
-    path("status/history/", status.status_history, name="status_history"),
-    path("status/feed.atom", status.status_atom, name="status_atom"),
-    path("status/api/v2/summary.json", status.status_json, name="status_json"),
+    path("status/", include(public_patterns)),
     path("calendar/feed/", calendar.feed_settings, name="calendar_feed_settings"),
     path("calendar/<str:token>.ics", calendar.feed, name="calendar_feed"),
     path("gdpr/", gdpr.request_list, name="gdpr_list"),

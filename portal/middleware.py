@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequiredMiddleware
+from django.http.request import split_domain_port
 from django.shortcuts import render, resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -40,6 +41,24 @@ class RequestContextMiddleware:
         finally:
             request_user.reset(user_token)
             client_address.reset(token)
+
+
+class HostUrlconfMiddleware:
+    """A host with URLs of its own (``settings.HOST_URLCONFS``: the status page's host serves
+    the status page only) resolves its requests against them, so anything else there is a
+    404; every other host gets ROOT_URLCONF. Before CommonMiddleware, which looks at the
+    request's URLs to add a slash."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if settings.HOST_URLCONFS:
+            host, _port = split_domain_port(request.get_host())
+            urlconf = settings.HOST_URLCONFS.get(host)
+            if urlconf:
+                request.urlconf = urlconf
+        return self.get_response(request)
 
 
 class LoginRequiredMiddleware(_LoginRequiredMiddleware):

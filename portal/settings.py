@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.middleware.HostUrlconfMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -408,6 +409,40 @@ PORTAL_BASE_URL = env_str("PORTAL_BASE_URL") or f"http://{PORTAL_DEMO_HOST}"
 ALERT_ACK_LINK_MAX_AGE = env_int("ALERT_ACK_LINK_MAX_AGE", 3600, minimum=60)
 # The severity of the incident a critical alert opens.
 ALERT_INCIDENT_SEVERITY = env_str("ALERT_INCIDENT_SEVERITY", "P1") or "P1"
+
+# The public status page (ops.views.status)
+# A host name of its own (status.example.com): requests for it get the public page, its feeds,
+# the subscription pages and static files, and nothing else (404); /status/ on the portal's
+# host keeps working. Added to ALLOWED_HOSTS.
+STATUS_HOST = (env_str("STATUS_HOST", "") or "").strip().lower()
+if STATUS_HOST and ("/" in STATUS_HOST or ":" in STATUS_HOST.strip("[]")):
+    raise ImproperlyConfigured(
+        f"STATUS_HOST is a host name (status.example.com), not {STATUS_HOST!r}"
+    )
+if STATUS_HOST and STATUS_HOST not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, STATUS_HOST]
+# Which URLs a host serves, when not ROOT_URLCONF (portal.middleware.HostUrlconfMiddleware).
+HOST_URLCONFS = {STATUS_HOST: "ops.status_urls"} if STATUS_HOST else {}
+# Where the links in subscribers' e-mail point: the status host, else the portal's address.
+STATUS_BASE_URL = env_str("STATUS_BASE_URL") or (
+    f"{'https' if HTTPS else 'http'}://{STATUS_HOST}" if STATUS_HOST else PORTAL_BASE_URL
+)
+# The rendered public pages are kept this long in the cache (0: not at all); a public update
+# or an override replaces them at once, health and maintenance within this time.
+STATUS_CACHE_SECONDS = env_int("STATUS_CACHE_SECONDS", 30, minimum=0)
+# How long a subscription's confirmation link works (an unconfirmed address is then deleted).
+STATUS_CONFIRM_HOURS = env_int("STATUS_CONFIRM_HOURS", 48, minimum=1)
+# Subscription requests accepted per hour from one client address, and for one e-mail address.
+STATUS_SUBSCRIBE_PER_CLIENT = env_int("STATUS_SUBSCRIBE_PER_CLIENT", 10, minimum=1)
+STATUS_SUBSCRIBE_PER_ADDRESS = env_int("STATUS_SUBSCRIBE_PER_ADDRESS", 3, minimum=1)
+CELERY_BEAT_SCHEDULE["status-subscribers"] = {
+    # Subscribers' e-mail: maintenance announcements turned into notices, notices into one
+    # delivery per subscriber, due deliveries sent (claimed, retried with backoff). The rows
+    # are the truth: this finds whatever a lost message or a dead worker left undone.
+    "task": "ops.status_subscribers_tick",
+    "schedule": 15.0,
+    "options": {"expires": 14},
+}
 
 # Images
 # Limits of an upload (the upload form, the API and the workers all apply them).

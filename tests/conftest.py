@@ -145,6 +145,13 @@ def _no_startup_grace(settings):
     settings.HEALTH_STARTUP_GRACE_SECONDS = 0
 
 
+@pytest.fixture(autouse=True)
+def _no_status_page_cache(settings):
+    """The status pages' server cache outlives a test's database: a page rendered in one test
+    would be served in the next. Its own tests turn it back on."""
+    settings.STATUS_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def htmx() -> dict:
     """The header htmx sends with each of its requests: ``client.get(url, **htmx)``."""

@@ -80,9 +80,13 @@ from ops.models.status import (
     ComponentGroup,
     ComponentOverride,
     ComponentState,
+    DeliveryKind,
     PublicStatus,
     PublicUpdate,
     StatusComponent,
+    StatusDelivery,
+    StatusNotice,
+    StatusSubscriber,
 )
 
 __all__ = [
@@ -113,6 +117,7 @@ __all__ = [
     "DataSource",
     "DataSourceTable",
     "DataSubjectRequest",
+    "DeliveryKind",
     "Deploy",
     "DeployKind",
     "DeployStatus",
@@ -150,6 +155,9 @@ __all__ = [
     "Severity",
     "Silence",
     "StatusComponent",
+    "StatusDelivery",
+    "StatusNotice",
+    "StatusSubscriber",
     "TaskCompletion",
     "TimelineEntry",
     "TimelineKind",

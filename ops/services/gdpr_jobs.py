@@ -21,11 +21,14 @@ import logging
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -58,6 +61,30 @@ logger = logging.getLogger(__name__)
 # Longer than the task's hard time limit (1 h): a claim this old belongs to a dead worker.
 STALE_CLAIM = timedelta(minutes=65)
 MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PortalData:
+    """Personal data another part of the portal keeps in its own tables (the status page's
+    subscribers), exported, erased and scanned with the portal's users: ``rows(dsr)`` the
+    subject's rows of ``columns``, ``erase(dsr)`` the rows removed, ``count(dsr)`` the rows
+    that still hold an identifier."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: Callable[[DataSubjectRequest], list[tuple]]
+    erase: Callable[[DataSubjectRequest], int]
+    count: Callable[[DataSubjectRequest], int]
+
+
+# Filled by ops.hooks (AppConfig.ready()), as the external sources are rows of DataSource.
+PORTAL_DATA: list[PortalData] = []
+
+
+def gdpr_portal_data_add(data: PortalData) -> None:
+    if any(known.name == data.name for known in PORTAL_DATA):
+        raise ImproperlyConfigured(f"Two portal data sources are named {data.name!r}.")
+    PORTAL_DATA.append(data)
 
 
 def export_expiry() -> timedelta:
@@ -244,6 +271,7 @@ def _portal_tables(dsr: DataSubjectRequest) -> list[tuple[str, list[str], list[t
         ("users", user_columns, user_rows),
         ("audit_entries", audit_columns, audit_rows),
         ("incidents", incident_columns, incident_rows),
+        *((data.name, list(data.columns), data.rows(dsr)) for data in PORTAL_DATA),
     ]
 
 
@@ -357,6 +385,10 @@ def gdpr_scan(*, dsr: DataSubjectRequest) -> dict[str, dict[str, int]]:
     users = get_user_model().objects.filter(email__iexact=dsr.subject_email).count()
     if users:
         hits[f"{PORTAL_SOURCE}/users"] = {"email": users}
+    for data in PORTAL_DATA:
+        left = data.count(dsr)
+        if left:
+            hits[f"{PORTAL_SOURCE}/{data.name}"] = {"email": left}
     for source in _sources():
         with source_connection(source) as connection:
             for table in source.tables.all():
@@ -371,6 +403,8 @@ def _erase(job: GdprJob, token: str, now: datetime) -> None:
     counts = dict(job.result.get("counts", {}))
     with transaction.atomic():
         counts[f"{PORTAL_SOURCE}/users"] = _erase_portal(dsr)
+        for data in PORTAL_DATA:
+            counts[f"{PORTAL_SOURCE}/{data.name}"] = data.erase(dsr)
     _step(job, token)
     done_sources = set(job.result.get("sources_done", []))
     for source in _sources():

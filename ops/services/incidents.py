@@ -43,6 +43,7 @@ from ops.services.incident_rules import (
     text_cleaned,
     times_checked,
 )
+from ops.services.status_cache import status_cache_bump
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
@@ -414,6 +415,10 @@ def incident_set_status(
         user=user,
         now=now,
     )
+    if status == IncidentStatus.RESOLVED:
+        incident_overrides_end(
+            incident=incident, user=user, now=now, why="the incident is resolved"
+        )
     audit_record(
         actor=user,
         action="incident.status",
@@ -423,6 +428,40 @@ def incident_set_status(
         after=incident_snapshot(incident),
     )
     return incident
+
+
+def incident_overrides_end(*, incident: Incident, user, now: datetime, why: str) -> int:
+    """The status page overrides set for this incident stop when it is resolved: each one
+    ended says so on the timeline and in the audit log."""
+    ended = list(
+        incident.component_overrides.select_for_update()
+        .filter(ended_at__isnull=True)
+        .select_related("component")
+    )
+    if not ended:
+        return 0
+    incident.component_overrides.filter(pk__in=[o.pk for o in ended]).update(ended_at=now)
+    for override in ended:
+        override_end_recorded(incident=incident, override=override, user=user, now=now, why=why)
+    status_cache_bump()
+    return len(ended)
+
+
+def override_end_recorded(*, incident: Incident, override, user, now: datetime, why: str) -> None:
+    """The timeline entry and the audit entry of an override that ended."""
+    incident.add_entry(
+        kind=TimelineKind.NOTIFICATION,
+        text=f"Status page: override of {override.component.name} "
+        f"({override.get_state_display()}) ended: {why}.",
+        user=user,
+        now=now,
+    )
+    audit_record(
+        actor=user,
+        action="status.override_end",
+        target=override.component,
+        summary=f"{override.component.name}: override ended ({why})",
+    )
 
 
 def incident_resolve(*, incident: Incident, user, now: datetime | None = None) -> Incident:

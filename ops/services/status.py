@@ -1,21 +1,25 @@
 """Status page changes: public updates of an incident (what customers read, separate from
 its internal timeline) and overrides of a component's derived state for an incident."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from ops.models import (
+    ComponentGroup,
     ComponentOverride,
     ComponentState,
     Incident,
+    MonitoredService,
     PublicStatus,
     PublicUpdate,
     StatusComponent,
     TimelineKind,
 )
-from ops.services.incidents import incident_lock
+from ops.services.incidents import incident_lock, incident_overrides_end, override_end_recorded
+from ops.services.status_cache import status_cache_bump
+from ops.services.status_subscribers import status_link, status_notice_queue
 from portal.errors import ActionRefused
 from portal.permissions import require_perm
 from portal.services.audit import audit_record
@@ -86,7 +90,28 @@ def public_update_post(
         posted_at=now,
     )
     if status == PublicStatus.RESOLVED:
-        incident.component_overrides.filter(ended_at__isnull=True).update(ended_at=now)
+        incident_overrides_end(
+            incident=incident, user=user, now=now, why="the public update says resolved"
+        )
+    components = list(
+        StatusComponent.objects.filter(is_public=True, services__incidents=incident)
+        .distinct()
+        .order_by("position", "name")
+    )
+    affected = ", ".join(component.name for component in components)
+    status_notice_queue(
+        key=f"update:{update.pk}",
+        subject=f"[{update.get_status_display()}] {title}",
+        body=(
+            f"{title}\n\n{update.get_status_display()}: {message}\n\n"
+            + (f"Affected: {affected}\n" if affected else "")
+            + f"Posted {now.astimezone(UTC):%d %b %Y %H:%M} UTC. "
+            f"History: {status_link('ops:status_history')}#incident-{incident.pk}\n"
+        ),
+        components=components,
+        now=now,
+    )
+    status_cache_bump()
     incident.add_entry(
         kind=TimelineKind.NOTIFICATION,
         text=f"Status page: {update.get_status_display()} — {message}",
@@ -103,6 +128,10 @@ def public_update_post(
     return update
 
 
+def override_states() -> list[tuple[str, str]]:
+    return list(ComponentState.choices)
+
+
 @transaction.atomic
 def component_override_set(
     *,
@@ -113,7 +142,9 @@ def component_override_set(
     user,
     now: datetime | None = None,
 ) -> ComponentOverride:
-    """A person's word on a component's state while the incident is open (recorded)."""
+    """A person working the incident sets a component's state by hand, with the reason, for
+    as long as the incident is open (it ends when the incident is resolved, when a resolved
+    public update is posted, or by hand). Recorded in the audit log and on the timeline."""
     require_perm(user, "ops.publish_statuscomponent", "You may not override component states.")
     now = now or timezone.now()
     if state not in ComponentState.values:
@@ -123,10 +154,20 @@ def component_override_set(
         raise ActionRefused("Say why the derived state is wrong.", field="reason")
     if len(reason) > MAX_REASON:
         raise ActionRefused(f"The reason is too long (at most {MAX_REASON}).", field="reason")
+    if not component.is_public:
+        raise ActionRefused(
+            f"{component.name} is not on the status page: nobody would see the override.",
+            field="component",
+        )
     incident = incident_lock(incident)
     if incident.is_closed or incident.resolved_at is not None:
         raise ActionRefused("An override lasts as long as an open incident.", status=409)
-    component.overrides.filter(ended_at__isnull=True).update(ended_at=now)
+    replaced = list(
+        component.overrides.select_for_update()
+        .filter(ended_at__isnull=True)
+        .select_related("incident")
+    )
+    component.overrides.filter(pk__in=[old.pk for old in replaced]).update(ended_at=now)
     override = ComponentOverride.objects.create(
         component=component,
         incident=incident,
@@ -135,13 +176,31 @@ def component_override_set(
         created_by=user,
         created_at=now,
     )
+    for old in replaced:
+        if old.incident_id != incident.pk:
+            old.incident.add_entry(
+                kind=TimelineKind.NOTIFICATION,
+                text=f"Status page: override of {component.name} replaced by one of "
+                f"{incident.reference}.",
+                user=user,
+                now=now,
+            )
+    incident.add_entry(
+        kind=TimelineKind.NOTIFICATION,
+        text=f"Status page: {component.name} shown as {override.get_state_display()} until the "
+        f"incident is resolved — {reason}",
+        user=user,
+        now=now,
+    )
     audit_record(
         actor=user,
         action="status.override",
         target=component,
         summary=f"{component.name}: {override.get_state_display()} ({incident.reference})",
+        before={"overrides_ended": [old.pk for old in replaced]} if replaced else None,
         after={"state": state, "reason": reason, "incident": incident.pk},
     )
+    status_cache_bump()
     return override
 
 
@@ -149,16 +208,67 @@ def component_override_set(
 def component_override_end(
     *, override: ComponentOverride, user, now: datetime | None = None
 ) -> ComponentOverride:
+    """End an override by hand: the component's state is derived again."""
     require_perm(user, "ops.publish_statuscomponent", "You may not override component states.")
     now = now or timezone.now()
-    if override.ended_at is not None:
+    if not ComponentOverride.objects.filter(pk=override.pk, ended_at__isnull=True).update(
+        ended_at=now
+    ):
         raise ActionRefused("This override has already ended.", status=409)
     override.ended_at = now
-    override.save(update_fields=["ended_at"])
-    audit_record(
-        actor=user,
-        action="status.override_end",
-        target=override.component,
-        summary=f"{override.component.name}: override ended",
+    override_end_recorded(
+        incident=override.incident,
+        override=override,
+        user=user,
+        now=now,
+        why="ended by hand, the state is derived again",
     )
+    status_cache_bump()
     return override
+
+
+# What the demo shows on a first run (setup_portal --demo)
+
+DEMO_COMPONENTS = (
+    # group, component, slug, public description, the demo's monitored services (slugs)
+    ("Portal", "Web app", "web-app", "The pages and the API.", ("portal-web",)),
+    (
+        "Portal",
+        "Background jobs",
+        "background-jobs",
+        "Checks, notices, images.",
+        ("celery-workers",),
+    ),
+    ("Data", "Database", "database", "Where everything is stored.", ("portal-database",)),
+    ("Data", "Cache and queues", "cache-and-queues", "Sessions, cache, task queues.", ("redis",)),
+)
+
+
+@transaction.atomic
+def status_demo_components() -> int:
+    """Components made of the demo's monitored services, so the status page is not empty on
+    a first run; a component whose services are not monitored here is left out, and one that
+    exists is left as it is. Returns how many were made."""
+    services = {service.slug: service for service in MonitoredService.objects.all()}
+    made = 0
+    for position, (group_name, name, slug, description, slugs) in enumerate(DEMO_COMPONENTS):
+        members = [services[s] for s in slugs if s in services]
+        if not members or StatusComponent.objects.filter(slug=slug).exists():
+            continue
+        group, _created = ComponentGroup.objects.get_or_create(
+            name=group_name, defaults={"position": 0 if group_name == "Portal" else 1}
+        )
+        component = StatusComponent.objects.create(
+            name=name, slug=slug, group=group, position=position, description=description
+        )
+        component.services.set(members)
+        audit_record(
+            actor=None,
+            action="status.component.demo",
+            target=component,
+            summary=f"{name}: {', '.join(member.name for member in members)}",
+        )
+        made += 1
+    if made:
+        status_cache_bump()
+    return made

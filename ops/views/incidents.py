@@ -21,6 +21,7 @@ from ops.forms.incidents import (
     StatusForm,
     incident_filters_from,
 )
+from ops.forms.status import OverrideForm
 from ops.models import ActionItem, Incident, IncidentStatus, Postmortem
 from ops.selectors.alerts import incident_alerts, incident_vendor_contacts
 from ops.selectors.checklists import run_items, run_kpi_evidence
@@ -30,6 +31,7 @@ from ops.selectors.incidents import (
     incidents_filtered,
     severities_all,
 )
+from ops.selectors.status import incident_status_card
 from ops.services.incident_notifications import notification_channels
 from ops.services.incident_rules import EditConflict
 from ops.services.incidents import (
@@ -162,7 +164,18 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
 @require_GET
 def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
-    return render(request, DETAIL_PAGE, _detail_context(request, incident))
+    context = _detail_context(request, incident)
+    # The status page card (not polled): its components, overrides and the override form.
+    card = incident_status_card(incident=incident)
+    can_override = request.user.has_perm("ops.publish_statuscomponent") and incident.is_open
+    context.update(
+        status_card=card,
+        can_override=can_override,
+        override_form=OverrideForm(components=card.components, auto_id="override_%s")
+        if can_override
+        else None,
+    )
+    return render(request, DETAIL_PAGE, context)
 
 
 @require_GET

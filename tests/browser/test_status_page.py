@@ -3,6 +3,7 @@ page and an anonymous visitor reads it, with the upcoming maintenance; a day's b
 uptime and incidents on keyboard focus and on hover; axe-core finds no serious or critical
 problem in light and dark."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -118,7 +119,7 @@ def test_axe_finds_no_serious_or_critical_problem(new_page, seeded, operator, sc
     page = new_page()
     page.emulate_media(color_scheme=scheme)
     problems = []
-    for path in ("/status/", "/status/history/"):
+    for path in ("/status/", "/status/history/", "/status/subscribe/"):
         page.goto(path)
         page.add_script_tag(url=AXE)
         result = page.evaluate(
@@ -132,3 +133,23 @@ def test_axe_finds_no_serious_or_critical_problem(new_page, seeded, operator, sc
                 targets = [node["target"] for node in violation["nodes"]][:3]
                 problems.append(f"{path}: {violation['id']} ({violation['help']}) at {targets}")
     assert problems == []
+
+
+def test_a_visitor_subscribes_to_one_component_by_label(new_page, seeded, settings):
+    # The rate limit's counts live in the cache, which outlives a run: not this test's subject.
+    settings.STATUS_SUBSCRIBE_PER_CLIENT = settings.STATUS_SUBSCRIBE_PER_ADDRESS = 10_000
+    email = f"anna-{uuid.uuid4().hex[:8]}@example.org"
+    page = new_page()
+    page.goto("/status/")
+    form = page.get_by_role("region", name="Get updates by e-mail")
+    form.get_by_label("E-mail address").fill("not an address")
+    form.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("alert")).to_contain_text("is not an e-mail address")
+    expect(page.get_by_label("E-mail address")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_text("Only some components").click()
+    page.get_by_role("group", name="Components to hear about").get_by_label("Checkout").check()
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text(email)
+    expect(page.get_by_role("status")).to_contain_text("Checkout")

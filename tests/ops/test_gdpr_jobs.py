@@ -150,6 +150,7 @@ def test_export_by_a_worker_zip_with_manifest_download_and_expiry(source, dpo, m
         "portal/users": 0,
         "portal/audit_entries": 0,
         "portal/incidents": 0,
+        "portal/status_subscribers": 0,
         "crm/customers": 1,
         "crm/orders": 2,
         "crm/newsletter": 1,
@@ -215,6 +216,7 @@ def test_erasure_ledger_verification_and_replay_on_a_restored_copy(
         assert job.result["hits"] == {}
         assert job.result["counts"] == {
             "portal/users": 0,
+            "portal/status_subscribers": 0,
             "crm/customers": 1,
             "crm/orders": 2,
             "crm/newsletter": 1,

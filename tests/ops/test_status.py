@@ -235,7 +235,7 @@ def test_override_wins_while_the_incident_is_open_and_is_audited(incident, manag
     assert status_page().components[0].state == S.OPERATIONAL
 
 
-def test_override_refused_bad_input(incident, manager, operator, checkout):
+def test_override_refused_bad_input(incident, manager, image_staff, checkout):
     with pytest.raises(ActionRefused, match="not a component state"):
         component_override_set(
             component=checkout, incident=incident, state="on-fire", reason="x", user=manager
@@ -244,9 +244,9 @@ def test_override_refused_bad_input(incident, manager, operator, checkout):
         component_override_set(
             component=checkout, incident=incident, state=S.DEGRADED, reason=" ", user=manager
         )
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied):  # operators and managers may; image staff not
         component_override_set(
-            component=checkout, incident=incident, state=S.DEGRADED, reason="x", user=operator
+            component=checkout, incident=incident, state=S.DEGRADED, reason="x", user=image_staff
         )
     assert not checkout.overrides.exists()
 
@@ -350,7 +350,9 @@ def test_only_those_who_may_update_incidents_post(incident, image_staff, outside
 
 def test_response_checklist_item_links_to_the_form(incident, operator):
     page = client_for(operator).get(incident.get_absolute_url()).content.decode()
-    assert page.count(f'href="{url(incident)}"') == 2
+    # The page's actions, the response checklist's "Update status page" item, the status card.
+    assert page.count(f'href="{url(incident)}"') == 3
+    assert f'<a class="item-link" href="{url(incident)}">Post a public update</a>' in page
 
 
 # Query counts
