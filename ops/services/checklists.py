@@ -15,6 +15,7 @@ from ops.selectors.health import kpi_values
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
+from portal.polling import version_publish
 from portal.registry import registry
 from portal.services.audit import audit_record
 
@@ -222,6 +223,12 @@ def _settle(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
         run.completed_by = user
         fields += ["status", "completed_at", "completed_by"]
     run.save(update_fields=fields)
+    _publish_version(run)
+
+
+def _publish_version(run: ChecklistRun) -> None:
+    """The run's row is locked here, so its version is the one this transaction commits."""
+    version_publish("run", run.pk, run.version)
 
 
 def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, before: dict):
@@ -457,6 +464,7 @@ def checklist_run_cancel(
     run.cancel_reason = reason
     run.version += 1
     run.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "version"])
+    _publish_version(run)
     audit_record(
         actor=user,
         action="checklist.run.cancel",
