@@ -12,6 +12,7 @@ from ops.models import ChecklistRun, ChecklistTemplate, ItemState, Kpi, Monitore
 from ops.models.checklists import Cadence, RunStatus
 from ops.selectors.checklists import template_items_ordered
 from ops.selectors.health import kpi_values
+from portal.caching import topic_changed
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
@@ -86,7 +87,15 @@ def _open_run(
         run.status = RunStatus.COMPLETED
         run.completed_at = now
     run.save(update_fields=["items_total", "status", "completed_at"])
+    _runs_changed()
     return run
+
+
+def _runs_changed() -> None:
+    """Today's cached history is computed again: now (for this transaction's own reads) and
+    after the commit (a request that read the old rows meanwhile may have cached them)."""
+    topic_changed("checklists")
+    transaction.on_commit(lambda: topic_changed("checklists"))
 
 
 def open_owned_run(
@@ -229,6 +238,7 @@ def _settle(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
 def _publish_version(run: ChecklistRun) -> None:
     """The run's row is locked here, so its version is the one this transaction commits."""
     version_publish("run", run.pk, run.version)
+    _runs_changed()
 
 
 def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, before: dict):
