@@ -96,19 +96,7 @@ def build(plan_path: Path) -> None:
         owner.groups.add(Group.objects.get(name="Operator"))
         templates = checklists.build_templates(now)
         checklists.add_history(templates, owner, now, days=checklists.DAYS)
-        services = [
-            MonitoredService.objects.create(
-                name=f"Service {n:02}",
-                slug=f"service-{n:02}",
-                kind="http",
-                target=f"http://127.0.0.1:9/{n}",
-                state="ok",
-                last_checked_at=now,
-                last_latency_ms=20.0,
-                last_detail="HTTP 200",
-            )
-            for n in range(health.SERVICES)
-        ]
+        services = health.build_services(now)
         health.fill(services, now, raw_hours=48, rollup_hours=24 * 30)
         incidents.add_incidents(10_000, [owner], now, random.Random(4))
         print(f"Built in {time.perf_counter() - started:.0f} s", flush=True)

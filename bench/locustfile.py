@@ -68,16 +68,17 @@ class Operator(PortalUser):
             version = self.poll(poll_url, "run poll", version)
             if step % 2 == 1:
                 done = not done
-                self.client.post(
-                    f"/runs/{run['id']}/items/{item}/tick/",
-                    data={"done": "1"} if done else {},
-                    headers=self.htmx(),
-                    name="tick",
-                )
+                self.tick(run["id"], item, done=done)
         if done:
-            self.client.post(
-                f"/runs/{run['id']}/items/{item}/tick/", data={}, headers=self.htmx(), name="tick"
-            )
+            self.tick(run["id"], item, done=False)
+
+    def tick(self, run: int, item: int, *, done: bool) -> None:
+        self.client.post(
+            f"/runs/{run}/items/{item}/tick/",
+            data={"done": "1"} if done else {},
+            headers=self.htmx(),
+            name="tick",
+        )
 
 
 class Watcher(PortalUser):
