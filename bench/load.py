@@ -39,7 +39,6 @@ OUT = ROOT / "var" / "bench-load"
 LEVELS = (10, 50, 100)
 P95_TARGET_MS = 250
 NO_CHANGE_USERS = 20
-PASSWORD = "bench-load-password-0"
 OPEN_INCIDENTS = 5
 
 
@@ -80,19 +79,19 @@ def build(plan_path: Path) -> None:
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.models import Group, User
-    from django.contrib.sessions.backends.cached_db import SessionStore
     from django.core.management import call_command
     from django.utils import timezone
 
     from ops.models import ChecklistRun, ChecklistTemplate, Incident, MonitoredService
     from ops.services.checklists import checklist_run_start, checklist_runs_schedule
+    from portal.sessions import SessionStore
 
     call_command("migrate", verbosity=0)
     now = timezone.now()
     started = time.perf_counter()
     if not ChecklistTemplate.objects.filter(slug="check-00").exists():
         print("Building the load database (once) …", flush=True)
-        owner = User.objects.create_user("bench-load-owner", password=PASSWORD)
+        owner = User.objects.create_user("bench-load-owner")
         owner.groups.add(Group.objects.get(name="Operator"))
         templates = checklists.build_templates(now)
         checklists.add_history(templates, owner, now, days=checklists.DAYS)
@@ -137,7 +136,7 @@ def build(plan_path: Path) -> None:
         for number in range(count):
             user, created = User.objects.get_or_create(username=f"bench-{role}-{number:03}")
             if created:
-                user.set_password(PASSWORD)
+                user.set_unusable_password()  # nobody logs in: hashing 180 passwords takes minutes
                 user.save()
                 user.groups.add(Group.objects.get(name=group))
             store = SessionStore()
@@ -221,7 +220,9 @@ def _locust(env: dict, host: str, users: int, seconds: int, classes: list[str], 
         "5",
         *classes,
     ]
-    subprocess.run(command, env=env, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     with open(f"{prefix}_stats.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -278,24 +279,32 @@ def main() -> None:
     host = f"http://127.0.0.1:{port}"
     web = _web_command() + f" --bind 127.0.0.1:{port}"
     bin_dir = str(Path(python).parent)
-    env_web = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+    env_web = {
+        **env,
+        "PATH": f"{bin_dir}:{env.get('PATH', '')}",
+        "GUNICORN_CMD_ARGS": "--log-level warning",
+    }
     server = subprocess.Popen(
         ["bash", "-c", f"exec {web}"], env=env_web, cwd=ROOT, start_new_session=True
     )
     try:
         _wait_for(f"{host}/api/health", 60)
-        static = urllib.request.urlopen(f"{host}/static/portal/portal.css")  # noqa: S310
+        manifest = json.loads((var / "staticfiles" / "staticfiles.json").read_text())
+        hashed = manifest["paths"]["portal/portal.css"]
+        static = urllib.request.urlopen(f"{host}/static/{hashed}")  # noqa: S310
         print(
             f"gunicorn: {web}\n  ({shlex.quote(os.environ.get('WEB_WORKER_CLASS', ''))} "
             f"WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'default')} "
             f"WEB_THREADS={os.environ.get('WEB_THREADS', 'default')}); "
-            f"static files: Cache-Control {static.headers.get('Cache-Control')}"
+            f"static files (hashed names): Cache-Control {static.headers.get('Cache-Control')}"
         )
         print(
             f"Data: {plan['counts']['runs']} checklist runs, {plan['counts']['services']} "
             f"services, {plan['counts']['incidents']} incidents; {len(plan['runs'])} runs open "
             f"today; Locust on the same machine, {arguments.seconds} s per level"
         )
+        # Warm up: the workers' first requests import templates and fill the caches.
+        _locust(env, host, 10, 10, ["Operator", "Watcher", "Manager"], "warm-up")
         results = {}
         for users in map(int, arguments.levels.split(",")):
             rows = _locust(

@@ -8,12 +8,16 @@ the clock alone: a run becoming overdue, "the last hour"). The cache is Django's
 REDIS_URL is set, files under var/ otherwise.
 """
 
+import contextlib
+import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
 
 GENERATION_SECONDS = 7 * 24 * 3600
+logger = logging.getLogger(__name__)
 
 
 def _generation_key(topic: str) -> str:
@@ -27,15 +31,22 @@ def topic_changed(topic: str) -> None:
         cache.incr(key)
     except ValueError:  # not cached yet (or evicted): any new value starts a new generation
         cache.set(key, 1, GENERATION_SECONDS)
+    except Exception:  # the cache is down: nothing in it to invalidate until it is back
+        logger.warning("cache unreachable; %s not invalidated", topic, exc_info=True)
 
 
 def cached_part(topic: str, name: str, scope: str, compute: Callable[[], Any], *, seconds: int):
     """``compute()``'s value for this generation of ``topic``; ``scope`` separates what differs
     by user or period (a user's id, a day)."""
-    generation = cache.get_or_set(_generation_key(topic), 0, GENERATION_SECONDS)
-    key = f"part:{topic}:{generation}:{name}:{scope}"
-    value = cache.get(key)
+    try:
+        generation = cache.get_or_set(_generation_key(topic), 0, GENERATION_SECONDS)
+        key = f"part:{topic}:{generation}:{name}:{hashlib.sha256(scope.encode()).hexdigest()}"
+        value = cache.get(key)
+    except Exception:  # the cache is down: the page still shows, computed for this request
+        logger.warning("cache unreachable; %s computed without it", name, exc_info=True)
+        return compute()
     if value is None:
         value = compute()
-        cache.set(key, value, seconds)
+        with contextlib.suppress(Exception):
+            cache.set(key, value, seconds)
     return value

@@ -16,6 +16,8 @@ A grant lasts ``GRANT_SECONDS``: a user whose role is taken away may get "no cha
 nothing else) for that long; every full answer checks the permission again.
 """
 
+import contextlib
+import logging
 import threading
 import time
 
@@ -37,6 +39,7 @@ end
 return 0
 """
 _local_lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 def _version_key(kind: str, pk: int) -> str:
@@ -50,14 +53,21 @@ def _grant_key(kind: str, pk: int, user_id: int) -> str:
 def version_publish(kind: str, pk: int, version: int) -> None:
     """Raise the cached version of an object to ``version`` (never lower it)."""
     key = _version_key(kind, pk)
-    client = _redis_client(key)
-    if client is not None:
-        client.eval(_RAISE, 1, cache.make_and_validate_key(key), int(version), VERSION_SECONDS)
-        return
-    with _local_lock:  # the embedded default: one machine, file or memory cache
-        current = cache.get(key)
-        if current is None or current < version:
-            cache.set(key, int(version), VERSION_SECONDS)
+    try:
+        client = _redis_client(key)
+        if client is not None:
+            client.eval(_RAISE, 1, cache.make_and_validate_key(key), int(version), VERSION_SECONDS)
+            return
+        with _local_lock:  # the embedded default: one machine, file or memory cache
+            current = cache.get(key)
+            if current is None or current < version:
+                cache.set(key, int(version), VERSION_SECONDS)
+    except Exception:
+        # The cache is down: polls are answered from the database meanwhile. When it comes
+        # back it may hold an older version: forget it, or a poll could miss this change.
+        logger.warning("cache unreachable; version of %s %s not published", kind, pk)
+        with contextlib.suppress(Exception):
+            cache.delete(key)
 
 
 def poll_grant(
@@ -68,13 +78,17 @@ def poll_grant(
     a deadline is answered in full from then on)."""
     version_publish(kind, pk, version)
     grant = min(fresh_until, time.time() + GRANT_SECONDS)
-    cache.set(_grant_key(kind, pk, request.user.pk), grant, GRANT_SECONDS)
+    with contextlib.suppress(Exception):  # the cache is down: full answers meanwhile
+        cache.set(_grant_key(kind, pk, request.user.pk), grant, GRANT_SECONDS)
 
 
 def poll_unchanged(request: HttpRequest, kind: str, pk: int, since: int) -> bool:
     """Whether the cache says nothing changed since ``since`` for a user granted recently."""
     version_key, grant_key = _version_key(kind, pk), _grant_key(kind, pk, request.user.pk)
-    found = cache.get_many([version_key, grant_key])
+    try:
+        found = cache.get_many([version_key, grant_key])
+    except Exception:  # the cache is down: the database answers
+        return False
     version, grant = found.get(version_key), found.get(grant_key)
     return version is not None and grant is not None and since >= version and time.time() < grant
 

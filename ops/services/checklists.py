@@ -233,12 +233,15 @@ def _settle(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
         fields += ["status", "completed_at", "completed_by"]
     run.save(update_fields=fields)
     _publish_version(run)
+    if "status" in fields:
+        # Today's history counts completed and cancelled runs: a tick that leaves the run
+        # open changes only the run's own progress (a live block).
+        _runs_changed()
 
 
 def _publish_version(run: ChecklistRun) -> None:
     """The run's row is locked here, so its version is the one this transaction commits."""
     version_publish("run", run.pk, run.version)
-    _runs_changed()
 
 
 def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, before: dict):
@@ -475,6 +478,7 @@ def checklist_run_cancel(
     run.version += 1
     run.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "version"])
     _publish_version(run)
+    _runs_changed()
     audit_record(
         actor=user,
         action="checklist.run.cancel",
