@@ -261,6 +261,7 @@ def main() -> None:
         "PORTAL_VAR_DIR": str(var),
         "LOG_LEVEL": "WARNING",
         "LOAD_PLAN": str(OUT / "plan.json"),
+        "PORTAL_STATIC_MANIFEST": "1",  # hashed names, as after the release step
     }
     if _create_database(env["DATABASE_URL"]):
         print(f"Created {urlsplit(env['DATABASE_URL']).path.strip('/')}")
