@@ -171,7 +171,11 @@ def _history_block(request: HttpRequest, now: datetime) -> dict | None:
     templates = _templates(request)
     # The year of runs behind it changes with a tick, a new run or a cancel (each bumps the
     # "checklists" topic); the 30-day window moves with the clock: a few minutes at most.
-    scope = f"{request.user.pk}:{[t.pk for t in templates]}:{now.timestamp() // HISTORY_SECONDS}"
+    # What a user sees of it depends on their permissions only (runs of incidents or windows
+    # they may not see are left out), so people of one role share it.
+    user = request.user
+    permissions = "*" if user.is_superuser else sorted(user.get_all_permissions())
+    scope = f"{permissions}:{[t.pk for t in templates]}:{now.timestamp() // HISTORY_SECONDS}"
     histories = cached_part(
         "checklists",
         "today-history",
