@@ -323,8 +323,11 @@ def main() -> None:
             + (f"{max(passing)} users" if passing else "none of the levels")
         )
         rows = _locust(env, host, NO_CHANGE_USERS, 15, ["Poller"], "no-change")
-        (poll,) = [r for r in rows if r["Name"] == "no-change poll"]
-        _count, rate, p50, p95, _p99, errors = _row(poll)
+        polls = [r for r in rows if r["Name"] == "no-change poll"]
+        if not polls:
+            print('"No change" poll answers: none answered within the 15 s FAIL')
+            return
+        _count, rate, p50, p95, _p99, errors = _row(polls[0])
         print(
             f'"No change" poll answers: {rate:.0f}/s ({NO_CHANGE_USERS} users without pause, '
             f"P50 {p50:.0f} ms, P95 {p95:.0f} ms, {errors} errors) "
