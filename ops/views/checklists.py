@@ -31,7 +31,7 @@ from ops.services.checklists import (
     undo_grace,
 )
 from portal.htmx import attempt, back_to, render_fragments, wants_fragment
-from portal.polling import FOREVER, poll_grant, poll_since, poll_unchanged
+from portal.polling import poll_grant, poll_since, poll_unchanged
 from portal.registry import registry
 
 RUN_PAGE = "ops/checklists/run_detail.html"
@@ -153,13 +153,11 @@ def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
 
 
 def _grant_polls(request: HttpRequest, run: ChecklistRun, context: dict) -> None:
-    """Let this user's polls of the run be answered from the cache while nothing changes
-    (a completed run until its undo grace ends: then the poll stops it)."""
-    if context["is_final"]:
-        return
-    until = context["undo_until"]
-    fresh_until = until.timestamp() if until is not None else FOREVER
-    poll_grant(request, "run", run.pk, run.version, fresh_until=fresh_until)
+    """Let this user's polls of an open run be answered from the cache while nothing
+    changes. A completed run's polls are answered in full during its undo grace (a few
+    minutes), so the one after the grace ends stops them."""
+    if run.is_open:
+        poll_grant(request, "run", run.pk, run.version)
 
 
 @require_GET

@@ -89,6 +89,7 @@ def _store(rows, severities) -> None:
     st.lists(st.integers(min_value=0, max_value=10**7), min_size=1, max_size=60),
     st.sampled_from([0.5, 0.9]),
 )
+@EXAMPLES
 def test_percentile_is_linear_interpolation(values, share):
     expected = _reference([float(v) for v in values], share)
     got = percentile([timedelta(seconds=v) for v in values], share)
