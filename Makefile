@@ -75,6 +75,7 @@ bench: $(BIN)/.installed-dev
 	$(PY) bench/maintenance.py
 	$(PY) bench/runbook_import.py
 	$(PY) bench/status.py
+	$(PY) bench/load.py
 	@if [[ "$$DATABASE_URL" == postgres* ]]; then $(PY) bench/backups.py; \
 	  else echo "bench/backups.py needs PostgreSQL: set DATABASE_URL=postgres://…"; fi
 

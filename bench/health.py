@@ -70,6 +70,22 @@ def fill(services, now, *, raw_hours: int, rollup_hours: int) -> int:
     return CheckResult.objects.count()
 
 
+def build_services(now) -> list[MonitoredService]:
+    return [
+        MonitoredService.objects.create(
+            name=f"Service {n:02}",
+            slug=f"service-{n:02}",
+            kind="http",
+            target=f"http://127.0.0.1:9/{n}",
+            state="ok",
+            last_checked_at=now,
+            last_latency_ms=20.0,
+            last_detail="HTTP 200",
+        )
+        for n in range(SERVICES)
+    ]
+
+
 def measure(client) -> tuple[float, int]:
     return timed(lambda: client.get("/health/", HTTP_HX_REQUEST="true"), repeat=REPEAT)
 
@@ -78,19 +94,7 @@ def main() -> None:
     with throwaway_database():
         now = timezone.now()
         client = client_for(user_in("bench", "Operator"))
-        services = [
-            MonitoredService.objects.create(
-                name=f"Service {n:02}",
-                slug=f"service-{n:02}",
-                kind="http",
-                target=f"http://127.0.0.1:9/{n}",
-                state="ok",
-                last_checked_at=now,
-                last_latency_ms=20.0,
-                last_detail="HTTP 200",
-            )
-            for n in range(SERVICES)
-        ]
+        services = build_services(now)
         fill(services, now, raw_hours=1, rollup_hours=1)
         reference = measure(client)
         started = time.perf_counter()

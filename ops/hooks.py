@@ -83,6 +83,7 @@ from ops.services.status_subscribers import (
     subscribers_erase,
     subscribers_of,
 )
+from portal.caching import cached_part
 from portal.registry import (
     CalendarEvent,
     CalendarSource,
@@ -175,12 +176,29 @@ def _start_block(request: HttpRequest, now: datetime) -> dict | None:
     return {"startable": _templates(request), "can_start": True}
 
 
+HISTORY_SECONDS = 300
+
+
 def _history_block(request: HttpRequest, now: datetime) -> dict | None:
     if not request.user.has_perm("ops.view_checklistrun"):
         return None
     templates = _templates(request)
+    # The year of runs behind it changes with a tick, a new run or a cancel (each bumps the
+    # "checklists" topic); the 30-day window moves with the clock: a few minutes at most.
+    # What a user sees of it depends on their permissions only (runs of incidents or windows
+    # they may not see are left out), so people of one role share it.
+    user = request.user
+    permissions = "*" if user.is_superuser else sorted(user.get_all_permissions())
+    scope = f"{permissions}:{[t.pk for t in templates]}:{now.timestamp() // HISTORY_SECONDS}"
+    histories = cached_part(
+        "checklists",
+        "today-history",
+        scope,
+        lambda: template_histories(templates=templates, now=now, user=request.user),
+        seconds=HISTORY_SECONDS,
+    )
     return {
-        "histories": template_histories(templates=templates, now=now, user=request.user),
+        "histories": histories,
         "can_start": request.user.has_perm("ops.start_checklistrun"),
     }
 

@@ -193,6 +193,9 @@ SECURE_HSTS_PRELOAD = HTTPS
 if env_bool("PORTAL_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are read from the cache and written through to the database (portal/sessions.py):
+# a poll answered from the cache then needs no query but the user's row.
+SESSION_ENGINE = "portal.sessions"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

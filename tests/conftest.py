@@ -99,6 +99,22 @@ def _isolated_cache():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache_keys(_isolated_cache):
+    """Each test its own key prefix too: cached versions and blocks are keyed by primary keys,
+    which a rolled-back test (or a new test database) hands out again."""
+    import copy
+    import uuid
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] += f"-{uuid.uuid4().hex[:12]}"
+    with override_settings(CACHES=caches):
+        yield
+
+
 @pytest.fixture
 def make_user(db):
     ensure_roles()

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.models import AppendOnlyModel
+from portal.polling import version_publish
 
 # GDPR art. 33: the supervisory authority is told within 72 hours of becoming aware.
 PERSONAL_DATA_DEADLINE = timedelta(hours=72)
@@ -247,6 +248,9 @@ class Incident(models.Model):
         Incident.objects.filter(pk=self.pk).update(version=F("version") + 1, updated_at=now)
         self.version += 1
         self.updated_at = now
+        # The row is locked by the update until the commit: the version read is this one's.
+        version = Incident.objects.filter(pk=self.pk).values_list("version", flat=True).first()
+        version_publish("incident", self.pk, version or 0)
 
 
 class TimelineKind(models.TextChoices):

@@ -25,6 +25,7 @@ from ops.selectors.maintenance import (
     maintenance_intervals,
     services_in_maintenance,
 )
+from portal.caching import cached_part
 from portal.charts import Plot, plot
 from portal.health import ChecksStopped, checks_stopped
 from portal.registry import registry
@@ -107,11 +108,28 @@ def health_checks_stopped(*, tiles: list[Tile], now: datetime) -> ChecksStopped 
     return checks_stopped(now=now, last_result_at=last)
 
 
+HISTORY_PARTS_SECONDS = 60
+
+
+def _history_parts(services: list[MonitoredService], now: datetime) -> tuple[dict, dict]:
+    """Uptimes and sparklines, computed once per new result (any service's latest check
+    time is in the key, so the next poll after a result shows it) and at least every minute
+    (the windows move with the clock); the states and ages are read fresh every time."""
+    latest = max((s.last_checked_at for s in services if s.last_checked_at), default=None)
+    scope = repr(([s.pk for s in services], latest, now.timestamp() // HISTORY_PARTS_SECONDS))
+    return cached_part(
+        "health",
+        "uptimes-sparks",
+        scope,
+        lambda: (_uptimes(services, now), _sparks(services, now)),
+        seconds=HISTORY_PARTS_SECONDS,
+    )
+
+
 def health_tiles(*, now: datetime | None = None, only_problems: bool = False) -> list[Tile]:
     now = now or timezone.now()
     services = list(MonitoredService.objects.filter(is_active=True).order_by("name", "id"))
-    uptimes = _uptimes(services, now)
-    sparks = _sparks(services, now)
+    uptimes, sparks = _history_parts(services, now)
     in_maintenance = services_in_maintenance(now=now)
     tiles = []
     for service in services:

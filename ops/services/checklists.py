@@ -12,9 +12,11 @@ from ops.models import ChecklistRun, ChecklistTemplate, ItemState, Kpi, Monitore
 from ops.models.checklists import Cadence, RunStatus
 from ops.selectors.checklists import template_items_ordered
 from ops.selectors.health import kpi_values
+from portal.caching import topic_changed
 from portal.errors import ActionRefused
 from portal.formatting import duration
 from portal.permissions import require_perm
+from portal.polling import version_publish
 from portal.registry import registry
 from portal.services.audit import audit_record
 
@@ -85,7 +87,15 @@ def _open_run(
         run.status = RunStatus.COMPLETED
         run.completed_at = now
     run.save(update_fields=["items_total", "status", "completed_at"])
+    _runs_changed()
     return run
+
+
+def _runs_changed() -> None:
+    """Today's cached history is computed again: now (for this transaction's own reads) and
+    after the commit (a request that read the old rows meanwhile may have cached them)."""
+    topic_changed("checklists")
+    transaction.on_commit(lambda: topic_changed("checklists"))
 
 
 def open_owned_run(
@@ -222,6 +232,16 @@ def _settle(run: ChecklistRun, item: RunItem, *, user, now: datetime) -> None:
         run.completed_by = user
         fields += ["status", "completed_at", "completed_by"]
     run.save(update_fields=fields)
+    _publish_version(run)
+    if "status" in fields:
+        # Today's history counts completed and cancelled runs: a tick that leaves the run
+        # open changes only the run's own progress (a live block).
+        _runs_changed()
+
+
+def _publish_version(run: ChecklistRun) -> None:
+    """The run's row is locked here, so its version is the one this transaction commits."""
+    version_publish("run", run.pk, run.version)
 
 
 def _audit_item_change(run: ChecklistRun, item: RunItem, *, user, action: str, before: dict):
@@ -457,6 +477,8 @@ def checklist_run_cancel(
     run.cancel_reason = reason
     run.version += 1
     run.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "version"])
+    _publish_version(run)
+    _runs_changed()
     audit_record(
         actor=user,
         action="checklist.run.cancel",

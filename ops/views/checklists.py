@@ -31,6 +31,7 @@ from ops.services.checklists import (
     undo_grace,
 )
 from portal.htmx import attempt, back_to, render_fragments, wants_fragment
+from portal.polling import poll_grant, poll_since, poll_unchanged
 from portal.registry import registry
 
 RUN_PAGE = "ops/checklists/run_detail.html"
@@ -151,26 +152,35 @@ def _run_context(request: HttpRequest, run: ChecklistRun, **extra) -> dict:
     }
 
 
+def _grant_polls(request: HttpRequest, run: ChecklistRun, context: dict) -> None:
+    """Let this user's polls of an open run be answered from the cache while nothing
+    changes. A completed run's polls are answered in full during its undo grace (a few
+    minutes), so the one after the grace ends stops them."""
+    if run.is_open:
+        poll_grant(request, "run", run.pk, run.version)
+
+
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run_for_user(request, pk)
-    return render(
-        request,
-        RUN_PAGE,
-        _run_context(request, run, items=run_items(run=run)),
-    )
+    context = _run_context(request, run, items=run_items(run=run))
+    _grant_polls(request, run, context)
+    return render(request, RUN_PAGE, context)
 
 
 @require_GET
 def run_poll(request: HttpRequest, pk: int) -> HttpResponse:
-    """What changed since the version the page shows: 204 when nothing did; otherwise the
-    changed rows and the progress out of band, and a poller that asks from the new version."""
-    run = _get_run_for_user(request, pk)
-    try:
-        since = max(0, int(request.GET.get("since", "0")))
-    except ValueError:
+    """What changed since the version the page shows: 204 when nothing did (from the cache
+    when it knows, see portal.polling); otherwise the changed rows and the progress out of
+    band, and a poller that asks from the new version."""
+    since = poll_since(request)
+    if since is None:
         return HttpResponse("since must be a whole number", status=400)
+    if poll_unchanged(request, "run", pk, since):
+        return HttpResponse(status=204)
+    run = _get_run_for_user(request, pk)
     context = _run_context(request, run, oob=True)
+    _grant_polls(request, run, context)
     if since >= run.version and not context["is_final"]:
         return HttpResponse(status=204)
     parts = [

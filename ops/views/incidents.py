@@ -51,6 +51,7 @@ from ops.services.postmortems import (
 )
 from portal.errors import ActionRefused
 from portal.htmx import attempt, back_to, render_fragments, wants_fragment
+from portal.polling import FOREVER, poll_grant, poll_since, poll_unchanged
 
 LIST_PAGE = "ops/incidents/incident_list.html"
 DETAIL_PAGE = "ops/incidents/incident_detail.html"
@@ -161,9 +162,26 @@ def _detail_context(request: HttpRequest, incident: Incident, **extra) -> dict:
     }
 
 
+def _grant_polls(request: HttpRequest, incident: Incident) -> None:
+    """Let this user's polls be answered "no change" from the cache until the clocks change
+    state (a deadline passes) or the incident changes; the clocks count in the browser
+    meanwhile. Personal data's "N left" is written by the server: a minute at most."""
+    if incident.is_closed:
+        return
+    now = timezone.now()
+    deadlines = []
+    if incident.is_open and incident.acknowledged_at is None:
+        deadlines += [incident.response_due_at, incident.escalation_due_at]
+    fresh_until = min([d.timestamp() for d in deadlines if d > now], default=FOREVER)
+    if incident.personal_data:
+        fresh_until = min(fresh_until, now.timestamp() + 60)
+    poll_grant(request, "incident", incident.pk, incident.version, fresh_until=fresh_until)
+
+
 @require_GET
 def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
     incident = _get_incident_for_user(request, pk)
+    _grant_polls(request, incident)
     context = _detail_context(request, incident)
     # The status page card (not polled): its components, overrides and the override form.
     card = incident_status_card(incident=incident)
@@ -180,13 +198,17 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def incident_poll(request: HttpRequest, pk: int) -> HttpResponse:
-    """The clocks every time; the summary, checklist and timeline when the incident changed
-    since the version the page shows; 286 (stop polling) once it is closed."""
-    incident = _get_incident_for_user(request, pk)
-    try:
-        since = max(0, int(request.GET.get("since", "0")))
-    except ValueError:
+    """204 when nothing changed since the version the page shows and no clock changed state
+    (from the cache when it knows, see portal.polling); the clocks when only they did; the
+    summary, checklist and timeline when the incident changed; 286 (stop polling) once it
+    is closed."""
+    since = poll_since(request)
+    if since is None:
         return HttpResponse("since must be a whole number", status=400)
+    if poll_unchanged(request, "incident", pk, since):
+        return HttpResponse(status=204)
+    incident = _get_incident_for_user(request, pk)
+    _grant_polls(request, incident)
     poller = {"incident": incident, "poll_seconds": settings.INCIDENT_POLL_SECONDS}
     parts = [(f"{DETAIL_PAGE}#incident-poller", poller)]
     if since >= incident.version and not incident.is_closed:

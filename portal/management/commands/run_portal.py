@@ -166,9 +166,8 @@ class Command(BaseCommand):
         web = [
             str(bin_dir / "gunicorn"),
             "portal.wsgi:application",
+            f"--config={settings.BASE_DIR / 'gunicorn.conf.py'}",
             f"--bind={host}:{port}",
-            f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
-            "--timeout=60",
             f"--log-level={level.lower()}",
         ]
         if settings.LOG_LEVEL == "DEBUG":

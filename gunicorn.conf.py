@@ -1,0 +1,21 @@
+"""gunicorn's settings for the portal's web process (the Procfile and `make run` start
+gunicorn from the repository's root, where gunicorn reads this file by default).
+
+Chosen from bench/load.py (README, "Serving"): threaded workers (gthread), because most of a
+request's time is waiting on PostgreSQL and Redis and polls are many and short; a sync worker
+holds a whole process per request in flight. Two processes per core, four threads each.
+Override with WEB_CONCURRENCY (processes), WEB_THREADS and WEB_WORKER_CLASS.
+"""
+
+import multiprocessing
+import os
+
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count()))
+threads = int(os.environ.get("WEB_THREADS", 4))
+timeout = 60
+# Keep-alive connections from the proxy (and the browsers' polls) are reused a few seconds.
+keepalive = 5
+# A worker restarts now and then (memory growth of a long-lived process never accumulates).
+max_requests = 5000
+max_requests_jitter = 500

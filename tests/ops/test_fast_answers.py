@@ -1,0 +1,146 @@
+"""Polls answer "no change" from the cache, and Today's history and the health tiles are
+computed once per change: what a user notices is that a change shows on the next request."""
+
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+import portal.polling
+from ops.models import ItemState
+from ops.services.checklists import (
+    _runs_changed,
+    checklist_item_set_state,
+    checklist_runs_schedule,
+)
+from ops.services.health import health_result_store
+from ops.services.health_checks import Outcome
+from ops.services.incidents import incident_note_add
+from tests.conftest import client_for
+from tests.ops.test_health_views import make_services
+
+pytestmark = pytest.mark.django_db
+
+
+def url(name, *args):
+    return reverse(f"ops:{name}", args=args)
+
+
+@pytest.fixture
+def run(make_template):
+    make_template("Morning check", items=["Services healthy", "Disk below 80%"])
+    (run,) = checklist_runs_schedule()
+    return run
+
+
+def test_run_poll_no_change_is_one_query(
+    run, operator, second_operator, htmx, django_assert_max_num_queries
+):
+    client = client_for(operator)
+    assert client.get(run.get_absolute_url()).status_code == 200
+    run.refresh_from_db()
+    # Warm: the session from the cache, the version and this user's leave from the cache; the
+    # user's row is the one query (the session's auth hash is checked against it).
+    with django_assert_max_num_queries(1):
+        response = client.get(url("run_poll", run.pk), {"since": run.version}, **htmx)
+    assert response.status_code == 204
+    # Someone else ticks: the next poll brings the row, and asks from the new version.
+    item = run.items.order_by("position").first()
+    checklist_item_set_state(item=item, user=second_operator, state=ItemState.DONE)
+    response = client.get(url("run_poll", run.pk), {"since": run.version}, **htmx)
+    html = response.content.decode()
+    assert response.status_code == 200 and f'id="item-{item.pk}"' in html
+    run.refresh_from_db()
+    assert f"?since={run.version}" in html
+    with django_assert_max_num_queries(1):
+        response = client.get(url("run_poll", run.pk), {"since": run.version}, **htmx)
+    assert response.status_code == 204
+
+
+def test_run_poll_from_the_cache_still_checks_who_asks(run, operator, outsider, htmx):
+    client_for(operator).get(run.get_absolute_url())
+    run.refresh_from_db()
+    # The version is cached, but the outsider was never let see runs: no "no change" for them.
+    response = client_for(outsider).get(url("run_poll", run.pk), {"since": run.version}, **htmx)
+    assert response.status_code == 403
+    response = client_for(operator).get(url("run_poll", run.pk), {"since": "x"}, **htmx)
+    assert response.status_code == 400
+
+
+def test_a_poll_with_a_version_the_cache_never_saw_is_answered_from_the_database(
+    run, operator, htmx
+):
+    # Nothing cached for this user (no page view): the full answer, then the cache knows.
+    client = client_for(operator)
+    response = client.get(url("run_poll", run.pk), {"since": 0}, **htmx)
+    assert response.status_code == 204
+    assert portal.polling.poll_unchanged(response.wsgi_request, "run", run.pk, 0)
+
+
+def test_incident_poll_no_change_then_a_note(
+    make_incident, operator, second_operator, htmx, django_assert_max_num_queries
+):
+    incident = make_incident(operator)
+    client = client_for(operator)
+    assert client.get(incident.get_absolute_url()).status_code == 200
+    incident.refresh_from_db()
+    with django_assert_max_num_queries(1):
+        response = client.get(
+            url("incident_poll", incident.pk), {"since": incident.version}, **htmx
+        )
+    assert response.status_code == 204
+    incident_note_add(incident=incident, user=second_operator, text="Rolled back the deploy")
+    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **htmx)
+    assert response.status_code == 200 and "Rolled back the deploy" in response.content.decode()
+
+
+def test_incident_poll_renders_the_clocks_once_a_deadline_passed(
+    make_incident, operator, htmx, monkeypatch
+):
+    incident = make_incident(operator, severity="P1")  # 30 minutes to acknowledge
+    client = client_for(operator)
+    client.get(incident.get_absolute_url())
+    incident.refresh_from_db()
+    later = time.time() + 31 * 60
+    monkeypatch.setattr(portal.polling.time, "time", lambda: later)
+    response = client.get(url("incident_poll", incident.pk), {"since": incident.version}, **htmx)
+    assert response.status_code == 200 and 'id="incident-clocks"' in response.content.decode()
+
+
+def test_a_tick_shows_on_today_at_once(run, operator, django_assert_max_num_queries):
+    client = client_for(operator)
+    first = client.get(reverse("today"))
+    (history,) = first.context["histories"]
+    assert history.completed == 0
+    for item in run.items.all():
+        checklist_item_set_state(item=item, user=operator, state=ItemState.DONE)
+    (history,) = client.get(reverse("today")).context["histories"]
+    assert history.completed == 1 and history.completers["olivia"] == 1
+
+
+def test_today_history_is_computed_once_per_change(run, operator):
+    client = client_for(operator)
+    client.get(reverse("today"))
+    with CaptureQueriesContext(connection) as warm:
+        client.get(reverse("today"))
+    _runs_changed()
+    with CaptureQueriesContext(connection) as after_change:
+        client.get(reverse("today"))
+    # The history's own queries come back after a change, and only then.
+    assert len(after_change) > len(warm)
+
+
+def test_a_new_health_result_shows_on_the_next_poll(operator, htmx, django_assert_max_num_queries):
+    (service,) = make_services(1, results_each=3)
+    client = client_for(operator)
+    first = client.get(reverse("ops:health_panel"), **htmx).content.decode()
+    with django_assert_max_num_queries(6):  # warm: the sparkline and uptimes are cached
+        again = client.get(reverse("ops:health_panel"), **htmx).content.decode()
+    assert again.count("<polyline") == first.count("<polyline")
+    health_result_store(service=service, outcome=Outcome("critical", "HTTP 500", 950.0))
+    html = client.get(reverse("ops:health_panel"), **htmx).content.decode()
+    assert "state-critical" in html and "950" in html
+    (tile,) = client.get(reverse("ops:health_panel"), **htmx).context["tiles"]
+    assert tile.spark is not None and len(tile.spark.points.split()) == 4
