@@ -11,7 +11,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
 
-from ops.services.health import digitalocean_client, health_check_probe
+from ops.services.health import celery_outcome_at_start, digitalocean_client, health_check_probe
 from ops.services.health_checks import CheckSpec, check_http, check_tls, run_check
 from portal.celery import app
 from portal.health import WORKER_HEARTBEAT_KEY, workers_seen_recently
@@ -146,6 +146,28 @@ def test_celery_workers_and_queue_lengths():
         outcome = health_check_probe(spec("celery", queue, timeout=2.0))
     assert outcome.state == "ok" and outcome.metrics["workers"] >= 1
     assert outcome.metrics["queues"] == {queue: 0}
+
+
+def test_no_worker_right_after_a_start_is_unknown_not_an_outage(settings):
+    """Found starting `make run`: the first Celery check ran before the new worker answered
+    pings, and the public status page announced a major outage. In the start's grace period
+    no worker is "unknown (starting)"; after it, and for a broker that fails, critical."""
+    settings.HEALTH_STARTUP_GRACE_SECONDS = 120
+    celery = spec("celery", app.conf.task_default_queue)
+    none = run_check(celery, celery_app=app, count_workers=lambda: 0)
+    starting = celery_outcome_at_start(celery, none, up_for=5)
+    assert starting.state == "unknown" and starting.detail.startswith(
+        "starting (5 s ago): no worker"
+    )
+    assert celery_outcome_at_start(celery, none, up_for=121).state == "critical"
+    broker_down = run_check(celery, celery_app=app, count_workers=lambda: 0)
+    broker_down.metrics = {}  # what a refused broker gives: no count of workers at all
+    assert celery_outcome_at_start(celery, broker_down, up_for=5).state == "critical"
+    assert celery_outcome_at_start(spec("tcp", "x"), none, up_for=5).state == "critical"
+    if app.conf.broker_url.startswith("filesystem"):  # the probe applies it (no broadcast here)
+        cache.delete(WORKER_HEARTBEAT_KEY)
+        assert health_check_probe(celery, started_at=time.time()).state == "unknown"
+        assert health_check_probe(celery, started_at=time.time() - 300).state == "critical"
 
 
 @pytest.fixture
