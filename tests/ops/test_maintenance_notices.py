@@ -20,16 +20,9 @@ START = datetime(2026, 6, 7, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def smtp(settings):
-    server = SMTPServer()
-    stop = serving(server)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = server.port
-    settings.EMAIL_TIMEOUT = 5
+def smtp(smtp_server, settings):
     settings.INCIDENT_NOTIFY_EMAILS = ["oncall@example.test", "status@example.test"]
-    yield server
-    stop()
+    return smtp_server
 
 
 @pytest.fixture

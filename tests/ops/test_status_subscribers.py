@@ -36,7 +36,7 @@ from portal import roles
 from portal.models import AuditEntry
 from tests.conftest import client_for
 from tests.fakes import closed_port
-from tests.local_servers import SMTPServer, serving
+from tests.local_servers import SMTPServer
 
 pytestmark = pytest.mark.django_db
 
@@ -44,16 +44,9 @@ SUBSCRIBE = "/status/subscribe/"
 
 
 @pytest.fixture
-def smtp(settings):
-    server = SMTPServer()
-    stop = serving(server)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = server.port
-    settings.EMAIL_TIMEOUT = 5
+def smtp(smtp_server, settings):
     settings.STATUS_BASE_URL = "http://portal.test"
-    yield Inbox(server)
-    stop()
+    return Inbox(smtp_server)
 
 
 class Inbox:
