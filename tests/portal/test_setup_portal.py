@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import timezone
 
 from ops.models import ChecklistRun, ChecklistTemplate, MonitoredService
 from portal import roles
@@ -69,6 +71,17 @@ def test_the_demo_web_check_follows_host_and_port(settings):
     assert web.target == "http://127.0.0.1:8101/api/health"
     entry = AuditEntry.objects.get(action="service.update", object_id=str(web.pk))
     assert entry.before == {"target": "http://127.0.0.1:8000/api/health"}
+
+
+def test_the_portals_checks_of_itself_wait_until_it_has_started():
+    """Overdue since the portal stopped, they would run while web and worker boot."""
+    setup("--demo")
+    MonitoredService.objects.update(next_check_at=timezone.now() - timedelta(hours=3))
+    started = timezone.now()
+    setup("--demo")
+    later = started + timedelta(seconds=30)
+    due = dict(MonitoredService.objects.values_list("slug", "next_check_at"))
+    assert due["portal-web"] >= later and due["celery-workers"] >= later
 
 
 def test_banner_names_the_address_the_users_and_the_reset():
