@@ -19,3 +19,14 @@ keepalive = 5
 # A worker restarts now and then (memory growth of a long-lived process never accumulates).
 max_requests = 5000
 max_requests_jitter = 500
+
+# The application is loaded once in the master and the workers are forked from it, warmed
+# (portal/warmup.py): a worker's first requests cost no imports or template compilation.
+preload_app = True
+
+
+def when_ready(server):
+    # Imported here: gunicorn reads this file before Django is set up.
+    from portal.warmup import warm_up
+
+    server.log.info("warmed up: %s", warm_up())
