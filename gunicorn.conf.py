@@ -14,8 +14,9 @@ worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count()))
 threads = int(os.environ.get("WEB_THREADS", 4))
 timeout = 60
-# Keep-alive connections from the proxy (and the browsers' polls) are reused a few seconds.
-keepalive = 5
+# Keep-alive: longer than the longest poll interval (30 s) and a proxy's idle timeout, so a poll
+# never races the server closing its idle connection (a reset the client sees as an error).
+keepalive = 75
 # A worker restarts now and then (memory growth of a long-lived process never accumulates).
 max_requests = 5000
 max_requests_jitter = 500

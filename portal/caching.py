@@ -9,12 +9,16 @@ REDIS_URL is set, files under var/ otherwise.
 """
 
 import contextlib
+import functools
 import hashlib
 import logging
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
+from django.template.loader import get_template, render_to_string
+from django.utils.safestring import SafeString, mark_safe
 
 GENERATION_SECONDS = 7 * 24 * 3600
 logger = logging.getLogger(__name__)
@@ -50,3 +54,71 @@ def cached_part(topic: str, name: str, scope: str, compute: Callable[[], Any], *
         with contextlib.suppress(Exception):
             cache.set(key, value, seconds)
     return value
+
+
+def cached_each(
+    name: str, scopes: dict[Any, str], compute: Callable[[list], dict], *, seconds: int
+) -> dict:
+    """One value per id, each cached under its own ``scope`` (what it was computed from: a
+    row's last change, a period): ``compute(ids)`` is called once, with the ids whose value is
+    not cached, and returns ``{id: value}`` (an id it leaves out has the value None). A change
+    to one row costs one value, not all of them."""
+    keys = {
+        item: f"each:{name}:{hashlib.sha256(scope.encode()).hexdigest()}"
+        for item, scope in scopes.items()
+    }
+    try:
+        found = cache.get_many(list(keys.values()))
+    except Exception:  # the cache is down: everything is computed for this request
+        logger.warning("cache unreachable; %s computed without it", name, exc_info=True)
+        return compute(list(scopes))
+    missing = [item for item, key in keys.items() if key not in found]
+    computed = compute(missing) if missing else {}
+    values = {}
+    for item, key in keys.items():
+        # Stored in a one-element list, so that a None value is cached too.
+        values[item] = found[key][0] if key in found else computed.get(item)
+    if missing:
+        with contextlib.suppress(Exception):
+            cache.set_many({keys[item]: [computed.get(item)] for item in missing}, seconds)
+    return values
+
+
+FRAGMENT_SECONDS = 600
+
+
+@functools.cache
+def _template_digest(template_name: str) -> str:
+    """The template's source, so a deploy that changes it never serves the old HTML."""
+    template = get_template(template_name)
+    return hashlib.sha256(template.template.source.encode()).hexdigest()[:16]
+
+
+def render_each(template_name: str, contexts: list[dict]) -> list[SafeString]:
+    """``template_name`` rendered once per context, each HTML cached under a digest of what it
+    was rendered from: the template's source and the pickled context. A fragment is rendered
+    again only when something it shows changed; there is nothing to invalidate.
+
+    For fragments repeated many times a page (health tiles), whose template depends on its
+    context alone: no request, no clock (a time that must tick is rendered as a moment and
+    counted by static/portal/app.js), no lazy database access."""
+    prefix = f"fragment:{template_name}:{_template_digest(template_name)}:"
+    keys = [
+        prefix + hashlib.sha256(pickle.dumps(context, pickle.HIGHEST_PROTOCOL)).hexdigest()
+        for context in contexts
+    ]
+    try:
+        found = cache.get_many(keys)
+    except Exception:  # the cache is down: the fragments are rendered for this request
+        logger.warning("cache unreachable; %s rendered without it", template_name, exc_info=True)
+        found = {}
+    rendered, missing = [], {}
+    for key, context in zip(keys, contexts, strict=True):
+        html = found.get(key)
+        if html is None:
+            html = missing[key] = render_to_string(template_name, context)
+        rendered.append(mark_safe(html))  # noqa: S308 (rendered and escaped by Django)
+    if missing:
+        with contextlib.suppress(Exception):
+            cache.set_many(missing, FRAGMENT_SECONDS)
+    return rendered

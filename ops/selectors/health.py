@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
 from ops.models.health import (
     LATENCY_BUCKETS_MS,
@@ -25,7 +25,7 @@ from ops.selectors.maintenance import (
     maintenance_intervals,
     services_in_maintenance,
 )
-from portal.caching import cached_part
+from portal.caching import cached_each
 from portal.charts import Plot, plot
 from portal.health import ChecksStopped, checks_stopped
 from portal.registry import registry
@@ -45,7 +45,6 @@ RAW_RANGES = {"1h", "24h"}
 class Tile:
     service: MonitoredService
     state: str
-    age_seconds: int | None
     uptime: dict[str, float | None]
     spark: Plot | None
     detail: str
@@ -112,18 +111,25 @@ HISTORY_PARTS_SECONDS = 60
 
 
 def _history_parts(services: list[MonitoredService], now: datetime) -> tuple[dict, dict]:
-    """Uptimes and sparklines, computed once per new result (any service's latest check
-    time is in the key, so the next poll after a result shows it) and at least every minute
-    (the windows move with the clock); the states and ages are read fresh every time."""
-    latest = max((s.last_checked_at for s in services if s.last_checked_at), default=None)
-    scope = repr(([s.pk for s in services], latest, now.timestamp() // HISTORY_PARTS_SECONDS))
-    return cached_part(
-        "health",
-        "uptimes-sparks",
-        scope,
-        lambda: (_uptimes(services, now), _sparks(services, now)),
-        seconds=HISTORY_PARTS_SECONDS,
-    )
+    """Uptimes and sparklines, cached per service: computed again when that service has a
+    new result (its last check time is in the key, so the next poll shows it) and at least
+    every minute (the windows move with the clock). One service's result leaves the others'
+    figures, and so their tiles' HTML, as they were."""
+    bucket = int(now.timestamp() // HISTORY_PARTS_SECONDS)
+    scopes = {
+        service.pk: f"{service.pk}:{service.last_checked_at}:{bucket}" for service in services
+    }
+    by_pk = {service.pk: service for service in services}
+
+    def compute(pks: list[int]) -> dict:
+        missing = [by_pk[pk] for pk in pks]
+        uptimes, sparks = _uptimes(missing, now), _sparks(missing, now)
+        return {pk: (uptimes.get(pk), sparks.get(pk)) for pk in pks}
+
+    parts = cached_each("health-uptime-spark", scopes, compute, seconds=HISTORY_PARTS_SECONDS)
+    uptimes = {pk: part[0] for pk, part in parts.items() if part and part[0] is not None}
+    sparks = {pk: part[1] for pk, part in parts.items() if part and part[1] is not None}
+    return uptimes, sparks
 
 
 def health_tiles(*, now: datetime | None = None, only_problems: bool = False) -> list[Tile]:
@@ -140,31 +146,35 @@ def health_tiles(*, now: datetime | None = None, only_problems: bool = False) ->
             state = "maintenance"
         if only_problems and state == CheckState.OK:
             continue
-        age = (
-            int((now - service.last_checked_at).total_seconds())
-            if service.last_checked_at
-            else None
-        )
         detail = service.last_detail
         if state == "maintenance":
             detail = _maintenance_detail(service, in_maintenance[service.pk])
         elif state == "stale":
             detail = (
-                "no result yet"
-                if age is None
-                else f"no result for {age} s: are beat and the workers running?"
+                f"no result since {_moment(service.last_checked_at, now)}: "
+                "are beat and the workers running?"
+                if service.last_checked_at
+                else "no result yet"
             )
         tiles.append(
             Tile(
                 service=service,
                 state=state,
-                age_seconds=age,
                 uptime=uptimes.get(service.pk, dict.fromkeys(UPTIME_WINDOWS)),
                 spark=sparks.get(service.pk),
                 detail=detail,
             )
         )
     return tiles
+
+
+def _moment(moment: datetime, now: datetime) -> str:
+    """ "14:02:07" today, "29 Nov 14:02" before: a tile shows the moment, not an age, so its
+    HTML stays the same until the next result (the page counts the age)."""
+    local = timezone.localtime(moment)
+    if local.date() == timezone.localtime(now).date():
+        return dateformat.format(local, "H:i:s")
+    return dateformat.format(local, "j M H:i")
 
 
 def _maintenance_detail(service: MonitoredService, occurrence) -> str:

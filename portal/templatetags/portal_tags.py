@@ -1,7 +1,9 @@
 from django import template
 from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 
 from portal import formatting
+from portal.caching import render_each
 
 register = template.Library()
 
@@ -30,3 +32,10 @@ def ago(moment) -> str:
 def any_ssim(variants) -> bool:
     """Whether any image variant had its SSIM measured (the column is shown only then)."""
     return any(variant.ssim is not None for variant in variants)
+
+
+@register.simple_tag
+def include_each(template_name: str, items, name: str) -> SafeString:
+    """``{% include_each "ops/health/_tile.html" tiles "tile" %}``: the template once per item
+    (as ``name``), each fragment cached until what it shows changes (portal.caching.render_each)."""
+    return mark_safe("".join(render_each(template_name, [{name: item} for item in items])))  # noqa: S308

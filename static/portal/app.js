@@ -70,15 +70,20 @@
       var at = Date.parse(clock.getAttribute("data-clock"));
       if (isNaN(at)) return;
       var seconds = clock.getAttribute("data-clock-mode") === "until" ? (at - now) / 1000 : (now - at) / 1000;
-      clock.textContent = shortDuration(seconds);
+      clock.textContent = shortDuration(seconds) + (clock.getAttribute("data-clock-suffix") || "");
     });
   }
-  document.addEventListener("DOMContentLoaded", function () {
-    if (document.querySelector("[data-clock]")) {
-      tickClocks();
+  // Clocks also arrive with polled fragments (health tiles): count them as soon as they do.
+  var counting = false;
+  function startClocks() {
+    tickClocks();
+    if (!counting && document.querySelector("[data-clock]")) {
+      counting = true;
       window.setInterval(tickClocks, 1000);
     }
-  });
+  }
+  document.addEventListener("DOMContentLoaded", startClocks);
+  document.addEventListener("htmx:afterSettle", startClocks);
 
   // A row swapped in by another operator's change flashes once, so it is noticed.
   document.addEventListener("htmx:oobAfterSwap", function (event) {

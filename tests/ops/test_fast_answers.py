@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+import ops.selectors.health
 import portal.polling
 from ops.models import ItemState
 from ops.services.checklists import (
@@ -148,3 +149,40 @@ def test_a_new_health_result_shows_on_the_next_poll(operator, htmx, django_asser
     assert "state-critical" in html and "950" in html
     (tile,) = client.get(reverse("ops:health_panel"), **htmx).context["tiles"]
     assert tile.spark is not None and len(tile.spark.points.split()) == 4
+
+
+def _tiles_rendered(response) -> int:
+    return sum(template.name == "ops/health/_tile.html" for template in response.templates)
+
+
+def test_a_health_tile_is_rendered_again_only_when_it_changed(operator, htmx, monkeypatch):
+    # No minute boundary during the test (at one, every sparkline moves with the clock).
+    monkeypatch.setattr(ops.selectors.health, "HISTORY_PARTS_SECONDS", 10**9)
+    _first, second, _third = make_services(3, results_each=3)
+    client = client_for(operator)
+    assert _tiles_rendered(client.get(reverse("ops:health_panel"), **htmx)) == 3
+    # Nothing changed: the three tiles come from the cache, the same HTML.
+    again = client.get(reverse("ops:health_panel"), **htmx)
+    assert _tiles_rendered(again) == 0 and again.content.decode().count('class="tile state-') == 3
+    # A result for one service: that tile alone is rendered again, and shows it.
+    health_result_store(service=second, outcome=Outcome("critical", "HTTP 500", 950.0))
+    after = client.get(reverse("ops:health_panel"), **htmx)
+    html = after.content.decode()
+    assert _tiles_rendered(after) == 1
+    tile = html[html.index(f'id="tile-{second.slug}"') :]
+    assert tile.startswith(f'id="tile-{second.slug}" data-state="critical"') and "HTTP 500" in tile
+    # Today's problem tiles are the same fragments: the critical one is already cached.
+    today = client.get(reverse("today"))
+    assert _tiles_rendered(today) == 0 and f'id="tile-{second.slug}"' in today.content.decode()
+
+
+def test_health_tiles_show_without_the_cache(operator, htmx, settings):
+    make_services(2, results_each=3)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+        }
+    }
+    response = client_for(operator).get(reverse("ops:health_panel"), **htmx)
+    assert response.status_code == 200 and response.content.decode().count("tile state-") == 2
