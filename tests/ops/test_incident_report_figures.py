@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.cache import cache
+from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from ops.selectors.incidents import (
     percentile,
     severities_all,
 )
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -288,3 +291,22 @@ def test_months_are_the_portal_time_zone_months(severities, zone):
     assert report.counts[p2.pk] == in_python.counts[p2.pk] == [2, 1, 1, 2]
     medians = [timedelta(minutes=m) for m in (2.5, 4, 5, 6.5)]
     assert report.mtta_trend[p2.pk] == in_python.mtta_trend[p2.pk] == medians
+
+
+@pytest.mark.parametrize("count", [3, 300])
+def test_computed_report_page_reads_as_many_queries_at_any_size(
+    severities, manager, count, django_assert_num_queries
+):
+    """The page with its figures computed (nothing cached): the session, the user and the
+    manager's permissions, then the severities, the cache's fingerprint, the figures (one
+    grouped query on PostgreSQL, one row per incident in one query elsewhere) and the open
+    action items, whether the period holds 3 incidents or 300."""
+    _store([("P1", 60 * 24 * (n % 80), 300 + n, 3600 + n, False) for n in range(count)], severities)
+    client = client_for(manager)
+    client.get(reverse("ops:incident_report"))  # the session and login, once
+    cache.clear()
+    with django_assert_num_queries(8):
+        response = client.get(
+            reverse("ops:incident_report"), {"since": "2026-01-01", "until": "2026-03-31"}
+        )
+    assert response.status_code == 200 and response.context["report"].total.count == count
