@@ -290,7 +290,7 @@ def _empty_figures(severities: list[Severity], months: list[date]) -> _Figures:
     )
 
 
-_DURATIONS = ("mtta", "mttr", "mtta_median", "mtta_p90", "mttr_median", "mttr_p90")
+_DURATIONS = ("mtta_median", "mtta_p90", "mttr_median", "mttr_p90")
 
 
 def _durations(row: dict) -> dict:
@@ -323,7 +323,8 @@ FROM (
 ) AS incidents
 GROUP BY ROLLUP(severity_id, month)
 """
-_BY_MONTH, _BY_SEVERITY, _ALL = 0, 1, 3  # GROUPING(severity_id, month) of each row
+# GROUPING(severity_id, month) of a row: 0 per severity and month, 1 per severity, 3 all.
+_BY_MONTH, _BY_SEVERITY = 0, 1
 
 
 def _figures_in_database(
@@ -350,7 +351,7 @@ def _figures_in_database(
     period_sql, period_params = rows.query.sql_with_params()
     month_starts = [_local_midnight(month) for month in months]
     with connection.cursor() as cursor:
-        cursor.execute(_ROLLUP.format(period=period_sql), [month_starts, *period_params])
+        cursor.execute(_ROLLUP.replace("{period}", period_sql), [month_starts, *period_params])
         columns = [column.name for column in cursor.description]
         results = [_durations(dict(zip(columns, row, strict=True))) for row in cursor.fetchall()]
     for row in results:
