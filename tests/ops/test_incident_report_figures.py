@@ -5,8 +5,11 @@ interpolation between the nearest ranks, as ``statistics.quantiles(method="inclu
 import statistics
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.cache import cache
+from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +23,7 @@ from ops.selectors.incidents import (
     percentile,
     severities_all,
 )
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -223,17 +227,86 @@ def test_sql_percentiles_equal_the_python_ones(severities, rows):
 def test_report_on_postgres_reads_figures_not_rows(
     make_incident, operator, django_assert_num_queries
 ):
-    """Three grouped queries on PostgreSQL (per month, per severity, all), plus the
-    severities, the cache's fingerprint and the action items: no row per incident comes back.
-    Asked again with nothing changed, the figures come from the cache."""
+    """One grouped query on PostgreSQL (per month, per severity and all, in one ROLLUP), plus
+    the severities, the cache's fingerprint and the action items: no row per incident comes
+    back. Asked again with nothing changed, the figures come from the cache."""
     for number in range(6):
         make_incident(
             operator, title=f"Incident {number}", detected_at=NOW - timedelta(days=number)
         )
-    with django_assert_num_queries(6) as captured:
+    with django_assert_num_queries(4) as captured:
         report = incident_report(since=SINCE, until=UNTIL, now=NOW)
     assert report.total.count == 6
-    assert sum("PERCENTILE_CONT" in query["sql"] for query in captured.captured_queries) == 3
+    figures = [
+        query["sql"] for query in captured.captured_queries if "PERCENTILE_CONT" in query["sql"]
+    ]
+    assert len(figures) == 1 and "ROLLUP" in figures[0]
     with django_assert_num_queries(3):
         again = incident_report(since=SINCE, until=UNTIL, now=NOW)
     assert again.total.count == 6 and again.total.mtta_median == report.total.mtta_median
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Pacific/Auckland"])
+def test_months_are_the_portal_time_zone_months(severities, zone):
+    """An incident a minute before local midnight on the 1st counts in the month before, one
+    at midnight in the new month, across a change to or from daylight saving time (New York
+    in March, Auckland in April), on either database; months in UTC would move them."""
+    with timezone.override(ZoneInfo(zone)):
+        local = timezone.get_current_timezone()
+        starts = {
+            datetime(2025, 12, 31, 23, 59, tzinfo=local): None,  # before the period
+            datetime(2026, 1, 1, 0, 0, tzinfo=local): 0,
+            datetime(2026, 1, 31, 23, 59, tzinfo=local): 0,
+            datetime(2026, 2, 1, 0, 0, tzinfo=local): 1,
+            datetime(2026, 3, 31, 23, 59, tzinfo=local): 2,
+            datetime(2026, 4, 1, 0, 0, tzinfo=local): 3,
+            datetime(2026, 4, 30, 23, 59, tzinfo=local): 3,
+            datetime(2026, 5, 1, 0, 0, tzinfo=local): None,  # after it
+        }
+        p2 = severities["P2"]
+        Incident.objects.bulk_create(
+            Incident(
+                title="At a month's edge",
+                severity=p2,
+                started_at=started,
+                detected_at=started,
+                acknowledged_at=started + timedelta(minutes=minutes),
+                response_due_at=started + p2.response_time,
+                escalation_due_at=started + p2.escalation_time,
+            )
+            for minutes, started in enumerate(starts, start=1)
+        )
+        report = incident_report(since=date(2026, 1, 1), until=date(2026, 4, 30), now=NOW)
+        in_python = _figures_in_python(
+            period=Incident.objects.filter(
+                started_at__gte=datetime(2026, 1, 1, tzinfo=local),
+                started_at__lt=datetime(2026, 5, 1, tzinfo=local),
+            ),
+            severities=severities_all(),
+            months=report.months,
+            now=NOW,
+        )
+    # Acknowledged after 1, 2, … minutes in the order above: each month's median tells
+    # which incidents it holds.
+    assert report.counts[p2.pk] == in_python.counts[p2.pk] == [2, 1, 1, 2]
+    medians = [timedelta(minutes=m) for m in (2.5, 4, 5, 6.5)]
+    assert report.mtta_trend[p2.pk] == in_python.mtta_trend[p2.pk] == medians
+
+
+@pytest.mark.parametrize("count", [3, 300])
+def test_computed_report_page_reads_as_many_queries_at_any_size(
+    severities, manager, count, django_assert_num_queries
+):
+    """The page with its figures computed (nothing cached): the session, the user and the
+    manager's permissions, then the severities, the cache's fingerprint, the figures (one
+    grouped query on PostgreSQL, one row per incident in one query elsewhere) and the open
+    action items, whether the period holds 3 incidents or 300."""
+    _store([("P1", 60 * 24 * (n % 80), 300 + n, 3600 + n, False) for n in range(count)], severities)
+    client = client_for(manager)
+    client.get(reverse("ops:incident_report"))  # the session and login, once
+    cache.clear()
+    with django_assert_num_queries(8):
+        response = client.get(
+            reverse("ops:incident_report"), {"since": "2026-01-01", "until": "2026-03-31"}
+        )
+    assert response.status_code == 200 and response.context["report"].total.count == count

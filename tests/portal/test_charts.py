@@ -67,3 +67,22 @@ def test_count_axis_never_shows_a_fraction_of_an_incident():
     svg = str(charts.stacked_bars(title="Incidents", months=months, series=[("P0", [1, 0])]))
     labels = re.findall(r'text-anchor="end">([^<]+)<', svg)
     assert labels == ["0", "1"]
+
+
+def test_chart_text_is_escaped():
+    """Severity codes and titles are the admin's text: markup in them shows as text in the
+    charts, their tables and the legend, and never becomes an element."""
+    months = [date(2026, 1, 1), date(2026, 2, 1)]
+    name, title = '<b>P1</b> & "x"', "Time <to> acknowledge"
+    html = "".join(
+        str(chart)
+        for chart in (
+            charts.lines(title=title, months=months, series=[(name, [timedelta(minutes=5)] * 2)]),
+            charts.stacked_bars(title=title, months=months, series=[(name, [1, 2])]),
+            charts.legend([name]),
+        )
+    )
+    assert "<b>" not in html and "<to>" not in html
+    assert "&lt;b&gt;P1&lt;/b&gt; &amp; &quot;x&quot;" in html
+    assert "<title>&lt;b&gt;P1&lt;/b&gt; &amp; &quot;x&quot; Feb 2026: 2</title>" in html
+    assert 'aria-label="Time &lt;to&gt; acknowledge as a table"' in html
