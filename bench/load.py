@@ -7,7 +7,9 @@ Builds (once, then reuses) the database ``NAME_load`` with the data of the other
 services with 30 days of results (bench/health.py), 10,000 incidents (bench/incidents.py) and
 five open ones. Sessions for 100 operators, watchers and managers are made in the database
 (nobody logs in during the run). Then starts the Procfile's ``web`` command (gunicorn with
-gunicorn.conf.py) on 127.0.0.1 and runs Locust headless (bench/locustfile.py) against it:
+gunicorn.conf.py) on 127.0.0.1, its ``worker`` and ``beat`` (the 50 services are checked at
+their intervals against a local server answering 200, so results arrive and caches are
+invalidated as on a shift), and runs Locust headless (bench/locustfile.py) against it:
 
 - operators: Today, today's run, a tick every few seconds, the run page polling every
   CHECKLIST_POLL_SECONDS; watchers: the health page polling every 10 s and an open incident's
@@ -22,6 +24,7 @@ files are left in var/bench-load/. The load generator runs on the same machine.
 
 import argparse
 import csv
+import http.server
 import json
 import os
 import shlex
@@ -29,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -99,6 +103,13 @@ def build(plan_path: Path) -> None:
         health.fill(services, now, raw_hours=48, rollup_hours=24 * 30)
         incidents.add_incidents(10_000, [owner], now, random.Random(4))
         print(f"Built in {time.perf_counter() - started:.0f} s", flush=True)
+    # The services are checked during the run, as on a real shift (worker and beat run beside
+    # gunicorn): against a small local server that answers 200, due at once.
+    target = os.environ["LOAD_CHECK_TARGET"]
+    for service in MonitoredService.objects.filter(slug__startswith="service-"):
+        service.target = f"{target}/{service.slug}"
+        service.next_check_at = now
+        service.save(update_fields=["target", "next_check_at"])
     # Today's runs (the periods move with the days), and a quiet run for the "no change" polls.
     checklist_runs_schedule(now=now)
     owner = User.objects.get(username="bench-load-owner")
@@ -177,12 +188,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _web_command() -> str:
+def _procfile(name: str) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
+        if line.startswith(f"{name}:"):
             # The access log goes to stdout: not here, where it would be most of the output.
-            return line.removeprefix("web:").strip().replace(" --access-logfile -", "")
-    raise SystemExit("The Procfile has no web process")
+            return line.removeprefix(f"{name}:").strip().replace(" --access-logfile -", "")
+    raise SystemExit(f"The Procfile has no {name} process")
+
+
+def _web_command() -> str:
+    return _procfile("web")
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    """The monitored services' stand-in: every check gets 200 at once."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _check_target() -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _wait_for(url: str, seconds: float) -> None:
@@ -262,6 +296,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "LOAD_PLAN": str(OUT / "plan.json"),
         "PORTAL_STATIC_MANIFEST": "1",  # hashed names, as after the release step
+        "LOAD_CHECK_TARGET": _check_target(),
     }
     if _create_database(env["DATABASE_URL"]):
         print(f"Created {urlsplit(env['DATABASE_URL']).path.strip('/')}")
@@ -288,6 +323,21 @@ def main() -> None:
     server = subprocess.Popen(
         ["bash", "-c", f"exec {web}"], env=env_web, cwd=ROOT, start_new_session=True
     )
+    # Worker and beat as the Procfile starts them: the checks run and their results arrive
+    # during the load, so every cache is invalidated as it would be on a shift.
+    with open(OUT / "background.log", "w") as log:
+        background = [
+            subprocess.Popen(
+                ["bash", "-c", f"exec {_procfile(name)}"],
+                env=env_web,
+                cwd=ROOT,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for name in ("worker", "beat")
+        ]
+    load_started = time.time()
     try:
         _wait_for(f"{host}/api/health", 60)
         manifest = json.loads((var / "staticfiles" / "staticfiles.json").read_text())
@@ -334,9 +384,23 @@ def main() -> None:
             + ("PASS" if rate >= 500 else "FAIL")
             + " (target >= 500/s)"
         )
+        print(
+            f"Health checks during the run: {_results_since(env['DATABASE_URL'], load_started)} "
+            "results stored by the worker"
+        )
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for process in (server, *background):
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in (server, *background):
+            process.wait(timeout=30)
+
+
+def _results_since(url: str, started: float) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        query = "SELECT count(*) FROM ops_checkresult WHERE checked_at >= to_timestamp(%s)"
+        return connection.execute(query, [started]).fetchone()[0]
 
 
 def _print_level(users: int, rows: list[dict]) -> None:
