@@ -43,6 +43,7 @@ OUT = ROOT / "var" / "bench-load"
 LEVELS = (10, 50, 100)
 P95_TARGET_MS = 250
 NO_CHANGE_USERS = 20
+STAGGER_SECONDS = 20  # about one operator's cycle: Today, the run page, six polls and ticks
 OPEN_INCIDENTS = 5
 
 
@@ -203,7 +204,7 @@ def _web_command() -> str:
 class _Ok(http.server.BaseHTTPRequestHandler):
     """The monitored services' stand-in: every check gets 200 at once."""
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -232,6 +233,10 @@ def _wait_for(url: str, seconds: float) -> None:
 
 def _locust(env: dict, host: str, users: int, seconds: int, classes: list[str], name: str):
     prefix = OUT / name
+    # Measured from the moment every user has begun (bench/locustfile.py staggers them).
+    stagger = STAGGER_SECONDS if "Poller" not in classes else 0
+    reset_after = users / max(5, users // 3) + stagger + 1
+    env = {**env, "LOAD_STAGGER_SECONDS": str(stagger), "LOAD_RESET_AFTER": str(reset_after)}
     command = [
         str(Path(sys.executable).parent / "locust"),
         "-f",
@@ -242,7 +247,7 @@ def _locust(env: dict, host: str, users: int, seconds: int, classes: list[str], 
         "--spawn-rate",
         str(max(5, users // 3)),
         "--run-time",
-        f"{seconds + users // max(5, users // 3) + 1}s",
+        f"{seconds + reset_after:.0f}s",
         "--host",
         host,
         "--csv",

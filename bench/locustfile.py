@@ -1,6 +1,12 @@
 """The personas of bench/load.py (run by it; `locust -f bench/locustfile.py` also works with
 LOAD_PLAN pointing at the plan it writes). Sessions are made by the build step, so no one
-logs in during the run (a login is a password hash: half a second of CPU by design)."""
+logs in during the run (a login is a password hash: half a second of CPU by design).
+
+Locust starts every user within a few seconds, and the operators' cycles are all alike: left
+as they start, 30 operators would open Today in the same second every 20 s, a burst no shift
+produces. So each user begins at a random moment within ``LOAD_STAGGER_SECONDS`` (one
+operator's cycle), and the statistics are reset once all of them have begun
+(``LOAD_RESET_AFTER``): the figures are those of the steady load."""
 
 import itertools
 import json
@@ -9,12 +15,21 @@ import random
 import re
 import time
 
-from locust import FastHttpUser, HttpUser, between, constant, task
+import gevent
+from locust import FastHttpUser, HttpUser, between, constant, events, task
 
 PLAN = json.loads(open(os.environ["LOAD_PLAN"]).read())  # noqa: SIM115 (read once at import)
 SINCE = re.compile(r"\?since=(\d+)")
 CSRF = "benchloadcsrftoken0123456789abcd"  # 32 characters: Django accepts it unmasked
 _numbers = itertools.count()
+STAGGER_SECONDS = float(os.environ.get("LOAD_STAGGER_SECONDS", "0"))
+RESET_AFTER = float(os.environ.get("LOAD_RESET_AFTER", "0"))
+
+
+@events.test_start.add_listener
+def _reset_when_everyone_has_begun(environment, **_kwargs) -> None:
+    if RESET_AFTER:
+        gevent.spawn_later(RESET_AFTER, environment.stats.reset_all)
 
 
 class PortalUser(HttpUser):
@@ -22,6 +37,7 @@ class PortalUser(HttpUser):
     role = ""
 
     def on_start(self) -> None:
+        time.sleep(random.uniform(0, STAGGER_SECONDS))
         self.number = next(_numbers)
         sessions = PLAN["sessions"][self.role]
         session = sessions[self.number % len(sessions)]
