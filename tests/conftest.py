@@ -85,6 +85,21 @@ def ensure_roles() -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher():
+    """PBKDF2 with Django's million iterations costs a quarter of a CPU second per password
+    set or checked; the suite sets one for every persona and checks one at every browser
+    login. No test measures hashing, so the tests hash with MD5 (the test-only hasher Django's
+    docs recommend); the default hashers stay behind it, so a password a subprocess stored
+    with PBKDF2 (setup_portal, run_portal) still checks."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    hashers = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_cache():
     """Parallel test processes share the cache (Redis, or files under var/): each gets its own
     key prefix, so one's heartbeats and counters never show in another's assertions."""
