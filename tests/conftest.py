@@ -81,7 +81,7 @@ def _flush_may_empty_history():
         tables = connection.introspection.django_table_names(
             only_existing=True, include_views=False
         )
-        return [f"DELETE FROM {connection.ops.quote_name(table)};" for table in tables]
+        return [f"DELETE FROM {connection.ops.quote_name(table)};" for table in tables]  # noqa: S608
 
     flush.Command.handle = handle
     flush.sql_flush = sql_flush
@@ -90,17 +90,50 @@ def _flush_may_empty_history():
     flush.sql_flush = original_sql_flush
 
 
+# The role groups and their permissions as the migrations made them, by (app label,
+# codename): recorded after the first replay in this process, restored after later flushes.
+_replayed_roles: dict[str, list[tuple[str, str]]] = {}
+
+
 def ensure_roles() -> None:
     """Transactional tests (browser, worker) end with a flush that empties every table; the
-    role groups come from data migrations, so replay those when they are gone."""
+    role groups come from data migrations, so replay those when they are gone. The replay
+    (each migration recreates every permission first) takes a good half second; the groups
+    it made are recorded, and put back from that record after later flushes."""
+    from django.contrib.auth.models import Permission
+
     if Group.objects.filter(name__in=roles.ROLES).count() == len(roles.ROLES):
         return
-    for app in ("portal", "images"):
-        migrations = sorted((Path(__file__).parents[1] / app / "migrations").glob("0*.py"))
-        for path in migrations:
-            module = importlib.import_module(f"{app}.migrations.{path.stem}")
-            if hasattr(module, "create_roles"):
-                module.create_roles(django_apps, None)
+    if _replayed_roles:
+        ids = {
+            (app_label, codename): pk
+            for pk, app_label, codename in Permission.objects.values_list(
+                "pk", "content_type__app_label", "codename"
+            )
+        }
+        for name, permissions in _replayed_roles.items():
+            group, _ = Group.objects.get_or_create(name=name)
+            group.permissions.add(*(ids[key] for key in permissions))
+        return
+    # The replayed functions mark each app as having models while they create permissions,
+    # and most then set the mark to None: on the live app registry that would leave every
+    # later flush's post_migrate creating no permissions or content types. Put it back.
+    models_modules = {config: config.models_module for config in django_apps.get_app_configs()}
+    try:
+        for app in ("portal", "images"):
+            migrations = sorted((Path(__file__).parents[1] / app / "migrations").glob("0*.py"))
+            for path in migrations:
+                module = importlib.import_module(f"{app}.migrations.{path.stem}")
+                if hasattr(module, "create_roles"):
+                    module.create_roles(django_apps, None)
+    finally:
+        for config, models_module in models_modules.items():
+            config.models_module = models_module
+    for group in Group.objects.prefetch_related("permissions__content_type"):
+        _replayed_roles[group.name] = sorted(
+            (permission.content_type.app_label, permission.codename)
+            for permission in group.permissions.all()
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")
