@@ -44,6 +44,86 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(NEEDS_POSTGRES)
 
 
+@pytest.fixture(scope="session")
+def _test_database_from_template(request, django_db_blocker):
+    """With xdist on PostgreSQL, each test process used to build its test database by running
+    every migration, both at once on two cores (some 20 s each; one alone takes half). Now the
+    first process to get here migrates a template database once for the run, under a file
+    lock, and every process copies it (CREATE DATABASE … TEMPLATE, a fraction of a second).
+    The copy is the migrated database itself: nothing is skipped. --reuse-db keeps Django's
+    own path. A process that finishes drops the template (one that has not copied it yet
+    would build it again)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not (_on_postgres() and worker):
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    from django.conf import settings
+    from django.db import connection
+
+    creation = connection.creation
+    original = creation.create_test_db
+    run = request.config.workerinput["testrunuid"]
+    quote = connection.ops.quote_name
+    names = {}
+
+    @contextlib.contextmanager
+    def locked(template: str):
+        with open(Path(tempfile.gettempdir()) / f"{template}.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield lock
+
+    def create_test_db(verbosity=1, autoclobber=False, serialize=True, keepdb=False):
+        if keepdb:
+            return original(verbosity, autoclobber, serialize, keepdb)
+        name = creation._get_test_db_name()
+        template = names["template"] = f"{name.removesuffix(f'_{worker}')}_template"
+        with locked(template) as lock:
+            lock.seek(0)
+            with creation._nodb_cursor() as cursor:
+                built = lock.read().strip() == run and creation._database_exists(cursor, template)
+            if not built:
+                connection.settings_dict["TEST"]["NAME"] = template
+                try:
+                    original(verbosity, autoclobber=True, serialize=False, keepdb=False)
+                finally:
+                    connection.settings_dict["TEST"]["NAME"] = name
+                connection.close()
+                lock.seek(0)
+                lock.truncate()
+                lock.write(run)
+                lock.flush()
+            with creation._nodb_cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
+                cursor.execute(f"CREATE DATABASE {quote(name)} TEMPLATE {quote(template)}")
+        settings.DATABASES[connection.alias]["NAME"] = name
+        connection.settings_dict["NAME"] = name
+        if serialize:
+            connection._test_serialized_contents = creation.serialize_db_to_string()
+        connection.ensure_connection()
+        return name
+
+    creation.create_test_db = create_test_db
+    yield
+    creation.create_test_db = original
+    if "template" in names:
+        # A process that has not copied it yet builds it again (its lock file names the run).
+        with (
+            django_db_blocker.unblock(),
+            locked(names["template"]),
+            creation._nodb_cursor() as cursor,
+        ):
+            cursor.execute(f"DROP DATABASE IF EXISTS {quote(names['template'])}")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(_test_database_from_template, django_db_setup):
+    """pytest-django's, with the test database copied from a migrated template (above)."""
+    return django_db_setup
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_celery_queue():
     """Parallel test processes share one Redis: each gets its own queue, so a worker started by
