@@ -14,6 +14,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ops.digitalocean_simulator import SimulatorServer
+from tests.local_servers import POLL_SECONDS
+
 
 @contextlib.contextmanager
 def closed_port():
@@ -101,12 +104,24 @@ class _Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def controlled_server():
     server = ControlledServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+    )
     thread.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def simulator_in_thread(**options) -> SimulatorServer:
+    """The simulated DigitalOcean (ops.digitalocean_simulator.start_in_thread, but polling for
+    its shutdown every POLL_SECONDS, so a test's ``server.stop()`` returns at once)."""
+    server = SimulatorServer(**options)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+    ).start()
+    return server
 
 
 def self_signed_certificate(directory: Path, *, days: int) -> tuple[Path, Path]:

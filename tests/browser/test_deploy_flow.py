@@ -8,18 +8,19 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from playwright.sync_api import expect
 
-from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
+from ops.digitalocean_simulator import SIM_TOKEN
 from ops.models import Deploy, Environment
 from portal.celery import app
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
+from tests.fakes import simulator_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def simulator(settings, monkeypatch):
-    server, _thread = start_in_thread(step_seconds=0.6)
+    server = simulator_in_thread(step_seconds=0.6)
     server.add_app("staging-app", "staging")
     settings.DIGITALOCEAN_API_URL = server.url
     settings.DEPLOY_POLL_SECONDS = 0.1

@@ -13,9 +13,11 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
+from images import services as image_services
 from images.models import Batch, BatchImage, BatchStatus, ImageStatus, Variant
 from images.services import batch_create, image_claim, image_claims_reclaim, image_messages_send
 from images.tasks import image_claims_reclaim_task, image_optimize_task
+from portal import health
 from portal.celery import app
 from portal.health import PROCESS_HEARTBEAT_STALE_SECONDS
 from portal.models import AuditEntry
@@ -223,13 +225,22 @@ def _worker_process() -> None:
 
 
 def test_an_image_held_by_a_worker_killed_with_sigkill_is_redone_within_a_minute(
-    image_staff, preset, settings
+    image_staff, preset, settings, monkeypatch
 ):
     """A worker process takes a slow image and is killed with SIGKILL: nothing tells the
     broker or the database. Its claim names it, and its heartbeat stops: within a minute the
     reclaim (every IMAGE_RECLAIM_SECONDS) queues the image again and another worker does it.
-    Until the heartbeat is gone, the claim is left alone."""
+    Until the heartbeat is gone, the claim is left alone.
+
+    The production periods add up to under a minute (asserted first); the test then runs the
+    same path on a clock five times faster (heartbeat every second, stale after 6 s, reclaim
+    every second), so it waits seconds, not the 20 s a real heartbeat takes to go stale."""
     assert settings.IMAGE_RECLAIM_SECONDS + PROCESS_HEARTBEAT_STALE_SECONDS < 60
+    stale, beat = 6, 1
+    monkeypatch.setattr(health, "PROCESS_HEARTBEAT_STALE_SECONDS", stale)
+    monkeypatch.setattr(health, "PROCESS_HEARTBEAT_SECONDS", beat)
+    monkeypatch.setattr(image_services, "PROCESS_HEARTBEAT_STALE_SECONDS", stale)
+    settings.IMAGE_RECLAIM_SECONDS = 1
     _purge_queue()
     preset.measure_ssim = True  # slow enough to be killed half-way
     preset.webp_method = 6
@@ -273,7 +284,9 @@ def test_an_image_held_by_a_worker_killed_with_sigkill_is_redone_within_a_minute
         reclaimed_after = time.monotonic() - killed
         assert AuditEntry.objects.filter(action="images.image.reclaim").count() == 1
         batch = _wait_until_finished(batch, timeout=120)
-    assert reclaimed_after < 60
+    # Not while its claim and heartbeat were fresh (a beat's leeway for the moments between
+    # the claim and the kill), and well within the minute.
+    assert stale - 2 * beat <= reclaimed_after < 60
     image.refresh_from_db()
     assert image.status == ImageStatus.DONE and image.attempts == 2
     assert not image.worker.endswith(f" pid {doomed.pid}")

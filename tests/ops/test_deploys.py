@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from ops.digitalocean_simulator import SIM_TOKEN, start_in_thread
+from ops.digitalocean_simulator import SIM_TOKEN
 from ops.models import (
     Backup,
     BackupTarget,
@@ -53,13 +53,14 @@ from portal.errors import ActionRefused
 from portal.models import AuditEntry
 from portal.registry import registry
 from tests.conftest import client_for
+from tests.fakes import simulator_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def simulator(settings, monkeypatch):
-    server, _thread = start_in_thread(step_seconds=0.05)
+    server = simulator_in_thread(step_seconds=0.05)
     server.add_app("staging-app", "staging")
     server.add_app("production-app", "production")
     settings.DIGITALOCEAN_API_URL = server.url

@@ -64,6 +64,7 @@ def test_first_run_creates_users_with_generated_passwords_shown_once():
 
 
 def test_the_demo_web_check_follows_host_and_port(settings):
+    settings.PORTAL_DEMO_HOST = "127.0.0.1:8000"  # what `make run` has unless PORT says else
     setup("--demo")
     settings.PORTAL_DEMO_HOST = "127.0.0.1:8101"
     setup("--demo")
