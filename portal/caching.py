@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.template.loader import get_template, render_to_string
+from django.utils import timezone, translation
 from django.utils.safestring import SafeString, mark_safe
 
 GENERATION_SECONDS = 7 * 24 * 3600
@@ -102,7 +103,11 @@ def render_each(template_name: str, contexts: list[dict]) -> list[SafeString]:
     For fragments repeated many times a page (health tiles), whose template depends on its
     context alone: no request, no clock (a time that must tick is rendered as a moment and
     counted by static/portal/app.js), no lazy database access."""
-    prefix = f"fragment:{template_name}:{_template_digest(template_name)}:"
+    # The time zone and language the dates and words are rendered in belong to the HTML too.
+    prefix = (
+        f"fragment:{template_name}:{_template_digest(template_name)}:"
+        f"{timezone.get_current_timezone_name()}:{translation.get_language()}:"
+    )
     keys = [
         prefix + hashlib.sha256(pickle.dumps(context, pickle.HIGHEST_PROTOCOL)).hexdigest()
         for context in contexts
