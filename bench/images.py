@@ -319,7 +319,7 @@ def _pyvips(data: bytes, ssim: dict[str, list[float]] | None) -> dict[str, int]:
         **({"export_profile": "srgb"} if tagged else {}),
     )
     current = current.copy_memory()
-    encoded: list[tuple[str, bytes]] = []
+    encoded: list[tuple[str, int, bytes]] = []
     for size in sizes:
         if size != sizes[0]:
             current = current.thumbnail_image(size, height=size, size="down").copy_memory()
@@ -336,24 +336,29 @@ def _pyvips(data: bytes, ssim: dict[str, list[float]] | None) -> dict[str, int]:
                 method = PRESET.webp_method if size == sizes[0] else PRESET.webp_method_smaller
                 payload = current.webpsave_buffer(Q=PRESET.webp_quality, effort=method, keep="none")
             out[fmt] += len(payload)
-            encoded.append((fmt, payload))
+            encoded.append((fmt, size, payload))
     if ssim is not None:
         _score(data, encoded, ssim)
     return out
 
 
-def _score(data: bytes, encoded: list[tuple[str, bytes]], ssim: dict[str, list[float]]) -> None:
+def _score(
+    data: bytes, encoded: list[tuple[str, int, bytes]], ssim: dict[str, list[float]]
+) -> None:
     """SSIM of outside encodes against the pipeline's own reference (the full decode resized
-    straight to the variant's size), so that both are scored alike."""
+    straight to the variant's size), so that both are scored alike; by format, and by format
+    and size ("jpeg 2048")."""
     from images.quality import ssim as score  # here: numpy, SSIM only
 
     full = pipeline.Preset(sizes=(10**6,), measure_ssim=True)
     decoded = pipeline._decode(data, full)
     source = pipeline._reference_source(data, decoded, full)
-    for fmt, payload in encoded:
+    for fmt, size, payload in encoded:
         with Image.open(io.BytesIO(payload)) as image:
             stats = pipeline._reference(source, decoded.info.orientation, image.size)
-            ssim.setdefault(fmt, []).append(round(score(stats, pipeline._luma(image)), 5))
+            value = round(score(stats, pipeline._luma(image)), 5)
+        ssim.setdefault(fmt, []).append(value)
+        ssim.setdefault(f"{fmt} {size}", []).append(value)
 
 
 def _floor_prepare(data: bytes) -> list:
@@ -386,6 +391,7 @@ def _ready(_: int) -> int:
 def _task(job: tuple[str, str]) -> dict:
     mode, path = job
     _reset_peak()  # the peak of this image, on top of what the worker holds from earlier ones
+    held = _rss("VmRSS:")
     data = Path(path).read_bytes()
     ssim: dict[str, list[float]] = {}
     prepared = _floor_prepare(data) if mode == "floor" else None
@@ -401,6 +407,7 @@ def _task(job: tuple[str, str]) -> dict:
                 out[variant.format] += variant.bytes
                 if variant.ssim is not None:
                     ssim.setdefault(variant.format, []).append(variant.ssim)
+                    ssim.setdefault(f"{variant.format} {variant.size}", []).append(variant.ssim)
     elif mode in ("pyvips", "pyvips+ssim"):
         out = _pyvips(data, ssim if mode == "pyvips+ssim" else None)
     elif mode == "naive":
@@ -419,6 +426,7 @@ def _task(job: tuple[str, str]) -> dict:
         "out": out,
         "ssim": ssim,
         "rss_mb": _rss(),
+        "held_mb": held,
     }
 
 
@@ -442,6 +450,11 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
     inputs = sum(r["in"] for r in results)
     formats = results[0]["out"].keys()
     ssim = {f: [s for r in results for s in r["ssim"].get(f, [])] for f in formats}
+    by_size: dict[str, list[float]] = {}  # "jpeg 2048": the SSIM of that format at that size
+    for r in results:
+        for key, values in r["ssim"].items():
+            if " " in key:
+                by_size.setdefault(key, []).extend(values)
     return {
         # Per core: images over the CPU seconds the workers spent on them (all their threads;
         # CPU time rather than wall time, as other load on a shared machine stretches the
@@ -451,8 +464,10 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
         "per_second": max(len(results) / wall for _, wall in passes),
         "peak_mb": max(r["rss_mb"] for rs, _ in passes for r in rs),
         "peak_of": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["path"],
+        "peak_held": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["held_mb"],
         "ratio": {f: sum(r["out"][f] for r in results) / inputs for f in formats},
         "ssim": {f: (sum(v) / len(v), min(v)) for f, v in ssim.items() if v},
+        "ssim_by_size": {key: sum(v) / len(v) for key, v in by_size.items()},
     }
 
 
@@ -476,15 +491,38 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _rss() -> float:
-    """Peak resident set of this process, MB. VmHWM rather than ru_maxrss: Linux carries
-    ru_maxrss over exec, so a spawned worker would report its parent's peak."""
+def _rss(field: str = "VmHWM:") -> float:
+    """Peak resident set of this process, MB (``VmRSS:``: the current one). VmHWM rather than
+    ru_maxrss: Linux carries ru_maxrss over exec, so a spawned worker would report its
+    parent's peak."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    kb = next(line.split()[1] for line in status.splitlines() if line.startswith(field))
     return int(kb) / 1024
+
+
+def _coefficient_mb(path: Path) -> float | None:
+    """What libjpeg holds for a progressive JPEG until its last scan: every DCT coefficient,
+    2 bytes each, 64 per 8x8 block of each component (at full resolution, whatever scale it
+    decodes to). None for anything else (a baseline JPEG is decoded a band at a time)."""
+    with Image.open(path) as image:
+        if image.format != "JPEG" or not image.info.get("progressive"):
+            return None
+        layers = getattr(image, "layer", [])
+        width, height = image.size
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+
+    def up(value: int, step: int) -> int:  # value divided by step, rounded up
+        return -(-value // step)
+
+    blocks = 0
+    for _id, h, v, _table in layers:  # libjpeg's arrays: whole MCUs of 8x8 blocks
+        across, down = up(width * h, h_max * 8), up(height * v, v_max * 8)
+        blocks += up(across, h) * h * up(down, v) * v
+    return blocks * 64 * 2 / 2**20
 
 
 # --- the choices: encoder settings and the resize, on the pipeline's own variant pixels ---------
@@ -803,6 +841,36 @@ def main() -> int:
     for (mode, workers), stats in table.items():
         if workers == worker_counts[0]:
             print(f"Peak of {mode}: {stats['peak_mb']:.0f} MB, {Path(stats['peak_of']).name}")
+    ours = table.get(("pipeline", worker_counts[0]))
+    if ours is not None:
+        worst = Path(ours["peak_of"])
+        coefficients = _coefficient_mb(worst)
+        print(
+            f"  the pipeline's worst image: the worker held {ours['peak_held']:.0f} MB before it; "
+            f"alone in a new process it peaks at {alone('pipeline', worst):.0f} MB"
+            + (
+                f", of which libjpeg's DCT coefficients (progressive) are {coefficients:.0f} MB"
+                if coefficients
+                else ""
+            )
+        )
+    ours_q, vips_q = table.get(("pipeline+ssim", 1)), table.get(("pyvips+ssim", 1))
+    if ours_q is not None and vips_q is not None:
+        print("\nSSIM by size (the checks below take the mean over the sizes):")
+        keys = sorted(ours_q["ssim_by_size"], key=lambda k: (-int(k.split()[1]), k))
+        for key in keys:
+            ours_s, vips_s = ours_q["ssim_by_size"][key], vips_q["ssim_by_size"].get(key)
+            if vips_s is not None:
+                gap = ours_s - vips_s
+                print(f"  {key:10} pipeline {ours_s:.4f}  pyvips {vips_s:.4f}  {gap:+.4f}")
+    for workers in worker_counts:
+        if ("floor", workers) in table and ("pyvips", workers) in table:
+            ceiling = table["floor", workers]["per_core"] / table["pyvips", workers]["per_core"]
+            print(
+                f"Ceiling ({workers} w): the floor (the pipeline's decode and the same encodes, "
+                f"nothing else) is {ceiling:.2f}x pyvips per core: the most the pipeline could "
+                "reach were its resizes, colour conversion and rotation free."
+            )
     print(f"\nA spawned worker with nothing done yet: {idle:.0f} MB.")
     print("100 MP JPEG alone in a new process: " + ", ".join(
         f"{mode} {mb:.0f} MB" for mode, mb in huge_rss.items()))  # fmt: skip
