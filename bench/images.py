@@ -618,6 +618,7 @@ def choices(paths: list[Path]) -> None:
     )
 
     filters(paths)
+    decode_scales(paths)
 
 
 RESAMPLING = {
@@ -676,6 +677,84 @@ def filters(paths: list[Path]) -> None:
             ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
             cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / row['n']:>8.4f}"
         print(f"{label:40}{row['cpu']:>7.2f}{cells}")
+
+
+def _megapixels(path: Path) -> float:
+    with Image.open(path) as image:
+        return image.width * image.height / 1e6
+
+
+def _decode_resized(
+    data: bytes, preset: pipeline.Preset, gap: float, size: tuple[int, int]
+) -> Image.Image:
+    decoded = pipeline._decode(data, preset)
+    assert decoded.image is not None
+    return pipeline._resize(decoded.image, size, gap)
+
+
+def decode_scales(paths: list[Path]) -> None:
+    """How far a JPEG is DCT-scaled before the first resize: to the smallest scale that still
+    covers the largest size (the pipeline), or one that leaves at least 2x for the LANCZOS
+    (libvips's rule for shrink-on-load), then one LANCZOS or a box ``reduce()`` by the whole
+    factor first. CPU of the decode and the resize to the largest size, the largest decoded
+    buffer (what the memory figures pay), bytes and SSIM of the encodes against the pipeline's
+    reference; photos that the rules decode alike are left out."""
+    from images.quality import LumaStats, ssim  # here: numpy, SSIM only
+
+    largest = PRESET.largest
+    wide = pipeline.Preset(sizes=(2 * largest,))  # draft() to cover twice the size
+    rules = {
+        "covers the size (the pipeline)": (PRESET, pipeline.REDUCING_GAP),
+        "leaves >= 2x (libvips), LANCZOS": (wide, pipeline.REDUCING_GAP),
+        "leaves >= 2x, reduce() first": (wide, 1.0),
+    }
+    rows = {label: {"cpu": 0.0, "mb": 0.0} for label in rules}
+    counted = 0
+    for path in paths:
+        data = path.read_bytes()
+        decoded = {label: pipeline._decode(data, rule[0]) for label, rule in rules.items()}
+        sizes = {label: d.image.size for label, d in decoded.items() if d.image is not None}
+        if len(set(sizes.values())) == 1:
+            continue  # both rules decode this photo at the same scale
+        counted += 1
+        full = pipeline.Preset(sizes=(10**6,), measure_ssim=True)
+        reference = pipeline._reference_source(data, pipeline._decode(data, full), full)
+        info = next(iter(decoded.values())).info
+        target = pipeline._fit(info.width, info.height, largest)
+        stored = (target[1], target[0]) if info.orientation >= 5 else target
+        stats = LumaStats(pipeline._luma(pipeline._resize(reference, stored, gap=None)))
+        for label, (preset, gap) in rules.items():
+            make = functools.partial(_decode_resized, data, preset, gap, stored)
+            seconds, image = _timed(make)
+            image = pipeline._to_srgb(image, decoded[label].profile, [])
+            row = rows[label]
+            row["cpu"] += seconds
+            width, height = sizes[label]
+            row["mb"] = max(row["mb"], width * height * 4 / 2**20)  # RGB: 4 bytes a pixel
+            for fmt in PRESET.formats:
+                payload = pipeline._encode(image, fmt, PRESET, b"")
+                with Image.open(io.BytesIO(payload)) as encoded:
+                    score = ssim(stats, pipeline._luma(encoded))
+                row[f"{fmt} bytes"] = row.get(f"{fmt} bytes", 0) + len(payload)
+                row[f"{fmt} ssim"] = row.get(f"{fmt} ssim", 0.0) + score
+        del decoded, reference, stats
+    if not counted:
+        return
+    base = rows[next(iter(rules))]
+    print(
+        f"\nDCT scaling of the decode, on the {counted} JPEGs where the rules differ, at "
+        f"{largest} px (CPU: decode and resize, best of 2):"
+    )
+    print(
+        f"{'':34}{'CPU s':>7}{'decoded MB':>12}"
+        f"{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}"
+    )
+    for label, row in rows.items():
+        cells = ""
+        for fmt in PRESET.formats:
+            ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
+            cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / counted:>8.4f}"
+        print(f"{label:34}{row['cpu']:>7.2f}{row['mb']:>12.0f}{cells}")
 
 
 def stages(paths: list[Path]) -> None:
@@ -798,7 +877,9 @@ def main() -> int:
         stages(paths)
         return 0
     if args.filters:
-        filters([p for p in paths if p.suffix == ".jpg"][:8])
+        jpegs = [p for p in paths if p.suffix == ".jpg"]
+        filters(jpegs[:8])
+        decode_scales([p for p in jpegs if _megapixels(p) >= 10])
         return 0
     total_mp = 0.0
     for path in corpus:
