@@ -672,11 +672,16 @@ def filters(paths: list[Path]) -> None:
     print(f"\nResampling of the cascade, on {len(paths)} photos, stored orientation, no colour:")
     print(f"{'':40}{'CPU s':>7}{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}")
     for label, row in rows.items():
-        cells = ""
-        for fmt in PRESET.formats:
-            ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
-            cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / row['n']:>8.4f}"
-        print(f"{label:40}{row['cpu']:>7.2f}{cells}")
+        print(f"{label:40}{row['cpu']:>7.2f}{_encode_cells(row, base, row['n'])}")
+
+
+def _encode_cells(row: dict, base: dict, count: int) -> str:
+    """Bytes (relative to ``base``) and mean SSIM of each format, as table cells."""
+    cells = ""
+    for fmt in PRESET.formats:
+        ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
+        cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / count:>8.4f}"
+    return cells
 
 
 def _megapixels(path: Path) -> float:
@@ -750,10 +755,7 @@ def decode_scales(paths: list[Path]) -> None:
         f"{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}"
     )
     for label, row in rows.items():
-        cells = ""
-        for fmt in PRESET.formats:
-            ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
-            cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / counted:>8.4f}"
+        cells = _encode_cells(row, base, counted)
         print(f"{label:34}{row['cpu']:>7.2f}{row['mb']:>12.0f}{cells}")
 
 
