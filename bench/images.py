@@ -361,20 +361,22 @@ def _score(
         ssim.setdefault(f"{fmt} {size}", []).append(value)
 
 
-def _floor_prepare(data: bytes) -> list:
+def _floor_prepare(data: bytes) -> list[tuple[Image.Image, bool, bytes]]:
+    """The variant pixels the pipeline encodes, with what it encodes them with: whether the
+    size is the largest (its WebP method) and the EXIF it writes."""
     decoded = pipeline._decode(data, PRESET)
     unique = {}
-    for _box, image in pipeline._cascade(decoded, PRESET):
-        unique.setdefault(image.size, image)
+    for box, image in pipeline._cascade(decoded, PRESET):
+        unique.setdefault(image.size, (image, box == PRESET.largest, decoded.exif))
     return list(unique.values())
 
 
-def _floor(data: bytes, prepared: list) -> dict[str, int]:
+def _floor(data: bytes, prepared: list[tuple[Image.Image, bool, bytes]]) -> dict[str, int]:
     pipeline._decode(data, PRESET)
     out = dict.fromkeys(PRESET.formats, 0)
-    for image in prepared:
+    for image, largest, exif in prepared:
         for fmt in PRESET.formats:
-            out[fmt] += len(pipeline._encode(image, fmt, PRESET, b""))
+            out[fmt] += len(pipeline._encode(image, fmt, PRESET, exif, largest=largest))
     return out
 
 
@@ -768,16 +770,33 @@ def stages(paths: list[Path]) -> None:
 
     pyvips.cache_set_max(0)
     sizes = sorted(set(PRESET.sizes), reverse=True)
-    cpu: dict[str, float] = {}
+    cpu: dict[str, float] = {"pipeline: decode": 0.0}  # the stages in the order they run
+    for index, box in enumerate(sizes):
+        cpu[f"pipeline: resize to {box}"] = 0.0
+        if index == 0:
+            cpu["pipeline: colour + rotate"] = 0.0
+        cpu.update({f"pipeline: {fmt} {box}": 0.0 for fmt in PRESET.formats})
+    cpu["pyvips: decode + resize + colour + rotate"] = 0.0
+    for index, box in enumerate(sizes):
+        if index:
+            cpu[f"pyvips: resize to {box}"] = 0.0
+        cpu.update({f"pyvips: {fmt} {box}": 0.0 for fmt in PRESET.formats})
+
+    by_kind: dict[str, dict[str, float]] = {}  # kind of file -> column -> CPU seconds
+    kind = ""
 
     def clock(label: str, fn):
         started = time.process_time()
         value = fn()
-        cpu[label] = cpu.get(label, 0.0) + time.process_time() - started
+        seconds = time.process_time() - started
+        cpu[label] = cpu.get(label, 0.0) + seconds
+        columns = by_kind.setdefault(kind, dict.fromkeys(STAGE_COLUMNS, 0.0))
+        columns[_stage_column(label)] += seconds
         return value
 
     for path in paths:
         data = path.read_bytes()
+        kind = path.name.split("-")[1] if path.name.count("-") >= 2 else path.suffix[1:]
         decoded = clock("pipeline: decode", functools.partial(pipeline._decode, data, PRESET))
         info, image = decoded.info, decoded.image
         assert image is not None
@@ -832,6 +851,34 @@ def stages(paths: list[Path]) -> None:
         print(f"  {label:44}{seconds:>8.2f}{share:>7.0%}")
     print("  " + ", ".join(f"{who} {total:.2f} s" for who, total in totals.items())
           + f"; pyvips / pipeline CPU {totals['pyvips'] / totals['pipeline']:.2f}")  # fmt: skip
+    print("\nThe same by kind of file (pyvips's decode and first resize are one figure):")
+    print(f"  {'':12}{'photos':>7}" + "".join(f"{column:>20}" for column in STAGE_COLUMNS))
+    counts = {k: sum(1 for p in paths if p.name.split("-")[1:2] == [k]) for k in by_kind}
+    for name, columns in [*by_kind.items(), ("all", _column_totals(by_kind))]:
+        count = counts.get(name) or len(paths)
+        print(f"  {name:12}{count:>7}" + "".join(f"{v:>20.2f}" for v in columns.values()))
+
+
+STAGE_COLUMNS = (
+    "ours decode",
+    "ours resizes",
+    "ours encodes",
+    "pyvips dec+resizes",
+    "pyvips encodes",
+)
+
+
+def _stage_column(label: str) -> str:
+    who, stage = label.split(": ", 1)
+    if stage.startswith(("jpeg", "webp")):
+        return f"{'ours' if who == 'pipeline' else 'pyvips'} encodes"
+    if who == "pyvips":
+        return "pyvips dec+resizes"
+    return "ours decode" if stage == "decode" else "ours resizes"  # colour + rotate included
+
+
+def _column_totals(by_kind: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {c: sum(columns[c] for columns in by_kind.values()) for c in STAGE_COLUMNS}
 
 
 def _finished(make):
