@@ -276,6 +276,7 @@ def build_corpus(items: list[Item], photos: str | None) -> list[Path]:
 def _naive(data: bytes) -> dict[str, int]:
     out = dict.fromkeys(PRESET.formats, 0)
     for size in PRESET.sizes:
+        method = PRESET.webp_method if size == PRESET.largest else PRESET.webp_method_smaller
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -288,11 +289,11 @@ def _naive(data: bytes) -> dict[str, int]:
                     "JPEG",
                     quality=PRESET.jpeg_quality,
                     subsampling="4:2:0",
-                    progressive=True,
+                    progressive=PRESET.jpeg_progressive,
                     optimize=True,
                 )
             else:
-                image.save(buffer, "WEBP", quality=PRESET.webp_quality, method=PRESET.webp_method)
+                image.save(buffer, "WEBP", quality=PRESET.webp_quality, method=method)
             out[fmt] += buffer.tell()
         del image
     return out
