@@ -453,6 +453,7 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
     inputs = sum(r["in"] for r in results)
     formats = results[0]["out"].keys()
     ssim = {f: [s for r in results for s in r["ssim"].get(f, [])] for f in formats}
+    worst = max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])
     by_size: dict[str, list[float]] = {}  # "jpeg 2048": the SSIM of that format at that size
     for r in results:
         for key, values in r["ssim"].items():
@@ -465,9 +466,9 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
         # not outside the wall time).
         "per_core": len(results) / sum(best.values()),
         "per_second": max(len(results) / wall for _, wall in passes),
-        "peak_mb": max(r["rss_mb"] for rs, _ in passes for r in rs),
-        "peak_of": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["path"],
-        "peak_held": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["held_mb"],
+        "peak_mb": worst["rss_mb"],
+        "peak_of": worst["path"],
+        "peak_held": worst["held_mb"],
         "ratio": {f: sum(r["out"][f] for r in results) / inputs for f in formats},
         "ssim": {f: (sum(v) / len(v), min(v)) for f, v in ssim.items() if v},
         "ssim_by_size": {key: sum(v) / len(v) for key, v in by_size.items()},
