@@ -13,7 +13,7 @@ What happens to an upload, in order:
    that still covers the largest variant, with the EXIF orientation taken into account (a
    90-degree rotated photo is stored sideways, so its target box is swapped). Decoding straight
    to the target rather than leaving a factor of 2 for the resize (as libvips and
-   ``Image.thumbnail`` do) needs a quarter of the memory and about 30 % less CPU for the decode
+   ``Image.thumbnail`` do) needs a quarter of the memory and 23-48 % less CPU for the decode
    and first resize, and costs SSIM at the largest size: about 0.008 on JPEGs of 10 MP or more,
    0.003 on the benchmark's corpus, 0.001 on its mean over the sizes (``bench/images.py
    --filters``), against about 0.04 for the encoders. Truncated data fails:
