@@ -276,6 +276,7 @@ def build_corpus(items: list[Item], photos: str | None) -> list[Path]:
 def _naive(data: bytes) -> dict[str, int]:
     out = dict.fromkeys(PRESET.formats, 0)
     for size in PRESET.sizes:
+        method = PRESET.webp_method if size == PRESET.largest else PRESET.webp_method_smaller
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -288,11 +289,11 @@ def _naive(data: bytes) -> dict[str, int]:
                     "JPEG",
                     quality=PRESET.jpeg_quality,
                     subsampling="4:2:0",
-                    progressive=True,
+                    progressive=PRESET.jpeg_progressive,
                     optimize=True,
                 )
             else:
-                image.save(buffer, "WEBP", quality=PRESET.webp_quality, method=PRESET.webp_method)
+                image.save(buffer, "WEBP", quality=PRESET.webp_quality, method=method)
             out[fmt] += buffer.tell()
         del image
     return out
@@ -319,7 +320,7 @@ def _pyvips(data: bytes, ssim: dict[str, list[float]] | None) -> dict[str, int]:
         **({"export_profile": "srgb"} if tagged else {}),
     )
     current = current.copy_memory()
-    encoded: list[tuple[str, bytes]] = []
+    encoded: list[tuple[str, int, bytes]] = []
     for size in sizes:
         if size != sizes[0]:
             current = current.thumbnail_image(size, height=size, size="down").copy_memory()
@@ -336,40 +337,47 @@ def _pyvips(data: bytes, ssim: dict[str, list[float]] | None) -> dict[str, int]:
                 method = PRESET.webp_method if size == sizes[0] else PRESET.webp_method_smaller
                 payload = current.webpsave_buffer(Q=PRESET.webp_quality, effort=method, keep="none")
             out[fmt] += len(payload)
-            encoded.append((fmt, payload))
+            encoded.append((fmt, size, payload))
     if ssim is not None:
         _score(data, encoded, ssim)
     return out
 
 
-def _score(data: bytes, encoded: list[tuple[str, bytes]], ssim: dict[str, list[float]]) -> None:
+def _score(
+    data: bytes, encoded: list[tuple[str, int, bytes]], ssim: dict[str, list[float]]
+) -> None:
     """SSIM of outside encodes against the pipeline's own reference (the full decode resized
-    straight to the variant's size), so that both are scored alike."""
+    straight to the variant's size), so that both are scored alike; by format, and by format
+    and size ("jpeg 2048")."""
     from images.quality import ssim as score  # here: numpy, SSIM only
 
     full = pipeline.Preset(sizes=(10**6,), measure_ssim=True)
     decoded = pipeline._decode(data, full)
     source = pipeline._reference_source(data, decoded, full)
-    for fmt, payload in encoded:
+    for fmt, size, payload in encoded:
         with Image.open(io.BytesIO(payload)) as image:
             stats = pipeline._reference(source, decoded.info.orientation, image.size)
-            ssim.setdefault(fmt, []).append(round(score(stats, pipeline._luma(image)), 5))
+            value = round(score(stats, pipeline._luma(image)), 5)
+        ssim.setdefault(fmt, []).append(value)
+        ssim.setdefault(f"{fmt} {size}", []).append(value)
 
 
-def _floor_prepare(data: bytes) -> list:
+def _floor_prepare(data: bytes) -> list[tuple[Image.Image, bool, bytes]]:
+    """The variant pixels the pipeline encodes, with what it encodes them with: whether the
+    size is the largest (its WebP method) and the EXIF it writes."""
     decoded = pipeline._decode(data, PRESET)
     unique = {}
-    for _box, image in pipeline._cascade(decoded, PRESET):
-        unique.setdefault(image.size, image)
+    for box, image in pipeline._cascade(decoded, PRESET):
+        unique.setdefault(image.size, (image, box == PRESET.largest, decoded.exif))
     return list(unique.values())
 
 
-def _floor(data: bytes, prepared: list) -> dict[str, int]:
+def _floor(data: bytes, prepared: list[tuple[Image.Image, bool, bytes]]) -> dict[str, int]:
     pipeline._decode(data, PRESET)
     out = dict.fromkeys(PRESET.formats, 0)
-    for image in prepared:
+    for image, largest, exif in prepared:
         for fmt in PRESET.formats:
-            out[fmt] += len(pipeline._encode(image, fmt, PRESET, b""))
+            out[fmt] += len(pipeline._encode(image, fmt, PRESET, exif, largest=largest))
     return out
 
 
@@ -386,6 +394,7 @@ def _ready(_: int) -> int:
 def _task(job: tuple[str, str]) -> dict:
     mode, path = job
     _reset_peak()  # the peak of this image, on top of what the worker holds from earlier ones
+    held = _rss("VmRSS:")
     data = Path(path).read_bytes()
     ssim: dict[str, list[float]] = {}
     prepared = _floor_prepare(data) if mode == "floor" else None
@@ -401,6 +410,7 @@ def _task(job: tuple[str, str]) -> dict:
                 out[variant.format] += variant.bytes
                 if variant.ssim is not None:
                     ssim.setdefault(variant.format, []).append(variant.ssim)
+                    ssim.setdefault(f"{variant.format} {variant.size}", []).append(variant.ssim)
     elif mode in ("pyvips", "pyvips+ssim"):
         out = _pyvips(data, ssim if mode == "pyvips+ssim" else None)
     elif mode == "naive":
@@ -419,6 +429,7 @@ def _task(job: tuple[str, str]) -> dict:
         "out": out,
         "ssim": ssim,
         "rss_mb": _rss(),
+        "held_mb": held,
     }
 
 
@@ -442,6 +453,12 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
     inputs = sum(r["in"] for r in results)
     formats = results[0]["out"].keys()
     ssim = {f: [s for r in results for s in r["ssim"].get(f, [])] for f in formats}
+    worst = max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])
+    by_size: dict[str, list[float]] = {}  # "jpeg 2048": the SSIM of that format at that size
+    for r in results:
+        for key, values in r["ssim"].items():
+            if " " in key:
+                by_size.setdefault(key, []).extend(values)
     return {
         # Per core: images over the CPU seconds the workers spent on them (all their threads;
         # CPU time rather than wall time, as other load on a shared machine stretches the
@@ -449,10 +466,12 @@ def summarize(passes: list[tuple[list[dict], float]]) -> dict:
         # not outside the wall time).
         "per_core": len(results) / sum(best.values()),
         "per_second": max(len(results) / wall for _, wall in passes),
-        "peak_mb": max(r["rss_mb"] for rs, _ in passes for r in rs),
-        "peak_of": max((r for rs, _ in passes for r in rs), key=lambda r: r["rss_mb"])["path"],
+        "peak_mb": worst["rss_mb"],
+        "peak_of": worst["path"],
+        "peak_held": worst["held_mb"],
         "ratio": {f: sum(r["out"][f] for r in results) / inputs for f in formats},
         "ssim": {f: (sum(v) / len(v), min(v)) for f, v in ssim.items() if v},
+        "ssim_by_size": {key: sum(v) / len(v) for key, v in by_size.items()},
     }
 
 
@@ -476,15 +495,38 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _rss() -> float:
-    """Peak resident set of this process, MB. VmHWM rather than ru_maxrss: Linux carries
-    ru_maxrss over exec, so a spawned worker would report its parent's peak."""
+def _rss(field: str = "VmHWM:") -> float:
+    """Peak resident set of this process, MB (``VmRSS:``: the current one). VmHWM rather than
+    ru_maxrss: Linux carries ru_maxrss over exec, so a spawned worker would report its
+    parent's peak."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    kb = next(line.split()[1] for line in status.splitlines() if line.startswith(field))
     return int(kb) / 1024
+
+
+def _coefficient_mb(path: Path) -> float | None:
+    """What libjpeg holds for a progressive JPEG until its last scan: every DCT coefficient,
+    2 bytes each, 64 per 8x8 block of each component (at full resolution, whatever scale it
+    decodes to). None for anything else (a baseline JPEG is decoded a band at a time)."""
+    with Image.open(path) as image:
+        if image.format != "JPEG" or not image.info.get("progressive"):
+            return None
+        layers = getattr(image, "layer", [])
+        width, height = image.size
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+
+    def up(value: int, step: int) -> int:  # value divided by step, rounded up
+        return -(-value // step)
+
+    blocks = 0
+    for _id, h, v, _table in layers:  # libjpeg's arrays: whole MCUs of 8x8 blocks
+        across, down = up(width * h, h_max * 8), up(height * v, v_max * 8)
+        blocks += up(across, h) * h * up(down, v) * v
+    return blocks * 64 * 2 / 2**20
 
 
 # --- the choices: encoder settings and the resize, on the pipeline's own variant pixels ---------
@@ -580,6 +622,7 @@ def choices(paths: list[Path]) -> None:
     )
 
     filters(paths)
+    decode_scales(paths)
 
 
 RESAMPLING = {
@@ -633,11 +676,91 @@ def filters(paths: list[Path]) -> None:
     print(f"\nResampling of the cascade, on {len(paths)} photos, stored orientation, no colour:")
     print(f"{'':40}{'CPU s':>7}{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}")
     for label, row in rows.items():
-        cells = ""
-        for fmt in PRESET.formats:
-            ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
-            cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / row['n']:>8.4f}"
-        print(f"{label:40}{row['cpu']:>7.2f}{cells}")
+        print(f"{label:40}{row['cpu']:>7.2f}{_encode_cells(row, base, row['n'])}")
+
+
+def _encode_cells(row: dict, base: dict, count: int) -> str:
+    """Bytes (relative to ``base``) and mean SSIM of each format, as table cells."""
+    cells = ""
+    for fmt in PRESET.formats:
+        ratio = row[f"{fmt} bytes"] / base[f"{fmt} bytes"]
+        cells += f"{ratio:>11.3f}x{row[f'{fmt} ssim'] / count:>8.4f}"
+    return cells
+
+
+def _megapixels(path: Path) -> float:
+    with Image.open(path) as image:
+        return image.width * image.height / 1e6
+
+
+def _decode_resized(
+    data: bytes, preset: pipeline.Preset, gap: float, size: tuple[int, int]
+) -> Image.Image:
+    decoded = pipeline._decode(data, preset)
+    assert decoded.image is not None
+    return pipeline._resize(decoded.image, size, gap)
+
+
+def decode_scales(paths: list[Path]) -> None:
+    """How far a JPEG is DCT-scaled before the first resize: to the smallest scale that still
+    covers the largest size (the pipeline), or one that leaves at least 2x for the LANCZOS
+    (libvips's rule for shrink-on-load), then one LANCZOS or a box ``reduce()`` by the whole
+    factor first. CPU of the decode and the resize to the largest size, the largest decoded
+    buffer (what the memory figures pay), bytes and SSIM of the encodes against the pipeline's
+    reference; photos that the rules decode alike are left out."""
+    from images.quality import LumaStats, ssim  # here: numpy, SSIM only
+
+    largest = PRESET.largest
+    wide = pipeline.Preset(sizes=(2 * largest,))  # draft() to cover twice the size
+    rules = {
+        "covers the size (the pipeline)": (PRESET, pipeline.REDUCING_GAP),
+        "leaves >= 2x (libvips), LANCZOS": (wide, pipeline.REDUCING_GAP),
+        "leaves >= 2x, reduce() first": (wide, 1.0),
+    }
+    rows = {label: {"cpu": 0.0, "mb": 0.0} for label in rules}
+    counted = 0
+    for path in paths:
+        data = path.read_bytes()
+        decoded = {label: pipeline._decode(data, rule[0]) for label, rule in rules.items()}
+        sizes = {label: d.image.size for label, d in decoded.items() if d.image is not None}
+        if len(set(sizes.values())) == 1:
+            continue  # both rules decode this photo at the same scale
+        counted += 1
+        full = pipeline.Preset(sizes=(10**6,), measure_ssim=True)
+        reference = pipeline._reference_source(data, pipeline._decode(data, full), full)
+        info = next(iter(decoded.values())).info
+        target = pipeline._fit(info.width, info.height, largest)
+        stored = (target[1], target[0]) if info.orientation >= 5 else target
+        stats = LumaStats(pipeline._luma(pipeline._resize(reference, stored, gap=None)))
+        for label, (preset, gap) in rules.items():
+            make = functools.partial(_decode_resized, data, preset, gap, stored)
+            seconds, image = _timed(make)
+            image = pipeline._to_srgb(image, decoded[label].profile, [])
+            row = rows[label]
+            row["cpu"] += seconds
+            width, height = sizes[label]
+            row["mb"] = max(row["mb"], width * height * 4 / 2**20)  # RGB: 4 bytes a pixel
+            for fmt in PRESET.formats:
+                payload = pipeline._encode(image, fmt, PRESET, b"")
+                with Image.open(io.BytesIO(payload)) as encoded:
+                    score = ssim(stats, pipeline._luma(encoded))
+                row[f"{fmt} bytes"] = row.get(f"{fmt} bytes", 0) + len(payload)
+                row[f"{fmt} ssim"] = row.get(f"{fmt} ssim", 0.0) + score
+        del decoded, reference, stats
+    if not counted:
+        return
+    base = rows[next(iter(rules))]
+    print(
+        f"\nDCT scaling of the decode, on the {counted} JPEGs where the rules differ, at "
+        f"{largest} px (CPU: decode and resize, best of 2):"
+    )
+    print(
+        f"{'':34}{'CPU s':>7}{'decoded MB':>12}"
+        f"{'jpeg bytes':>12}{'SSIM':>8}{'webp bytes':>12}{'SSIM':>8}"
+    )
+    for label, row in rows.items():
+        cells = _encode_cells(row, base, counted)
+        print(f"{label:34}{row['cpu']:>7.2f}{row['mb']:>12.0f}{cells}")
 
 
 def stages(paths: list[Path]) -> None:
@@ -649,16 +772,33 @@ def stages(paths: list[Path]) -> None:
 
     pyvips.cache_set_max(0)
     sizes = sorted(set(PRESET.sizes), reverse=True)
-    cpu: dict[str, float] = {}
+    cpu: dict[str, float] = {"pipeline: decode": 0.0}  # the stages in the order they run
+    for index, box in enumerate(sizes):
+        cpu[f"pipeline: resize to {box}"] = 0.0
+        if index == 0:
+            cpu["pipeline: colour + rotate"] = 0.0
+        cpu.update({f"pipeline: {fmt} {box}": 0.0 for fmt in PRESET.formats})
+    cpu["pyvips: decode + resize + colour + rotate"] = 0.0
+    for index, box in enumerate(sizes):
+        if index:
+            cpu[f"pyvips: resize to {box}"] = 0.0
+        cpu.update({f"pyvips: {fmt} {box}": 0.0 for fmt in PRESET.formats})
+
+    by_kind: dict[str, dict[str, float]] = {}  # kind of file -> column -> CPU seconds
+    kind = ""
 
     def clock(label: str, fn):
         started = time.process_time()
         value = fn()
-        cpu[label] = cpu.get(label, 0.0) + time.process_time() - started
+        seconds = time.process_time() - started
+        cpu[label] = cpu.get(label, 0.0) + seconds
+        columns = by_kind.setdefault(kind, dict.fromkeys(STAGE_COLUMNS, 0.0))
+        columns[_stage_column(label)] += seconds
         return value
 
     for path in paths:
         data = path.read_bytes()
+        kind = path.name.split("-")[1] if path.name.count("-") >= 2 else path.suffix[1:]
         decoded = clock("pipeline: decode", functools.partial(pipeline._decode, data, PRESET))
         info, image = decoded.info, decoded.image
         assert image is not None
@@ -713,6 +853,34 @@ def stages(paths: list[Path]) -> None:
         print(f"  {label:44}{seconds:>8.2f}{share:>7.0%}")
     print("  " + ", ".join(f"{who} {total:.2f} s" for who, total in totals.items())
           + f"; pyvips / pipeline CPU {totals['pyvips'] / totals['pipeline']:.2f}")  # fmt: skip
+    print("\nThe same by kind of file (pyvips's decode and first resize are one figure):")
+    print(f"  {'':12}{'photos':>7}" + "".join(f"{column:>20}" for column in STAGE_COLUMNS))
+    counts = {k: sum(1 for p in paths if p.name.split("-")[1:2] == [k]) for k in by_kind}
+    for name, columns in [*by_kind.items(), ("all", _column_totals(by_kind))]:
+        count = counts.get(name) or len(paths)
+        print(f"  {name:12}{count:>7}" + "".join(f"{v:>20.2f}" for v in columns.values()))
+
+
+STAGE_COLUMNS = (
+    "ours decode",
+    "ours resizes",
+    "ours encodes",
+    "pyvips dec+resizes",
+    "pyvips encodes",
+)
+
+
+def _stage_column(label: str) -> str:
+    who, stage = label.split(": ", 1)
+    if stage.startswith(("jpeg", "webp")):
+        return f"{'ours' if who == 'pipeline' else 'pyvips'} encodes"
+    if who == "pyvips":
+        return "pyvips dec+resizes"
+    return "ours decode" if stage == "decode" else "ours resizes"  # colour + rotate included
+
+
+def _column_totals(by_kind: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {c: sum(columns[c] for columns in by_kind.values()) for c in STAGE_COLUMNS}
 
 
 def _finished(make):
@@ -760,7 +928,9 @@ def main() -> int:
         stages(paths)
         return 0
     if args.filters:
-        filters([p for p in paths if p.suffix == ".jpg"][:8])
+        jpegs = [p for p in paths if p.suffix == ".jpg"]
+        filters(jpegs[:8])
+        decode_scales([p for p in jpegs if _megapixels(p) >= 10])
         return 0
     total_mp = 0.0
     for path in corpus:
@@ -803,6 +973,36 @@ def main() -> int:
     for (mode, workers), stats in table.items():
         if workers == worker_counts[0]:
             print(f"Peak of {mode}: {stats['peak_mb']:.0f} MB, {Path(stats['peak_of']).name}")
+    ours = table.get(("pipeline", worker_counts[0]))
+    if ours is not None:
+        worst = Path(ours["peak_of"])
+        coefficients = _coefficient_mb(worst)
+        print(
+            f"  the pipeline's worst image: the worker held {ours['peak_held']:.0f} MB before it; "
+            f"alone in a new process it peaks at {alone('pipeline', worst):.0f} MB"
+            + (
+                f", of which libjpeg's DCT coefficients (progressive) are {coefficients:.0f} MB"
+                if coefficients
+                else ""
+            )
+        )
+    ours_q, vips_q = table.get(("pipeline+ssim", 1)), table.get(("pyvips+ssim", 1))
+    if ours_q is not None and vips_q is not None:
+        print("\nSSIM by size (the checks below take the mean over the sizes):")
+        keys = sorted(ours_q["ssim_by_size"], key=lambda k: (-int(k.split()[1]), k))
+        for key in keys:
+            ours_s, vips_s = ours_q["ssim_by_size"][key], vips_q["ssim_by_size"].get(key)
+            if vips_s is not None:
+                gap = ours_s - vips_s
+                print(f"  {key:10} pipeline {ours_s:.4f}  pyvips {vips_s:.4f}  {gap:+.4f}")
+    for workers in worker_counts:
+        if ("floor", workers) in table and ("pyvips", workers) in table:
+            ceiling = table["floor", workers]["per_core"] / table["pyvips", workers]["per_core"]
+            print(
+                f"Ceiling ({workers} w): the floor (the pipeline's decode and the same encodes, "
+                f"nothing else) is {ceiling:.2f}x pyvips per core: the most the pipeline could "
+                "reach were its resizes, colour conversion and rotation free."
+            )
     print(f"\nA spawned worker with nothing done yet: {idle:.0f} MB.")
     print("100 MP JPEG alone in a new process: " + ", ".join(
         f"{mode} {mb:.0f} MB" for mode, mb in huge_rss.items()))  # fmt: skip

@@ -12,9 +12,12 @@ What happens to an upload, in order:
 2. One decode. A JPEG is decoded with DCT scaling (``Image.draft``) straight to the smallest size
    that still covers the largest variant, with the EXIF orientation taken into account (a
    90-degree rotated photo is stored sideways, so its target box is swapped). Decoding straight
-   to the target rather than to twice it (as ``Image.thumbnail`` does) costs about 0.002 SSIM,
-   measured, against about 0.04 for the encoders, and needs a quarter of the memory. Truncated
-   data fails: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False.
+   to the target rather than leaving a factor of 2 for the resize (as libvips and
+   ``Image.thumbnail`` do) needs a quarter of the memory and 23-48 % less CPU for the decode
+   and first resize, and costs SSIM at the largest size: about 0.008 on JPEGs of 10 MP or more,
+   0.003 on the benchmark's corpus, 0.001 on its mean over the sizes (``bench/images.py
+   --filters``), against about 0.04 for the encoders. Truncated data fails:
+   ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False.
 3. Mode: 16-bit becomes 8-bit (scaled, not clipped; in Pillow, no numpy: numpy is imported
    only to measure SSIM), palettes and bit-maps become RGB(A), and an
    alpha channel that is fully opaque is dropped.
@@ -38,7 +41,7 @@ What happens to an upload, in order:
    ``images.quality``). A PNG's reference comes from the one decode. A DCT-scaled JPEG needs a
    second, full-resolution decode (luminance only when no colour conversion is needed), made
    after the cascade has been released: it costs more time than the optimization itself and a
-   full-size buffer (a 370 MB peak for 100 MP, against 93 MB without), which is why it is off
+   full-size buffer (a 358 MB peak for 100 MP, against 84 MB without), which is why it is off
    by default. The benchmark and the tests turn it on: that is where the settings are proven.
 
 Decisions worth knowing:
