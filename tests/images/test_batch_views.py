@@ -8,6 +8,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from images.models import Batch, ImageStatus, Variant
+from images.pipeline import ACCEPTED_FORMATS
 from images.services import batch_create, image_claim, image_process
 from portal.formatting import human_bytes
 from portal.models import AuditEntry
@@ -102,6 +103,14 @@ def test_upload_page_has_labelled_fields_and_its_script(image_staff, preset):
     assert 'hx-encoding="multipart/form-data"' in html and "<progress" in html
     assert '<script src="/static/images/upload.js" defer></script>' in html
     assert "<script>" not in html and "style=" not in html and "hx-on" not in html
+
+
+def test_upload_page_names_every_format_the_pipeline_accepts(image_staff, preset):
+    """It said "JPEG or PNG" while GIF, WebP and AVIF were accepted (found uploading a WebP)."""
+    html = client_for(image_staff).get(reverse("images:batch_new")).content.decode()
+    intro = html[html.index("straight from the camera") :][:200]
+    for name in ACCEPTED_FORMATS:
+        assert {"WEBP": "WebP"}.get(name, name) in intro
 
 
 def test_upload_through_htmx_moves_the_browser_to_the_batch(image_staff, preset, htmx):
