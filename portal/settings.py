@@ -73,7 +73,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.middleware.RefuseNulParametersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "portal.middleware.CSPMiddleware",
     "portal.middleware.RequestContextMiddleware",
     "portal.metrics.RequestMetricsMiddleware",
     # Last, as django-axes asks: it turns a login that locked its user out into the lockout page.
