@@ -1,11 +1,14 @@
-"""Heavy parts of pages (Today's history, the health tiles' uptimes and sparklines) computed
-once per change and shared by every request until the next one.
+"""Heavy parts of pages computed or rendered once per change and shared by every request
+until the next one; the cache is Django's (Redis with REDIS_URL, files under var/ otherwise),
+and each helper computes without it when it is down.
 
-A part belongs to a *topic* ("checklists", "health") whose generation the services that
-change it bump (``topic_changed``); the part's key holds the generation, so the next request
-after a change computes it again. Each part also expires after ``seconds`` (what changes with
-the clock alone: a run becoming overdue, "the last hour"). The cache is Django's: Redis when
-REDIS_URL is set, files under var/ otherwise.
+- ``cached_part``: one value per *topic* generation ("checklists": Today's history table). The
+  services that change the topic bump it (``topic_changed``); each part also expires after
+  ``seconds`` (what changes with the clock alone).
+- ``cached_each``: one value per row, keyed by what it was computed from (a health tile's
+  uptimes and sparkline, by its service's last check): a change to one row costs one value.
+- ``render_each``: a template's HTML per context, keyed by a digest of the template and the
+  context (the health tiles): nothing to invalidate.
 """
 
 import contextlib

@@ -1,4 +1,7 @@
-"""A tile turns critical within one refresh after its target starts failing, and says so."""
+"""A tile turns critical within one refresh after its target starts failing, and says so; the
+age of its last check counts up between refreshes and after them."""
+
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -30,6 +33,11 @@ def test_tile_turns_critical_within_one_refresh(new_page, operator, settings):
         tile = page.locator("#tile-public-api")
         expect(tile).to_have_attribute("data-state", "ok")
         expect(tile).to_contain_text("HTTP 200")
+        # The server sends the moment; the page shows it as an age that counts up.
+        age = tile.locator(".tile-figures time")
+        expect(age).to_have_text(re.compile(r"^\d+ s ago$"))
+        first = int(age.inner_text().split()[0])
+        expect(age).not_to_have_text(f"{first} s ago", timeout=3_000)
 
         target.mode = "error"
         service.refresh_from_db()
@@ -40,4 +48,5 @@ def test_tile_turns_critical_within_one_refresh(new_page, operator, settings):
         expect(tile).to_contain_text("HTTP 500, expected 200")
         expect(tile).to_have_class("tile state-critical changed")
         expect(page.locator("#health-announcer")).to_have_text("Public API is now critical.")
+        expect(age).to_have_text(re.compile(r"^\d+ s ago$"))  # the swapped tile counts too
         page.screenshot(path="var/test-health.png", full_page=True)
